@@ -1,0 +1,69 @@
+"""Assemble the ``detpipe`` CLI and map library errors to exit codes in one place.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed namespace). Heavy imports (torch, ultralytics) happen
+inside those functions, so ``detpipe --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from detpipe import __version__
+from detpipe.errors import DetpipeError, ValidationFailed
+
+# Subcommand modules under detpipe.cli, in the order `--help` lists them.
+SUBCOMMANDS = ("data", "subsets")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The full parser (tests parse arguments with it, without a subprocess)."""
+    parser = argparse.ArgumentParser(
+        prog="detpipe",
+        description="YOLO detectors from a COCO-format dataset to an engine on a Jetson: "
+        "data tooling, subsets, training, evaluation, export, benchmarking and pipelines.",
+        epilog="Run 'detpipe COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"detpipe {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"detpipe.cli.{name}").register(sub)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:  # third-party chatter only when asked for
+        for noisy in ("matplotlib", "PIL", "urllib3", "botocore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``detpipe`` console script; returns the exit code."""
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationFailed as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(f"detpipe {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except DetpipeError as e:
+        print(f"detpipe {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"detpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset tooling: COCO loading/validation, synthetic data, COCO -> YOLO conversion."""

@@ -1,0 +1,59 @@
+"""One exception hierarchy for detpipe.
+
+Each class knows the exit code the CLI returns for it and the HTTP status the server
+answers with; the CLI (``detpipe.cli.main``) and the server map them in one place each.
+
+    >>> raise InvalidInput("annotations.json: not valid JSON (line 3, column 7)")
+"""
+
+from __future__ import annotations
+
+
+class DetpipeError(Exception):
+    """Base class: a known failure with a one-line, user-facing reason."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+
+class InvalidInput(DetpipeError):
+    """The caller gave something unusable: a bad file, flag value or request body."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class NotFound(DetpipeError):
+    """A file, object, model or release that should exist does not."""
+
+    exit_code = 2
+    http_status = 404
+
+
+class ValidationFailed(InvalidInput):
+    """An input file has one or more problems; ``problems`` lists every one of them."""
+
+    def __init__(self, summary: str, problems: list[str]) -> None:
+        super().__init__(summary)
+        self.problems = problems
+
+
+class Unavailable(DetpipeError):
+    """An optional capability (GPU, TensorRT, a cluster) is not present here."""
+
+    exit_code = 3
+    http_status = 503
+
+
+class GateFailed(DetpipeError):
+    """A quality gate (e.g. the export accuracy gate) rejected an artifact."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class StoreError(DetpipeError):
+    """The artifact store failed: bad credentials, missing bucket, broken transfer."""
+
+    exit_code = 5
+    http_status = 502

@@ -1,0 +1,113 @@
+"""Atomic file output and hashing.
+
+Every file detpipe writes goes through here, so a failed command never leaves a
+half-written file or directory behind::
+
+    with atomic_dir(out) as tmp:          # build everything in a sibling temp dir
+        write_json(tmp / "summary.json", summary)
+    # -> renamed to `out` only when the block finishes without an exception
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from detpipe.errors import InvalidInput
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON atomically (keys kept in insertion order)."""
+    return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a missing or malformed file raises :class:`InvalidInput`."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise InvalidInput(f"{path}: not valid JSON{where}") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Build a directory in a temp sibling and move it to ``path`` on success.
+
+    On an exception the temp directory is removed and ``path`` is left as it was.
+    With ``overwrite`` an existing ``path`` is replaced only after the new one is complete.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InvalidInput(f"{path}: already exists")
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(f"{path}: exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
