@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--annotations", required=True, type=existing_file, help="train COCO instances_*.json")
     p.add_argument("--images-dir", required=True, type=existing_dir, help="directory of the train images")
-    p.add_argument("--val-annotations", type=existing_file, default=None, help="val COCO json (default: none)")
+    p.add_argument("--val-annotations", type=existing_file, default=None, help="val COCO json")
     p.add_argument("--val-images-dir", type=existing_dir, default=None, help="directory of the val images")
     p.add_argument("--subsets", type=existing_dir, default=None, help="a 'detpipe subsets' output dir")
     p.add_argument("--out", required=True, help="output dataset root (replaced atomically)")

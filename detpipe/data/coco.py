@@ -223,7 +223,9 @@ def _check_annotations(
             problems.append(f"{where}: 'area' must be a non-negative number, got {a['area']!r}")
 
 
-def _check_files(images: dict[int, tuple[str, float, float]], images_dir: Path, path: Path, problems: list[str]) -> None:
+def _check_files(
+    images: dict[int, tuple[str, float, float]], images_dir: Path, path: Path, problems: list[str]
+) -> None:
     if not images_dir.is_dir():
         problems.append(f"{path}: images dir {images_dir} does not exist")
         return
@@ -267,4 +269,3 @@ def _lookup(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Position of each of ``values`` in ``keys`` (all values are known to be present)."""
     order = np.argsort(keys, kind="stable")
     return order[np.searchsorted(keys, values, sorter=order)]
-
