@@ -1,0 +1,68 @@
+"""Atomic writes: complete files or nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detpipe.errors import InvalidInput
+from detpipe.io import atomic_dir, read_json, sha256_file, write_json, write_text
+
+
+def test_write_json_roundtrip_and_no_temp_left(tmp_path):
+    path = write_json(tmp_path / "a" / "b.json", {"x": [1, 2]})
+    assert read_json(path) == {"x": [1, 2]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["b.json"]
+
+
+def test_write_replaces_existing_file(tmp_path):
+    target = tmp_path / "t.txt"
+    write_text(target, "old")
+    write_text(target, "new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir_success_replaces_old(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("stale")
+    with atomic_dir(out) as tmp:
+        (tmp / "fresh.txt").write_text("fresh")
+        assert not (out / "fresh.txt").exists()  # invisible until the block ends
+    assert sorted(p.name for p in out.iterdir()) == ["fresh.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_dir_failure_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_failure_keeps_previous_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep")
+    with pytest.raises(RuntimeError), atomic_dir(out):
+        raise RuntimeError("boom")
+    assert (out / "keep.txt").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_read_json_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,\n  oops}')
+    with pytest.raises(InvalidInput, match=r"bad.json: not valid JSON \(line 2, column 3\)"):
+        read_json(bad)
+    with pytest.raises(InvalidInput, match="no such file"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc")
+    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert json.loads(json.dumps(sha256_file(p)))  # plain str
