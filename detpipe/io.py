@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from detpipe.errors import InvalidInput
 
@@ -48,6 +48,33 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """Stream bytes into ``path`` atomically (for data too large to hold in memory).
+
+    The file appears at ``path`` complete, fsynced, only when the block finishes without an
+    exception; otherwise the temp file is removed and ``path`` is left as it was::
+
+        with atomic_writer(dest) as f:
+            for chunk in response.stream(1 << 20):
+                f.write(chunk)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.io import atomic_dir, read_json, sha256_file, write_json, write_text
+from detpipe.io import atomic_dir, atomic_writer, read_json, sha256_file, write_json, write_text
 
 
 def test_write_json_roundtrip_and_no_temp_left(tmp_path):
@@ -66,3 +66,17 @@ def test_sha256_file(tmp_path):
     p.write_bytes(b"abc")
     assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert json.loads(json.dumps(sha256_file(p)))  # plain str
+
+
+def test_atomic_writer_streams_or_leaves_nothing(tmp_path):
+    target = tmp_path / "big.bin"
+    with atomic_writer(target) as f:
+        f.write(b"a" * 10)
+        f.write(b"b")
+        assert not target.exists()  # invisible until the block ends
+    assert target.read_bytes() == b"a" * 10 + b"b"
+    with pytest.raises(RuntimeError), atomic_writer(target) as f:
+        f.write(b"half")
+        raise RuntimeError("boom")
+    assert target.read_bytes() == b"a" * 10 + b"b"  # old content kept
+    assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]  # no temp file left

@@ -1,0 +1,115 @@
+"""``detpipe report``: the data-scaling report over a sweep of training runs.
+
+Usage::
+
+    detpipe report --runs runs/sweep --out runs/report --target 0.4
+    detpipe report --table results.csv --out runs/report --full-images 118287 --fit-min-fraction 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from detpipe.cli.options import positive_int
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``report`` subcommand."""
+    p = sub.add_parser(
+        "report",
+        help="data-scaling report: mAP vs training-set size, retention, cliff, power-law fit",
+        description="Summarize a sweep of models trained on shrinking training-set fractions. "
+        "Input: a directory searched recursively for train_summary.json files (keys: model, "
+        "fraction in percent or a train2017_<pct>_<strategy> subset name, best_map5095; "
+        "optional best_map50, best_epoch, last_epoch, seed, strategy), or a CSV table with the "
+        "header model,fraction,best_map5095 and optionally best_map50,best_epoch,last_epoch,seed,"
+        "strategy (fraction in percent, mAP in [0, 1], '#' lines are comments). Several seeds per "
+        "(model, fraction) are averaged. Output (replaced atomically): report.json, report.md and "
+        "PNGs with the best-mAP50-95 table (models x fractions), retention (% of the 100 % "
+        "score), the cliff (adjacent fractions with the largest mAP drop, and their ratio), runs "
+        "that peaked in their last epochs, and a fit mAP(N) = a - b*N^-alpha per model (N = "
+        "fraction in percent) with the N needed to reach --target. Bad input: exit 2, nothing "
+        "written.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--runs", type=Path, metavar="DIR", help="directory of training runs (train_summary.json, recursive)"
+    )
+    src.add_argument(
+        "--table", type=Path, metavar="CSV", help="model,fraction,best_map5095[,best_epoch,last_epoch,...]"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="output directory (replaced atomically)"
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        default=0.4,
+        metavar="MAP",
+        help="mAP50-95 to predict the data needed for (default: 0.4)",
+    )
+    p.add_argument(
+        "--late-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="flag runs whose best epoch is in this last share of their epochs (default: 0.1)",
+    )
+    p.add_argument(
+        "--full-images",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="images in the 100%% set (COCO train2017: 118287) to also give the data needed in images",
+    )
+    p.add_argument(
+        "--fit-min-fraction",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="fit the power law only to fractions >= this percent (e.g. 5: above the cliff; default: all)",
+    )
+    p.add_argument(
+        "--strategy",
+        default=None,
+        metavar="NAME",
+        help="use only runs on subsets of this strategy (p, random, topn)",
+    )
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from detpipe.report.build import ReportConfig, write_report
+    from detpipe.report.render import format_percent
+
+    config = ReportConfig(
+        out=args.out,
+        runs=args.runs,
+        table=args.table,
+        target=args.target,
+        late_fraction=args.late_fraction,
+        full_images=args.full_images,
+        strategy=args.strategy,
+        fit_min_fraction=args.fit_min_fraction,
+    )
+    report = write_report(config)
+    for name, model in report["models"].items():
+        cliff, fit = model["cliff"], model["fit"]
+        if cliff is None:
+            step = "no cliff"
+        else:
+            ratio = "n/a" if cliff["ratio"] is None else f"{cliff['ratio']:.3f}"
+            step = f"cliff {cliff['from']} % -> {cliff['to']} % (ratio {ratio})"
+        if fit["status"] != "ok":
+            need = fit["status"]
+        elif fit["target"]["status"] == "reachable":
+            need = f"mAP {config.target:g} at {format_percent(fit['target']['fraction'])} %"
+        else:
+            need = f"mAP {config.target:g} not reachable"
+        print(f"{name}: {step}; {need}")
+    print(config.out / "report.md")
+    return 0

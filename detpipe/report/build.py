@@ -1,0 +1,258 @@
+"""Build the data-scaling report: collect runs, analyze, fit, write JSON + markdown + PNGs.
+
+Usage::
+
+    from detpipe.report.build import ReportConfig, write_report
+
+    report = write_report(ReportConfig(out=Path("runs/report"), runs=Path("runs/sweep"), target=0.4))
+    report["models"]["yolo12n"]["cliff"]    # {"from": 5, "to": 2.5, "ratio": 0.51, ...}
+
+The output directory (replaced atomically, nothing written on bad input) holds
+``report.json``, ``report.md``, ``map_vs_size.png``, ``retention_vs_size.png`` and ``cliff.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detpipe.errors import InvalidInput
+from detpipe.io import atomic_dir, write_json, write_text
+from detpipe.report.analysis import Cell, ModelAnalysis, analyze_model, order_models
+from detpipe.report.collect import fraction_key, group_runs, load_runs, load_table, select_strategy
+from detpipe.report.fit import FitResult, fit_power_law
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "detpipe.report/v1"
+FIT_N = "training-set fraction in percent (100 = the full set)"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What to report on and how.
+
+    Attributes:
+        out: Output directory (replaced atomically).
+        runs: Directory searched recursively for ``train_summary.json``; exclusive with ``table``.
+        table: CSV table ``model,fraction,best_map5095[,...]``; exclusive with ``runs``.
+        target: mAP50-95 for which the fit predicts the data needed, in (0, 1).
+        late_fraction: A best epoch in this last share of the epochs is flagged as a late peak.
+        full_images: Images in the 100 % set (COCO train2017: 118287), to express N as images.
+        strategy: Keep only runs on subsets of this strategy (``p``, ``random``, ``topn``).
+        fit_min_fraction: Fit the power law only to fractions >= this (percent), e.g. the
+            upper end of the cliff, where a single power law describes the data; None: all.
+    """
+
+    out: Path
+    runs: Path | None = None
+    table: Path | None = None
+    target: float = 0.4
+    late_fraction: float = 0.1
+    full_images: int | None = None
+    strategy: str | None = None
+    fit_min_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.runs is None) == (self.table is None):
+            raise InvalidInput("give exactly one of --runs DIR or --table CSV")
+        if not (math.isfinite(self.target) and 0.0 < self.target < 1.0):
+            raise InvalidInput(f"--target must be an mAP50-95 in (0, 1), got {self.target:g}")
+        if not (math.isfinite(self.late_fraction) and 0.0 < self.late_fraction < 1.0):
+            raise InvalidInput(f"--late-fraction must be in (0, 1), got {self.late_fraction:g}")
+        if self.fit_min_fraction is not None and not (
+            math.isfinite(self.fit_min_fraction) and 0.0 < self.fit_min_fraction <= 100.0
+        ):
+            raise InvalidInput(f"--fit-min-fraction must be in (0, 100], got {self.fit_min_fraction:g}")
+        if self.full_images is not None and self.full_images < 1:
+            raise InvalidInput(f"--full-images must be >= 1, got {self.full_images}")
+
+
+def _num(x: float) -> int | float:
+    """A fraction as a JSON number written minimally: 5.0 -> 5, 2.5 -> 2.5."""
+    return int(x) if float(x).is_integer() else float(fraction_key(x))
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def _target_json(fitted: list[Cell], result: FitResult, config: ReportConfig) -> dict[str, Any]:
+    fit = result.fit
+    assert fit is not None
+    needed = fit.required_n(config.target)
+    if needed is None:
+        return {
+            "map": config.target,
+            "status": "not reachable",
+            "reason": f"target {config.target:g} >= asymptote a = {fit.a:.4f}",
+        }
+    lo, hi = fitted[0].fraction, fitted[-1].fraction
+    return {
+        "map": config.target,
+        "status": "reachable",
+        "fraction": _r(needed),
+        "images": math.ceil(needed / 100.0 * config.full_images) if config.full_images else None,
+        "extrapolated": not lo <= needed <= hi,
+        "beyond_full_set": needed > 100.0,
+    }
+
+
+def _fit_json(fitted: list[Cell], result: FitResult, config: ReportConfig) -> dict[str, Any]:
+    if result.fit is None:
+        return {"status": result.status, "reason": result.reason, "min_fraction": config.fit_min_fraction}
+    fit = result.fit
+    return {
+        "status": "ok",
+        "n": FIT_N,
+        "a": _r(fit.a),
+        "b": _r(fit.b),
+        "alpha": _r(fit.alpha),
+        "rmse": _r(fit.rmse),
+        "r2": _r(fit.r2),
+        "points": fit.points,
+        "min_fraction": config.fit_min_fraction,
+        "at_bound": list(fit.at_bound),
+        "target": _target_json(fitted, result, config),
+    }
+
+
+def fitted_cells(model: ModelAnalysis, config: ReportConfig) -> list[Cell]:
+    """The cells the power law is fitted to (all, or those at >= ``fit_min_fraction``)."""
+    low = config.fit_min_fraction
+    return [c for c in model.cells if low is None or c.fraction >= low]
+
+
+def model_json(model: ModelAnalysis, result: FitResult, config: ReportConfig) -> dict[str, Any]:
+    """The ``models.<model>`` entry of report.json."""
+    cliff = model.cliff
+    stability: dict[str, list[dict[str, Any]]] = {}
+    for s in model.stability:
+        stability.setdefault(fraction_key(s.run.fraction), []).append(
+            {
+                "seed": s.run.seed,
+                "best_epoch": s.run.best_epoch,
+                "last_epoch": s.run.last_epoch,
+                "position": _r(s.position),
+                "late_peak": s.late,
+            }
+        )
+    return {
+        "best_map5095": {
+            c.key: {
+                "mean": _r(c.mean),
+                "std": _r(c.std),
+                "n": len(c.runs),
+                "seeds": [r.seed for r in c.runs if r.seed is not None],
+            }
+            for c in model.cells
+        },
+        "best_map50": {c.key: _r(c.map50) for c in model.cells if c.map50 is not None},
+        "retention": {k: _r(v) for k, v in model.retention.items()},
+        "retention_reference": None
+        if model.reference is None
+        else {"fraction": _num(model.reference.fraction), "full": model.reference_is_full},
+        "cliff": None
+        if cliff is None
+        else {
+            "from": _num(cliff.upper.fraction),
+            "to": _num(cliff.lower.fraction),
+            "ratio": _r(cliff.ratio),
+            "drop": _r(cliff.drop),
+            "upper_map": _r(cliff.upper.mean),
+            "lower_map": _r(cliff.lower.mean),
+        },
+        "steps": [
+            {
+                "from": _num(s.upper.fraction),
+                "to": _num(s.lower.fraction),
+                "drop": _r(s.drop),
+                "ratio": _r(s.ratio),
+            }
+            for s in model.steps
+        ],
+        "stability": stability,
+        "fit": _fit_json(fitted_cells(model, config), result, config),
+    }
+
+
+def build_report(config: ReportConfig) -> dict[str, Any]:
+    """Collect and analyze the runs; returns the report.json content (writes nothing).
+
+    Raises:
+        InvalidInput: Bad or inconsistent input (see :mod:`detpipe.report.collect`).
+    """
+    if config.runs is not None:
+        runs, source = load_runs(config.runs), {"kind": "runs", "path": str(config.runs)}
+    else:
+        assert config.table is not None
+        runs, source = load_table(config.table), {"kind": "table", "path": str(config.table)}
+    runs = select_strategy(runs, config.strategy)
+    groups = group_runs(runs)
+    strategies = sorted({r.strategy for r in runs if r.strategy is not None})
+    source.update(runs=len(runs), strategy=strategies[0] if strategies else None)
+
+    models: dict[str, Any] = {}
+    notes: list[str] = []
+    late_peaks: list[dict[str, Any]] = []
+    for name in order_models(m for m, _ in groups):
+        analysis = analyze_model(name, groups, config.late_fraction)
+        fitted = fitted_cells(analysis, config)
+        result = fit_power_law([c.fraction for c in fitted], [c.mean for c in fitted])
+        if result.fit is None:
+            notes.append(f"{name}: power-law fit {result.status} ({result.reason})")
+        elif result.fit.at_bound:
+            notes.append(
+                f"{name}: fit parameter(s) {', '.join(result.fit.at_bound)} at a bound; "
+                "treat the extrapolation with care"
+            )
+        notes.extend(analysis.notes)
+        models[name] = model_json(analysis, result, config)
+        late_peaks += [
+            {
+                "model": name,
+                "fraction": _num(s.run.fraction),
+                "seed": s.run.seed,
+                "best_epoch": s.run.best_epoch,
+                "last_epoch": s.run.last_epoch,
+            }
+            for s in analysis.stability
+            if s.late
+        ]
+    fractions = sorted({fraction_key(r.fraction) for r in runs}, key=float)
+    return {
+        "schema": SCHEMA,
+        "source": source,
+        "settings": {
+            "target": config.target,
+            "late_fraction": config.late_fraction,
+            "full_images": config.full_images,
+            "fit_n": FIT_N,
+            "fit_min_fraction": config.fit_min_fraction,
+        },
+        "fractions": fractions,
+        "models": models,
+        "late_peaks": late_peaks,
+        "notes": notes,
+    }
+
+
+def write_report(config: ReportConfig) -> dict[str, Any]:
+    """Build the report and write it to ``config.out`` atomically; returns report.json's content.
+
+    Raises:
+        InvalidInput: Bad input; nothing is written then.
+    """
+    report = build_report(config)  # all validation happens before anything is written
+    from detpipe.report.plots import write_plots  # matplotlib only once the input is good
+    from detpipe.report.render import render_markdown
+
+    with atomic_dir(config.out) as tmp:
+        plots = write_plots(report, tmp)
+        write_json(tmp / "report.json", report)
+        write_text(tmp / "report.md", render_markdown(report, plots))
+    log.info("report written to %s", config.out)
+    return report

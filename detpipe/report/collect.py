@@ -1,0 +1,321 @@
+"""Collect training results for the data-scaling report.
+
+Two sources, both giving one :class:`Run` per trained model:
+
+* a directory of training runs: every ``train_summary.json`` below it (found recursively;
+  hidden directories such as in-progress ``.out.tmp`` dirs are skipped);
+* a CSV table with the header ``model,fraction,best_map5095`` and optionally
+  ``best_map50,best_epoch,last_epoch,seed,strategy``; blank lines and lines starting with
+  ``#`` are ignored.
+
+``train_summary.json`` keys read here (written by ``detpipe train``; other keys are ignored):
+
+==============  =====  ========  ============================================================
+key             type   needed    meaning
+==============  =====  ========  ============================================================
+model           str    required  architecture, e.g. ``"yolo12n"`` (``yolo12n.yaml`` or a path
+                                 is reduced to ``yolo12n``)
+fraction        float  optional  training-set fraction in percent, 0 < f <= 100. When absent it
+                                 is parsed from the subset name ``train2017_<pct>_<strategy>``
+                                 found in ``subset``, ``data`` (the data YAML) or the path of
+                                 the summary itself, in that order
+best_map5095    float  required  best validation mAP50-95 of the run, in [0, 1]
+best_map50      float  optional  validation mAP50 (same epoch), in [0, 1]
+best_epoch      int    optional  1-based epoch at which best_map5095 was reached
+last_epoch      int    optional  1-based last epoch trained (< epochs when stopped early)
+seed            int    optional  training seed; several seeds per (model, fraction) are averaged
+strategy        str    optional  subset strategy (``p``, ``random``, ``topn``); else parsed from
+                                 the subset name like ``fraction``
+==============  =====  ========  ============================================================
+
+Usage::
+
+    runs = load_runs(Path("runs/sweep"))      # or load_table(Path("results.csv"))
+    runs = select_strategy(runs, None)        # refuses a mix of subset strategies
+    groups = group_runs(runs)                 # {(model, "5"): [Run, ...]}, duplicates refused
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from detpipe.errors import InvalidInput
+from detpipe.io import read_json
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "train_summary.json"
+REQUIRED_COLUMNS = ("model", "fraction", "best_map5095")
+OPTIONAL_COLUMNS = ("best_map50", "best_epoch", "last_epoch", "seed", "strategy")
+_SUBSET_RE = re.compile(r"train2017_(?P<pct>\d+(?:\.\d+)?)_(?P<strategy>[A-Za-z0-9]+)")
+_MODEL_SUFFIXES = (".yaml", ".yml", ".pt")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run's result.
+
+    Attributes:
+        model: Architecture name, e.g. ``yolo12n``.
+        fraction: Training-set fraction in percent (0 < fraction <= 100).
+        best_map5095: Best validation mAP50-95, in [0, 1].
+        best_map50: Validation mAP50, in [0, 1], when known.
+        best_epoch: 1-based epoch of the best score, when known.
+        last_epoch: 1-based last epoch trained, when known.
+        seed: Training seed, when known.
+        strategy: Subset strategy, when known.
+        source: Where the run came from (``file`` or ``file:line``), for messages.
+    """
+
+    model: str
+    fraction: float
+    best_map5095: float
+    best_map50: float | None = None
+    best_epoch: int | None = None
+    last_epoch: int | None = None
+    seed: int | None = None
+    strategy: str | None = None
+    source: str = ""
+
+
+def fraction_key(fraction: float) -> str:
+    """A fraction in percent written minimally: 0.3125 -> "0.3125", 5.0 -> "5", 100.0 -> "100"."""
+    return format(fraction, ".10g")
+
+
+def parse_subset_name(text: str) -> tuple[float, str] | None:
+    """Find ``train2017_<pct>_<strategy>`` in ``text``; returns (percent, strategy) or None."""
+    match = _SUBSET_RE.search(text)
+    if match is None:
+        return None
+    return float(match["pct"]), match["strategy"]
+
+
+def _model_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{where}: 'model' must be a non-empty string, got {value!r}")
+    name = PurePath(value.strip()).name
+    for suffix in _MODEL_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _number(value: Any, key: str, where: str, text: bool = False) -> float:
+    if text and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidInput(f"{where}: '{key}' is not a number: {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{where}: '{key}' is not a number: {value!r}")
+    if not math.isfinite(value):
+        raise InvalidInput(f"{where}: '{key}' must be finite, got {value}")
+    return float(value)
+
+
+def _integer(value: Any, key: str, where: str, text: bool = False) -> int:
+    number = _number(value, key, where, text)
+    if not number.is_integer():
+        raise InvalidInput(f"{where}: '{key}' must be an integer, got {value!r}")
+    return int(number)
+
+
+def _check_map(value: float, key: str, where: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        hint = " (mAP as a fraction, not percent)" if 1.0 < value <= 100.0 else ""
+        raise InvalidInput(f"{where}: '{key}' = {value:g} is outside [0, 1]{hint}")
+    return value
+
+
+def make_run(record: Mapping[str, Any], where: str, names: Iterable[str] = (), text: bool = False) -> Run:
+    """Validate one record (a summary dict or a CSV row) into a :class:`Run`.
+
+    Args:
+        record: Keys as in the module docstring; ``None`` or ``""`` mean absent.
+        where: ``file`` or ``file:line``, prefixed to every error message.
+        names: Strings searched for a ``train2017_<pct>_<strategy>`` subset name when
+            ``fraction`` or ``strategy`` is absent.
+        text: Values are strings to parse (a CSV row); otherwise numbers must be JSON numbers.
+
+    Returns:
+        The validated run.
+
+    Raises:
+        InvalidInput: A required key is missing or a value is malformed or out of range.
+    """
+
+    def get(key: str) -> Any:
+        value = record.get(key)
+        return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+    if get("model") is None:
+        raise InvalidInput(f"{where}: missing 'model'")
+    model = _model_name(get("model"), where)
+    if get("best_map5095") is None:
+        raise InvalidInput(f"{where}: missing 'best_map5095'")
+    best = _check_map(_number(get("best_map5095"), "best_map5095", where, text), "best_map5095", where)
+    map50 = get("best_map50")
+    if map50 is not None:
+        map50 = _check_map(_number(map50, "best_map50", where, text), "best_map50", where)
+
+    parsed = next((p for p in map(parse_subset_name, names) if p is not None), None)
+    if get("fraction") is not None:
+        fraction = _number(get("fraction"), "fraction", where, text)
+    elif parsed is not None:
+        fraction = parsed[0]
+    else:
+        raise InvalidInput(f"{where}: missing 'fraction' and no train2017_<pct>_<strategy> name to parse")
+    if not 0.0 < fraction <= 100.0:
+        raise InvalidInput(f"{where}: 'fraction' = {fraction:g} must be in (0, 100] (percent)")
+
+    epochs = {}
+    for key in ("best_epoch", "last_epoch"):
+        if get(key) is not None:
+            epochs[key] = _integer(get(key), key, where, text)
+            if epochs[key] < 1:
+                raise InvalidInput(f"{where}: '{key}' = {epochs[key]} must be >= 1 (epochs are 1-based)")
+    if len(epochs) == 2 and epochs["best_epoch"] > epochs["last_epoch"]:
+        raise InvalidInput(
+            f"{where}: best_epoch {epochs['best_epoch']} is after last_epoch {epochs['last_epoch']}"
+        )
+    seed = None if get("seed") is None else _integer(get("seed"), "seed", where, text)
+    strategy = get("strategy")
+    if strategy is not None and not isinstance(strategy, str):
+        raise InvalidInput(f"{where}: 'strategy' must be a string, got {strategy!r}")
+    if strategy is None and parsed is not None:
+        strategy = parsed[1]
+    return Run(
+        model=model,
+        fraction=fraction,
+        best_map5095=best,
+        best_map50=map50,
+        best_epoch=epochs.get("best_epoch"),
+        last_epoch=epochs.get("last_epoch"),
+        seed=seed,
+        strategy=strategy.strip() if strategy else None,
+        source=where,
+    )
+
+
+def load_table(path: Path) -> list[Run]:
+    """Read runs from a CSV table (see the module docstring for the columns).
+
+    Raises:
+        InvalidInput: Unreadable file, missing/unknown/duplicate columns, ragged rows, bad values.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, expected a CSV file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: cannot read CSV table ({e.__class__.__name__})") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in lines if not line.lstrip().startswith("#")]
+    if not lines:
+        raise InvalidInput(f"{path}: empty table (need a header {','.join(REQUIRED_COLUMNS)})")
+    rows = list(csv.reader(line for _, line in lines))
+    header = [name.strip() for name in rows[0]]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InvalidInput(
+            f"{path}: missing column(s) {','.join(missing)} (need {','.join(REQUIRED_COLUMNS)})"
+        )
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        raise InvalidInput(
+            f"{path}: unknown column(s) {','.join(unknown)} (allowed: "
+            f"{','.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})"
+        )
+    if len(set(header)) != len(header):
+        raise InvalidInput(f"{path}: duplicate column names in the header")
+    runs = []
+    for (lineno, _), row in zip(lines[1:], rows[1:], strict=True):
+        where = f"{path}:{lineno}"
+        if len(row) != len(header):
+            raise InvalidInput(f"{where}: expected {len(header)} fields, got {len(row)}")
+        runs.append(make_run(dict(zip(header, row, strict=True)), where, text=True))
+    if not runs:
+        raise InvalidInput(f"{path}: the table has a header but no rows")
+    log.info("%s: %d runs", path, len(runs))
+    return runs
+
+
+def find_summaries(root: Path) -> list[Path]:
+    """Every ``train_summary.json`` under ``root``, sorted, skipping hidden directories."""
+    found = []
+    for path in sorted(Path(root).rglob(SUMMARY_NAME)):
+        if not any(part.startswith(".") for part in path.relative_to(root).parts[:-1]) and path.is_file():
+            found.append(path)
+    return found
+
+
+def load_runs(root: Path) -> list[Run]:
+    """Read one run per ``train_summary.json`` found under ``root``.
+
+    Raises:
+        InvalidInput: ``root`` is not a directory, holds no summaries, or a summary is malformed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidInput(f"{root}: not a directory")
+    paths = find_summaries(root)
+    if not paths:
+        raise InvalidInput(f"{root}: no {SUMMARY_NAME} found (searched recursively)")
+    runs = []
+    for path in paths:
+        summary = read_json(path)
+        if not isinstance(summary, dict):
+            raise InvalidInput(f"{path}: expected a JSON object, got {type(summary).__name__}")
+        names = [summary.get(k) for k in ("subset", "data")] + [path.relative_to(root).as_posix()]
+        runs.append(make_run(summary, str(path), [n for n in names if isinstance(n, str)]))
+    log.info("%s: %d train summaries", root, len(runs))
+    return runs
+
+
+def select_strategy(runs: list[Run], strategy: str | None) -> list[Run]:
+    """Keep the runs of one subset strategy; without one, refuse a mix of strategies.
+
+    Raises:
+        InvalidInput: ``strategy`` matches no run, or runs of several strategies and none chosen.
+    """
+    present = sorted({r.strategy for r in runs if r.strategy is not None})
+    if strategy is not None:
+        kept = [r for r in runs if r.strategy == strategy]
+        if not kept:
+            raise InvalidInput(f"no runs with subset strategy {strategy!r} (present: {present or 'none'})")
+        return kept
+    if len(present) > 1:
+        raise InvalidInput(f"runs mix subset strategies {', '.join(present)}: choose one with --strategy")
+    return runs
+
+
+def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Group runs by (model, fraction key); several runs per group need distinct seeds.
+
+    Raises:
+        InvalidInput: A group has several runs and one lacks a seed or two share one.
+    """
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.model, fraction_key(run.fraction)].append(run)
+    for (model, key), members in groups.items():
+        if len(members) == 1:
+            continue
+        sources = ", ".join(r.source for r in members)
+        if any(r.seed is None for r in members):
+            raise InvalidInput(f"duplicate rows for {model} at {key} % without seeds ({sources})")
+        seeds = [r.seed for r in members]
+        if len(set(seeds)) != len(seeds):
+            raise InvalidInput(f"duplicate seed for {model} at {key} % ({sources})")
+    return dict(groups)

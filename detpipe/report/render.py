@@ -1,0 +1,189 @@
+"""Render report.json's content as a human-readable markdown report.
+
+Usage::
+
+    text = render_markdown(report, ["map_vs_size.png", "retention_vs_size.png", "cliff.png"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from detpipe.report.collect import fraction_key
+
+LATE = "⚠"
+NOT_FULL = "†"
+_PLOT_TITLES = {
+    "map_vs_size.png": "mAP50-95 vs training-set size (fits dashed)",
+    "retention_vs_size.png": "Retention vs training-set size",
+    "cliff.png": "mAP50-95 lost at each adjacent step (cliffs outlined)",
+}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "r") -> list[str]:
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + [f"--{':' if align == 'r' else '-'}"] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def format_percent(x: float) -> str:
+    """A data amount in percent for people: 3 significant digits, no exponent ("1.25", "37,800")."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _frac(x: float | str) -> str:
+    return f"{fraction_key(float(x))} %"
+
+
+def _map_cell(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "—"
+    if cell["std"] is None:
+        return f"{cell['mean']:.3f}"
+    return f"{cell['mean']:.3f} ± {cell['std']:.3f} (n={cell['n']})"
+
+
+def _stability_cell(entries: list[dict[str, Any]] | None) -> str:
+    if not entries:
+        return "—"
+    return ", ".join(
+        f"{e['best_epoch']}/{e['last_epoch']}{' ' + LATE if e['late_peak'] else ''}" for e in entries
+    )
+
+
+def _target_cell(fit: dict[str, Any]) -> str:
+    target = fit["target"]
+    if target["status"] != "reachable":
+        return f"not reachable (a = {fit['a']:.3f} ≤ {target['map']:g})"
+    text = f"{format_percent(target['fraction'])} %"
+    if target["images"] is not None:
+        text += f" ({target['images']:,} images)"
+    if target["beyond_full_set"]:
+        text += ", more than the full set"
+    if target["extrapolated"]:
+        text += " (extrapolated)"
+    return text
+
+
+def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """The markdown report for ``report`` (as built by ``build_report``).
+
+    Args:
+        report: report.json's content.
+        plots: File names of the plots written beside report.md, embedded in order.
+
+    Returns:
+        The markdown text.
+    """
+    models: dict[str, Any] = report["models"]
+    keys: list[str] = report["fractions"]
+    settings, source = report["settings"], report["source"]
+    heads = ["model"] + [_frac(k) for k in keys]
+    strategy = f", subset strategy `{source['strategy']}`" if source["strategy"] else ""
+    out = [
+        "# Data-scaling report",
+        "",
+        f"Source: `{source['path']}` ({source['kind']}, {source['runs']} runs{strategy}). "
+        "Scores are the best validation mAP50-95 of each run; with several seeds, the mean "
+        "± sample standard deviation, and the mean is used everywhere below.",
+        "",
+        "## Best mAP50-95",
+        "",
+    ]
+    out += _table(
+        heads, [[m] + [_map_cell(d["best_map5095"].get(k)) for k in keys] for m, d in models.items()]
+    )
+
+    out += ["", "## Retention (% of the model's 100 % score)", ""]
+    rows = []
+    for m, d in models.items():
+        ref = d["retention_reference"]
+        label = m if ref is None or ref["full"] else f"{m} {NOT_FULL}"
+        rows.append([label] + [f"{d['retention'][k]:.1f}" if k in d["retention"] else "—" for k in keys])
+    out += _table(heads, rows)
+    if any(d["retention_reference"] and not d["retention_reference"]["full"] for d in models.values()):
+        out += ["", f"{NOT_FULL} no 100 % run: relative to the model's largest fraction instead."]
+
+    out += [
+        "",
+        "## Cliff",
+        "",
+        "The adjacent pair of fractions with the largest absolute mAP50-95 drop (the study's "
+        "5 % → 2.5 % step); ratio = lower score / upper score.",
+        "",
+    ]
+    rows = []
+    for m, d in models.items():
+        c = d["cliff"]
+        if c is None:
+            rows.append([m, "—", "—", "—", "—", "—"])
+            continue
+        ratio = "—" if c["ratio"] is None else f"{c['ratio']:.3f}"
+        rows.append(
+            [
+                m,
+                f"{_frac(c['from'])} → {_frac(c['to'])}",
+                f"{c['upper_map']:.3f}",
+                f"{c['lower_map']:.3f}",
+                f"{c['drop']:.3f}",
+                ratio,
+            ]
+        )
+    out += _table(["model", "step", "upper mAP", "lower mAP", "drop", "ratio"], rows)
+
+    out += ["", "## Stability (best epoch / last epoch)", ""]
+    if any(d["stability"] for d in models.values()):
+        out += _table(
+            heads, [[m] + [_stability_cell(d["stability"].get(k)) for k in keys] for m, d in models.items()]
+        )
+        share = f"{100 * settings['late_fraction']:g} %"
+        out += [
+            "",
+            f"{LATE} best epoch in the last {share} of the epochs: the run was still improving "
+            f"and had not converged; {len(report['late_peaks'])} run(s) flagged.",
+        ]
+    else:
+        out.append("No epoch information in the inputs.")
+
+    out += [
+        "",
+        "## Power-law fit",
+        "",
+        "mAP(N) = a − b · N^(−α), N = training-set fraction in percent (100 = the full set); "
+        f"the last column is the N at which the fit reaches mAP50-95 {settings['target']:g}"
+        + (
+            f"; fitted to fractions ≥ {_frac(settings['fit_min_fraction'])} only."
+            if settings["fit_min_fraction"] is not None
+            else "."
+        ),
+        "",
+    ]
+    rows = []
+    for m, d in models.items():
+        f = d["fit"]
+        if f["status"] != "ok":
+            rows.append([m, "—", "—", "—", "—", "—", "—", f"{f['status']} ({f['reason']})"])
+            continue
+        r2 = "—" if f["r2"] is None else f"{f['r2']:.4f}"
+        rows.append(
+            [
+                m,
+                f"{f['a']:.4f}",
+                f"{f['b']:.4f}",
+                f"{f['alpha']:.4f}",
+                f"{f['rmse']:.4f}",
+                r2,
+                str(f["points"]),
+                _target_cell(f),
+            ]
+        )
+    out += _table(["model", "a", "b", "α", "RMSE", "R²", "points", f"N for mAP {settings['target']:g}"], rows)
+
+    if plots:
+        out += ["", "## Plots", ""]
+        out += [f"![{_PLOT_TITLES.get(p, p)}]({p})\n" for p in plots]
+    if report["notes"]:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(out).rstrip() + "\n"
