@@ -80,3 +80,18 @@ def test_atomic_writer_streams_or_leaves_nothing(tmp_path):
         raise RuntimeError("boom")
     assert target.read_bytes() == b"a" * 10 + b"b"  # old content kept
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]  # no temp file left
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        f = write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
