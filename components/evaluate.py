@@ -1,0 +1,47 @@
+"""The evaluation step: pycocotools-exact COCO metrics of the trained model on val2017."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from detpipe.components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate_op(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    imgsz: int = 640,
+    device: str = "cpu",
+) -> None:
+    """Predict on val2017 with ``weights/best.pt`` and evaluate (12 COCO stats, per class, plots).
+
+    The artifact holds ``metrics.json``, ``detections.json``, ``summary.txt`` and the PNGs.
+    """
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from detpipe.data.layout import VAL_SPLIT, coco_paths, yolo_dataset
+    from detpipe.evaluate.stage import EvaluateConfig, run_evaluation
+    from detpipe.ultralytics_env import configure_offline
+
+    start = time.perf_counter()
+    configure_offline()
+    scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
+    (data_yaml,) = yolo_dataset(dataset.path, scratch / "yolo")
+    gt, _ = coco_paths(dataset.path, VAL_SPLIT)
+    cfg = EvaluateConfig(
+        out=Path(evaluation.path),
+        gt=gt,
+        weights=Path(model.path) / "weights" / "best.pt",
+        data=data_yaml,
+        imgsz=imgsz,
+        device=device,
+        progress=False,
+    )
+    result = run_evaluation(cfg)
+    for key in ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large", "ar100"):
+        metrics.log_metric(key, result[key])
+    metrics.log_metric("wall_time_s", round(time.perf_counter() - start, 3))

@@ -1,0 +1,46 @@
+"""The publish step: the run's outputs as a release in MinIO (or the local store)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+from detpipe.components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def publish_op(
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    exported: Input[Model],
+    bench: Input[Artifact],
+    subsets: Input[Dataset],
+    store: str,
+    name: str,
+    version: str,
+    fraction: float = 100.0,
+    strategy: str = "p",
+    force: bool = False,
+) -> str:
+    """Upload ``models/<name>/<version>/...`` with a manifest (hashes, metrics, lineage) written last.
+
+    Returns the release URI. Store credentials come from the environment (on the cluster:
+    the ``detpipe-minio`` Secret), never from parameters.
+    """
+    from pathlib import Path
+
+    from detpipe.data.layout import TRAIN_SPLIT
+    from detpipe.publish import PublishConfig, publish_run
+    from detpipe.subsets.config import list_name
+
+    cfg = PublishConfig(
+        store=store,
+        name=name,
+        version=version,
+        train_dir=Path(model.path),
+        evaluation_dir=Path(evaluation.path),
+        export_dir=Path(exported.path),
+        bench_json=Path(bench.path) / "bench.json",
+        subset_list=Path(subsets.path) / list_name(TRAIN_SPLIT, fraction, strategy),
+        force=force,
+    )
+    uri, _ = publish_run(cfg)
+    return uri

@@ -1,0 +1,45 @@
+"""Where a pipeline runs and with what: one frozen settings object per compile/run.
+
+Locally (``target="local"``) tasks run as subprocesses of Kubeflow's own local runner and
+the Kubernetes settings are left out. On a cluster (``target="cluster"``) every task gets
+the image, MinIO credentials from the ``detpipe-minio`` Secret, the shared ConfigMap, and
+the training/benchmark tasks get GPUs, node selectors, tolerations and a /dev/shm volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from detpipe.components.images import DEFAULT_IMAGE
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Build-time settings of a pipeline (they shape the compiled YAML, not run parameters).
+
+    Attributes:
+        target: ``local`` (kfp.local subprocesses) or ``cluster`` (Kubeflow Pipelines).
+        image: the detpipe image every task runs in.
+        minio_secret: k8s Secret with ``accesskey``/``secretkey`` (never copied into the YAML).
+        config_map: k8s ConfigMap with DETPIPE_S3_ENDPOINT etc.
+        gpus: GPUs for the train/export/bench tasks on the cluster (0: CPU only).
+        gpu_node_selector: node labels the GPU tasks must land on.
+        gpu_tolerations: taint keys the GPU tasks tolerate (effect NoSchedule, operator Exists).
+        shm_size: size of the in-memory /dev/shm volume for dataloader workers.
+        retries: retries of the steps that can fail transiently (store I/O, data).
+        caching: let KFP reuse outputs of identical steps (off for training by design).
+        sweep_parallelism: sweep cells trained at the same time.
+    """
+
+    target: Literal["local", "cluster"] = "local"
+    image: str = DEFAULT_IMAGE
+    minio_secret: str = "detpipe-minio"
+    config_map: str = "detpipe-config"
+    gpus: int = 1
+    gpu_node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    gpu_tolerations: tuple[str, ...] = ("nvidia.com/gpu",)
+    shm_size: str = "8Gi"
+    retries: int = 2
+    caching: bool = True
+    sweep_parallelism: int = 4

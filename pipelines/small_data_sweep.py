@@ -1,0 +1,136 @@
+"""small_data_sweep: the data-scaling study as a pipeline.
+
+    data -> subsets -> ParallelFor(cells: model x fraction x seed) [train -> evaluate -> record]
+         -> report
+
+Each cell records its ``train_summary.json`` and COCO ``metrics.json`` under ``runs`` (a
+store prefix); the report step reads them all. The default grid is the study's: YOLOv12
+n/s/m/l/x on the proportional subsets at every fraction, with three seeds in the
+0.3125-5 % range where run-to-run variance matters most.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kfp import dsl
+
+from detpipe.components.data import data_op
+from detpipe.components.evaluate import evaluate_op
+from detpipe.components.report import report_op
+from detpipe.components.subsets import subsets_op
+from detpipe.components.train import record_op, train_op
+from detpipe.pipelines.settings import PipelineSettings
+from detpipe.pipelines.tasks import configure
+
+STUDY_FRACTIONS = (0.3125, 0.625, 1.25, 2.5, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+STUDY_MODELS = ("yolo12n.yaml", "yolo12s.yaml", "yolo12m.yaml", "yolo12l.yaml", "yolo12x.yaml")
+VARIANCE_MAX_FRACTION = 5.0
+"""Fractions up to this get several seeds (the cliff region); larger ones one."""
+
+
+def sweep_grid(
+    models: Sequence[str] = STUDY_MODELS,
+    fractions: Sequence[float] = STUDY_FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> list[dict[str, Any]]:
+    """The sweep cells: every model x fraction, with all ``seeds`` up to 5 % and the first above."""
+    return [
+        {"arch": m, "fraction": float(f), "seed": s}
+        for m in models
+        for f in fractions
+        for s in (seeds if f <= VARIANCE_MAX_FRACTION else seeds[:1])
+    ]
+
+
+STUDY_GRID = sweep_grid()
+
+
+def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = None) -> Callable[..., Any]:
+    """The ``small_data_sweep`` pipeline function for ``settings``.
+
+    Args:
+        fan_in: put the report step in this pipeline, after the ParallelFor (default: on the
+            cluster only; Kubeflow's local runner cannot run a step that depends on a loop,
+            so ``detpipe pipeline run`` runs the report as a second local pipeline).
+    """
+    fan_in = settings.target == "cluster" if fan_in is None else fan_in
+
+    @dsl.pipeline(
+        name="small-data-sweep",
+        description="Train and evaluate YOLO models on nested COCO subsets (0.3125-100 %) and report "
+        "mAP vs data: retention, the accuracy cliff and a power-law fit.",
+    )
+    def small_data_sweep(
+        runs: str = "s3://detpipe/sweeps/yolo12",
+        cells: list = STUDY_GRID,
+        coco_root: str = "",
+        synth_images: int = 240,
+        synth_imgsz: int = 320,
+        strategy: str = "p",
+        epochs: int = 600,
+        imgsz: int = 640,
+        batch: int = 16,
+        device: str = "auto",
+        workers: int = 8,
+        nproc_per_node: int = 1,
+        target: float = 0.4,
+    ) -> None:
+        data = configure(
+            data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz),
+            settings,
+            retry=True,
+            name="data",
+        )
+        dataset = data.outputs["dataset"]
+        subsets = configure(subsets_op(dataset=dataset), settings, name="subsets")
+        with dsl.ParallelFor(cells, parallelism=settings.sweep_parallelism) as cell:
+            train = configure(
+                train_op(
+                    dataset=dataset,
+                    subsets=subsets.outputs["subsets"],
+                    arch=cell.arch,
+                    fraction=cell.fraction,
+                    strategy=strategy,
+                    epochs=epochs,
+                    imgsz=imgsz,
+                    batch=batch,
+                    seed=cell.seed,
+                    device=device,
+                    workers=workers,
+                    nproc_per_node=nproc_per_node,
+                ),
+                settings,
+                gpu=True,
+                cache=False,
+                name="train",
+            )
+            evaluation = configure(
+                evaluate_op(model=train.outputs["model"], dataset=dataset, imgsz=imgsz, device=device),
+                settings,
+                gpu=True,
+                name="evaluate",
+            )
+            record = configure(
+                record_op(
+                    model=train.outputs["model"], evaluation=evaluation.outputs["evaluation"], runs=runs
+                ),
+                settings,
+                store=True,
+                retry=True,
+                name="record",
+            )
+        if fan_in:
+            report = configure(report_op(runs=runs, target=target), settings, store=True, name="report")
+            report.after(record)
+
+    return small_data_sweep
+
+
+def build_sweep_report(settings: PipelineSettings) -> Callable[..., Any]:
+    """A one-step pipeline running the sweep's report (the local runner's fan-in)."""
+
+    @dsl.pipeline(name="small-data-sweep-report")
+    def sweep_report(runs: str, target: float = 0.4) -> None:
+        configure(report_op(runs=runs, target=target), settings, store=True, name="report")
+
+    return sweep_report

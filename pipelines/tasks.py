@@ -1,0 +1,61 @@
+"""Per-task platform settings, applied in one place for every pipeline.
+
+Locally nothing is added (kfp.local runs subprocesses). On a cluster every task gets the
+detpipe image, the store settings from the ConfigMap and the credentials from the Secret
+(as env references: no value ever lands in the compiled YAML); GPU tasks also get a GPU
+limit, node selector, tolerations and an in-memory /dev/shm.
+"""
+
+from __future__ import annotations
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from detpipe.pipelines.settings import PipelineSettings
+
+STORE_ENV = ("DETPIPE_S3_ENDPOINT", "DETPIPE_S3_SECURE")
+SECRET_ENV = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
+
+
+def configure(
+    task: PipelineTask,
+    settings: PipelineSettings,
+    *,
+    gpu: bool = False,
+    store: bool = False,
+    cache: bool = True,
+    retry: bool = False,
+    name: str | None = None,
+) -> PipelineTask:
+    """Apply ``settings`` to ``task``; returns it for chaining.
+
+    Args:
+        gpu: the task trains or runs models (GPU, node placement, /dev/shm).
+        store: the task talks to the artifact store (Secret + ConfigMap env).
+        cache: allow KFP to reuse a previous identical execution.
+        retry: retry transient failures (``settings.retries`` times, with backoff).
+        name: display name in the KFP UI.
+    """
+    if name:
+        task.set_display_name(name)
+    if settings.target != "cluster":
+        return task
+    task.set_container_image(settings.image)
+    task.set_caching_options(cache and settings.caching)
+    if retry and settings.retries:
+        task.set_retry(num_retries=settings.retries, backoff_duration="30s", backoff_factor=2.0)
+    if store:
+        kubernetes.use_secret_as_env(task, secret_name=settings.minio_secret, secret_key_to_env=SECRET_ENV)
+        kubernetes.use_config_map_as_env(
+            task, config_map_name=settings.config_map, config_map_key_to_env={k: k for k in STORE_ENV}
+        )
+    if gpu and settings.gpus > 0:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(settings.gpus)
+        for key, value in settings.gpu_node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for key in settings.gpu_tolerations:
+            kubernetes.add_toleration(task, key=key, operator="Exists", effect="NoSchedule")
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=settings.shm_size
+        )
+    return task

@@ -1,0 +1,131 @@
+"""train_to_edge: one model from a COCO dataset to a gated, benchmarked release.
+
+    data -> subsets -> train -> evaluate
+                          \\-> export -> gate -> bench -> publish -> (deploy canary, edge publish)
+
+The pipeline returns the release URI, so the serving and OTA steps append after ``publish``
+without reshaping it (they take the URI as their input).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+
+from detpipe.components.bench import bench_op
+from detpipe.components.data import data_op
+from detpipe.components.evaluate import evaluate_op
+from detpipe.components.export import export_op, gate_op
+from detpipe.components.publish import publish_op
+from detpipe.components.subsets import subsets_op
+from detpipe.components.train import train_op
+from detpipe.pipelines.settings import PipelineSettings
+from detpipe.pipelines.tasks import configure
+
+ENGINE_FORMATS = ["onnx", "onnx-int8", "engine-fp16", "engine-int8"]
+
+
+def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
+    """The ``train_to_edge`` pipeline function for ``settings``."""
+
+    @dsl.pipeline(
+        name="train-to-edge",
+        description="COCO-format data -> YOLO training -> COCO evaluation -> ONNX/INT8/TensorRT export "
+        "-> accuracy gate -> latency benchmark -> release in the artifact store.",
+    )
+    def train_to_edge(
+        store: str = "s3://detpipe",
+        release_name: str = "yolov8n-coco",
+        release_version: str = "0.1.0",
+        coco_root: str = "",
+        synth_images: int = 240,
+        synth_imgsz: int = 320,
+        arch: str = "yolov8n.yaml",
+        fraction: float = 100.0,
+        strategy: str = "p",
+        epochs: int = 100,
+        imgsz: int = 640,
+        batch: int = 16,
+        seed: int = 0,
+        device: str = "auto",
+        workers: int = 8,
+        nproc_per_node: int = 1,
+        formats: list = ENGINE_FORMATS,
+        max_drop: str = "fp16=1.0,int8=2.0",
+        calib_images: int = 300,
+        bench_iters: int = 200,
+    ) -> str:
+        data = configure(
+            data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz, seed=seed),
+            settings,
+            retry=True,
+            name="data",
+        )
+        dataset = data.outputs["dataset"]
+        subsets = configure(subsets_op(dataset=dataset, seed=seed), settings, name="subsets")
+        train = configure(
+            train_op(
+                dataset=dataset,
+                subsets=subsets.outputs["subsets"],
+                arch=arch,
+                fraction=fraction,
+                strategy=strategy,
+                epochs=epochs,
+                imgsz=imgsz,
+                batch=batch,
+                seed=seed,
+                device=device,
+                workers=workers,
+                nproc_per_node=nproc_per_node,
+            ),
+            settings,
+            gpu=True,
+            cache=False,
+            name="train",
+        )
+        model = train.outputs["model"]
+        evaluation = configure(
+            evaluate_op(model=model, dataset=dataset, imgsz=imgsz, device=device),
+            settings,
+            gpu=True,
+            name="evaluate",
+        )
+        export = configure(
+            export_op(
+                model=model,
+                dataset=dataset,
+                subsets=subsets.outputs["subsets"],
+                formats=formats,
+                imgsz=imgsz,
+                calib_images=calib_images,
+            ),
+            settings,
+            gpu=True,
+            name="export",
+        )
+        exported = export.outputs["exported"]
+        gate = configure(gate_op(exported=exported, max_drop=max_drop), settings, name="accuracy gate")
+        bench = configure(bench_op(exported=exported, iters=bench_iters), settings, gpu=True, name="bench")
+        bench.after(gate)
+        publish = configure(
+            publish_op(
+                model=model,
+                evaluation=evaluation.outputs["evaluation"],
+                exported=exported,
+                bench=bench.outputs["bench"],
+                subsets=subsets.outputs["subsets"],
+                store=store,
+                name=release_name,
+                version=release_version,
+                fraction=fraction,
+                strategy=strategy,
+            ),
+            settings,
+            store=True,
+            retry=True,
+            name="publish",
+        )
+        publish.after(gate)
+        return publish.output
+
+    return train_to_edge

@@ -1,0 +1,134 @@
+"""Compiled pipelines: the DAG, cluster settings and no credentials, read back from the IR YAML."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from detpipe.pipelines.compile import load_compiled
+from detpipe.pipelines.settings import PipelineSettings
+from detpipe.pipelines.small_data_sweep import VARIANCE_MAX_FRACTION, sweep_grid
+
+TRAIN_TO_EDGE_ORDER = {
+    "subsets-op": {"data-op"},
+    "train-op": {"data-op", "subsets-op"},
+    "evaluate-op": {"train-op", "data-op"},
+    "export-op": {"train-op", "data-op", "subsets-op"},
+    "gate-op": {"export-op"},
+    "bench-op": {"export-op", "gate-op"},
+    "publish-op": {"train-op", "evaluate-op", "export-op", "bench-op", "subsets-op", "gate-op"},
+}
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
+    res = _cli(
+        "pipeline", "compile", "--out", str(out), "--image", "registry.local/detpipe:test", "--gpus", "2"
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(out / "train_to_edge.yaml"), str(out / "small_data_sweep.yaml")]
+    return {p.stem: p.read_text() for p in out.glob("*.yaml")}
+
+
+def test_train_to_edge_dag(compiled):
+    spec, _ = load_compiled(compiled["train_to_edge"])
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"data-op", *TRAIN_TO_EDGE_ORDER}
+    for task, upstream in TRAIN_TO_EDGE_ORDER.items():
+        assert set(tasks[task]["dependentTasks"]) == upstream, task
+    # the release URI is the pipeline's output, for the deploy/edge steps to append to
+    assert spec["root"]["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "STRING"
+    assert tasks["train-op"]["cachingOptions"] == {}  # training is never served from cache
+    assert tasks["publish-op"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+def test_cluster_settings(compiled):
+    spec, platform = load_compiled(compiled["train_to_edge"])
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.local/detpipe:test"}
+    for gpu_task in ("train-op", "evaluate-op", "export-op", "bench-op"):
+        resources = executors[f"exec-{gpu_task}"]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert resources["accelerator"]["resourceCount"] == "2"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    train = k8s["exec-train-op"]
+    assert train["nodeSelector"]["labels"] == PipelineSettings().gpu_node_selector
+    assert train["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert train["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    publish = k8s["exec-publish-op"]
+    assert publish["secretAsEnv"][0]["secretName"] == "detpipe-minio"
+    assert {e["envVar"] for e in publish["secretAsEnv"][0]["keyToEnv"]} == {
+        "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY",
+    }
+    assert publish["configMapAsEnv"][0]["configMapName"] == "detpipe-config"
+    assert "secretAsEnv" not in train  # only store steps see credentials
+
+
+def test_no_credentials_in_compiled_yaml(compiled, monkeypatch):
+    for text in compiled.values():
+        assert "minioadmin" not in text
+        assert "AWS_SECRET_ACCESS_KEY" not in text
+
+
+def test_sweep_loops_over_cells_then_reports(compiled):
+    spec, _ = load_compiled(compiled["small_data_sweep"])
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = next(t for name, t in tasks.items() if name.startswith("for-loop"))
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("cells")
+    assert set(tasks["report-op"]["dependentTasks"]) == {next(n for n in tasks if n.startswith("for-loop"))}
+    loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(loop_tasks) == {"train-op", "evaluate-op", "record-op"}
+    default_cells = spec["root"]["inputDefinitions"]["parameters"]["cells"]["defaultValue"]
+    assert default_cells == sweep_grid()
+
+
+def test_study_grid():
+    grid = sweep_grid()
+    assert len({c["arch"] for c in grid}) == 5
+    small = [c for c in grid if c["fraction"] <= VARIANCE_MAX_FRACTION]
+    assert len(small) == 5 * 5 * 3  # 5 models x 5 fractions up to 5 % x 3 seeds
+    assert len(grid) == len(small) + 5 * 10
+
+
+def test_compile_single_pipeline_and_bad_args(tmp_path):
+    out = tmp_path / "t2e.yaml"
+    assert _cli("pipeline", "compile", "--pipeline", "train_to_edge", "--out", str(out)).returncode == 0
+    assert load_compiled(out.read_text())[0]["pipelineInfo"]["name"] == "train-to-edge"
+    res = _cli("pipeline", "compile", "--pipeline", "nope", "--out", str(out))
+    assert res.returncode == 2
+
+
+def test_submit_dry_run_shows_the_request(monkeypatch):
+    res = _cli(
+        "pipeline",
+        "submit",
+        "--host",
+        "https://kfp.example.com/pipeline",
+        "--quick",
+        "--dry-run",
+        "--set",
+        "epochs=7",
+        "--experiment",
+        "exp1",
+    )
+    assert res.returncode == 0, res.stderr
+    planned = json.loads(res.stdout)
+    assert planned["host"] == "https://kfp.example.com/pipeline"
+    assert planned["experiment"] == "exp1"
+    assert planned["arguments"]["epochs"] == 7
+    assert planned["arguments"]["formats"] == ["onnx", "onnx-int8"]
+    assert planned["service_account"] == "detpipe-pipeline"
+    bad = _cli("pipeline", "submit", "--host", "kfp.example.com", "--dry-run")
+    assert bad.returncode == 2
+    assert "expected an http(s):// URL" in bad.stderr

@@ -1,0 +1,72 @@
+"""A whole train_to_edge run on Kubeflow's own local runner, leaving a release in the local store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from detpipe.store import fetch_release, latest_version
+
+TINY = {
+    "synth_images": 24,
+    "synth_imgsz": 128,
+    "epochs": 1,
+    "imgsz": 64,
+    "batch": 8,
+    "formats": "[onnx]",
+    "bench_iters": 5,
+    "release_name": "tiny",
+}
+
+
+@pytest.mark.slow
+def test_train_to_edge_runs_locally_and_publishes(tmp_path):
+    workdir = tmp_path / "run"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detpipe.cli.main",
+            "pipeline",
+            "run",
+            "--quick",
+            "--workdir",
+            str(workdir),
+            *sets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((workdir / "run_summary.json").read_text())
+    assert summary["status"] == "SUCCESS"
+    tasks = {t["task"]: t for t in summary["tasks"]}
+    assert set(tasks) == {
+        "data-op",
+        "subsets-op",
+        "train-op",
+        "evaluate-op",
+        "export-op",
+        "gate-op",
+        "bench-op",
+        "publish-op",
+    }
+    assert all(t["status"] == "SUCCESS" for t in tasks.values())
+    assert tasks["train-op"]["wall_time_s"] > 0
+    assert "map50_95" in tasks["evaluate-op"]["metrics"]
+    assert "pipeline train_to_edge: SUCCESS" in res.stdout
+
+    store = workdir / "store"
+    release = tasks["publish-op"]["parameters"]["Output"]
+    assert release == f"{store.resolve()}/models/tiny/0.1.0" or release.endswith("models/tiny/0.1.0")
+    assert latest_version(str(store), "tiny") == "0.1.0"
+    manifest = fetch_release(release, tmp_path / "fetched")
+    paths = {e.path for e in manifest.objects}
+    assert {"weights.pt", "model.onnx", "metrics.json"} <= paths
+    assert any(p.startswith("bench/") for p in paths)
+    assert manifest.lineage["dataset_subset"] == "train2017_100_p.txt"
