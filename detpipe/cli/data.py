@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from detpipe.cli.options import existing_dir, existing_file, positive_int
+from detpipe.cli.options import existing_dir, existing_file, non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +19,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser(
         "synth",
         help="render a synthetic, learnable COCO-format detection dataset",
-        description="Render real JPEG images with objects of several visually distinct classes "
-        "(long-tailed frequencies, small to large, occlusion, some empty images) and write "
-        "COCO instances_{train2017,val2017}.json. Deterministic by --seed. Layout: "
-        "OUT/images/{train2017,val2017}/*.jpg, OUT/annotations/instances_*.json.",
+        description="Render real JPEG images of shapes whose classes differ in outline, colour and "
+        "pattern, on textured, cluttered backgrounds: long-tailed (Zipf) class frequencies, objects "
+        "from COCO-small to COCO-large, occlusion (a mostly hidden object is not annotated), ~7% "
+        "images without objects, ~2% with an iscrowd=1 cluster of tiny objects, varied aspect "
+        "ratios. Writes OUT/images/{train2017,val2017}/000000000001.jpg ... and "
+        "OUT/annotations/instances_{train2017,val2017}.json; prints a JSON summary (images, "
+        "instances per class and COCO size bucket). Same flags, same bytes.",
     )
     p.add_argument("--out", required=True, help="output dataset root (replaced atomically)")
     p.add_argument("--images", type=positive_int, default=400, help="train images (default: 400)")
     p.add_argument("--val-images", type=positive_int, default=None, help="val images (default: images/4)")
-    p.add_argument("--classes", type=positive_int, default=6, help="number of classes (default: 6)")
+    p.add_argument(
+        "--classes", type=positive_int, default=6, help="number of classes, at most 16 (default: 6)"
+    )
     p.add_argument("--imgsz", type=positive_int, default=320, help="longest image side in px (default: 320)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default: 0)")
     p.set_defaults(func=_synth)
 
     p = data_sub.add_parser(
@@ -51,13 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write YOLO label files (class cx cy w h, normalized) for every image, link the "
         "images beside them in the layout ultralytics expects (OUT/images/<split>, "
         "OUT/labels/<split>) and write a dataset YAML (path/train/val/names); with --subsets, "
-        "one YAML per subset list, like the study's generated configs.",
+        "one YAML per subset list, like the study's generated configs. Class indices follow the "
+        "category ids in ascending order; crowd annotations are skipped; boxes are clipped to the "
+        "image. Split names come from the image dir names (e.g. train2017). Prints the YAML paths.",
     )
     p.add_argument("--annotations", required=True, type=existing_file, help="train COCO instances_*.json")
     p.add_argument("--images-dir", required=True, type=existing_dir, help="directory of the train images")
     p.add_argument("--val-annotations", type=existing_file, default=None, help="val COCO json")
     p.add_argument("--val-images-dir", type=existing_dir, default=None, help="directory of the val images")
-    p.add_argument("--subsets", type=existing_dir, default=None, help="a 'detpipe subsets' output dir")
+    p.add_argument(
+        "--subsets",
+        type=existing_dir,
+        default=None,
+        help="a 'detpipe subsets' output dir: each <split>_<pct>_<strategy>.txt gets OUT/<stem>.yaml",
+    )
     p.add_argument("--out", required=True, help="output dataset root (replaced atomically)")
     p.set_defaults(func=_yolo)
 
