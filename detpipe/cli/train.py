@@ -1,0 +1,178 @@
+"""``detpipe train``: train a YOLO detector here, with torchrun, or as a Kubeflow PyTorchJob.
+
+Parses the flags into a :class:`~detpipe.train.config.TrainConfig`, checks the inputs before
+anything starts (exit 2 with one line), and hands over to a launcher
+(:mod:`detpipe.train.launch`, :mod:`detpipe.train.pytorchjob`); prints the run's
+``train_summary.json`` on stdout::
+
+    detpipe train --data runs/demo/yolo/dataset.yaml --model yolo12n.yaml --out runs/demo/train
+    detpipe train ... --launcher torchrun --nproc-per-node 4
+    detpipe train ... --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from typing import Any
+
+import yaml
+
+from detpipe.cli.options import non_negative_int, positive_int
+from detpipe.train.config import TrainConfig, add_arguments, config_from_args
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = """\
+examples:
+  # from scratch on this machine (CPU or one GPU)
+  detpipe train --data runs/demo/yolo/dataset.yaml --model yolo12n.yaml --out runs/demo/train \\
+      --epochs 1 --imgsz 128 --batch 8
+  # 4 GPUs here; --batch is global (64 per GPU)
+  detpipe train --data coco.yaml --model yolo12s.yaml --out runs/y12s --batch 256 \\
+      --launcher torchrun --nproc-per-node 4
+  # node 0 of a 2-machine job (run the same with --node-rank 1 on the other machine)
+  detpipe train ... --launcher torchrun --nproc-per-node 4 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1
+  # Kubeflow PyTorchJob: 4 pods x 4 GPUs, checkpoints mirrored to MinIO (print it with --dry-run)
+  detpipe train --data /data/coco/train2017_5_p.yaml --model yolo12n.yaml --out runs/y12n-5p \\
+      --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train a YOLO detector (local, torchrun, or a Kubeflow PyTorchJob)",
+        description=(
+            "Train an ultralytics YOLO detector (v8, v9, v10, 11, 12 at any scale) from scratch or\n"
+            "from local/S3 weights, never downloading from a hub. Writes OUT/weights/{best,last}.pt,\n"
+            "OUT/results.csv and OUT/train_summary.json (also printed on stdout).\n\n"
+            "--batch is the GLOBAL batch: each of WORLD_SIZE processes trains batch/WORLD_SIZE\n"
+            "images per step. Hyperparameters: ultralytics defaults < --config HYP_YAML <\n"
+            "--set KEY=VALUE < flags."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    run = parser.add_argument_group("launch")
+    run.add_argument(
+        "--launcher",
+        choices=("local", "torchrun", "pytorchjob"),
+        default="local",
+        help="local: in this process; torchrun: one process per GPU on this machine (or one node of a "
+        "multi-node job); pytorchjob: submit to Kubernetes and follow it (default: local)",
+    )
+    run.add_argument("--dry-run", action="store_true", help="print what would run (config, command or YAML)")
+    run.add_argument("--overwrite", action="store_true", help="replace a previous run in OUT")
+    run.add_argument("--nproc-per-node", type=positive_int, default=None, help="processes (GPUs) per node")
+    run.add_argument("--nnodes", type=positive_int, default=1, help="nodes (torchrun) or pods (pytorchjob)")
+    run.add_argument("--node-rank", type=non_negative_int, default=0, help="this node's rank (torchrun)")
+    run.add_argument("--master-addr", default=None, help="address of node 0 (torchrun, --nnodes > 1)")
+    run.add_argument(
+        "--master-port", type=positive_int, default=29500, help="rendezvous port (default: 29500)"
+    )
+    job = parser.add_argument_group("pytorchjob (--launcher pytorchjob)")
+    job.add_argument("--image", default=None, help="training image (default: detpipe.images.TRAIN_IMAGE)")
+    job.add_argument("--namespace", default="detpipe", help="Kubernetes namespace (default: detpipe)")
+    job.add_argument("--job-name", default=None, help="PyTorchJob name (default: derived from model and run)")
+    job.add_argument("--shm-size", default="16Gi", help="/dev/shm size per pod (default: 16Gi)")
+    job.add_argument("--cpu", default="8", help="CPU request per pod (default: 8)")
+    job.add_argument("--memory", default="64Gi", help="memory request/limit per pod (default: 64Gi)")
+    job.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pod node selector (repeatable)",
+    )
+    job.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]:EFFECT",
+        help="pod toleration (repeatable; default: nvidia.com/gpu:NoSchedule)",
+    )
+    job.add_argument(
+        "--data-pvc", default="detpipe-datasets", help="PVC with the datasets, mounted read-only"
+    )
+    job.add_argument(
+        "--data-mount", default="/data", help="where the dataset PVC is mounted (default: /data)"
+    )
+    job.add_argument(
+        "--timeout",
+        type=positive_int,
+        default=72 * 3600,
+        help="seconds before the job is given up and deleted; also its activeDeadlineSeconds (default: 72h)",
+    )
+    job.add_argument(
+        "--poll", type=positive_int, default=10, help="seconds between status polls (default: 10)"
+    )
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.launcher == "pytorchjob":
+        return _pytorchjob(args, cfg)
+    from detpipe.train import launch
+
+    opts = None
+    if args.launcher == "torchrun":
+        opts = launch.TorchrunOptions(
+            nproc_per_node=args.nproc_per_node or launch.default_nproc(cfg),
+            nnodes=args.nnodes,
+            node_rank=args.node_rank,
+            master_addr=args.master_addr,
+            master_port=args.master_port,
+        )
+    launch.check_inputs(cfg, opts.world_size if opts else 1)
+    if args.dry_run:
+        if opts:
+            print(shlex.join(launch.torchrun_command(cfg, opts)))
+        else:
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    launch.prepare_out(cfg, args.overwrite)
+    from detpipe.ultralytics_env import configure_offline
+
+    configure_offline(verbose=log.isEnabledFor(logging.INFO))  # before anything imports ultralytics
+    launch.check_resumable(cfg)
+    summary = launch.run_torchrun(cfg, opts) if opts else launch.run_local(cfg)
+    _report(summary, cfg)
+    return 0
+
+
+def _pytorchjob(args: argparse.Namespace, cfg: TrainConfig) -> int:
+    from detpipe.train import jobwatch, pytorchjob
+
+    job = pytorchjob.JobConfig.from_args(args, cfg)
+    manifest = pytorchjob.render(cfg, job)
+    if args.dry_run:
+        print(pytorchjob.to_yaml(manifest), end="")
+        return 0
+    api = jobwatch.KubernetesJobApi.connect(job.namespace, job.name)
+    api.create(manifest)
+    jobwatch.watch(api, timeout_s=args.timeout, poll_s=args.poll)
+    summary = pytorchjob.fetch_outputs(cfg)
+    _report(summary, cfg)
+    return 0
+
+
+def _report(summary: dict[str, Any] | None, cfg: TrainConfig) -> None:
+    if summary is None:  # a torchrun node other than the one holding rank 0
+        print(
+            f"this node's part of the job finished; outputs are written by rank 0 ({cfg.out})",
+            file=sys.stderr,
+        )
+        return
+    print(json.dumps(summary, indent=2))
+    best = summary.get("best_map5095")
+    print(
+        f"{summary['model']}: best mAP50-95 {best if best is not None else 'n/a'} at epoch "
+        f"{summary.get('best_epoch')} of {summary.get('last_epoch')}; {cfg.out}/train_summary.json",
+        file=sys.stderr,
+    )

@@ -1,0 +1,315 @@
+"""Submit a PyTorchJob and follow it to its end: conditions, the master's log, timeout, cancel.
+
+The watch loop talks to the cluster only through a :class:`JobApi` (get/delete/logs), so it
+runs the same against the Kubernetes API (:class:`KubernetesJobApi`) and against recorded
+status sequences in tests::
+
+    api = KubernetesJobApi.connect("detpipe", "train-yolo12n-1a2b3c4d")
+    api.create(manifest)
+    state = watch(api, timeout_s=72 * 3600)      # Succeeded, or raises; deletes on timeout/Ctrl-C
+
+The Training Operator keeps ``status.conditions`` (types Created, Running, Restarting,
+Succeeded, Failed, Suspended), updating a type in place and moving the newest to the end;
+the job's phase is Succeeded or Failed once one of them is True, else the last True one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from detpipe.errors import DetpipeError, InvalidInput, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(DetpipeError):
+    """The PyTorchJob ended Failed (the reason and message are the operator's)."""
+
+
+class JobTimeout(DetpipeError):
+    """The job did not finish in time and was deleted."""
+
+
+class Phase(enum.StrEnum):
+    """Where a PyTorchJob stands."""
+
+    PENDING = "Pending"  # no condition yet: the operator has not picked it up
+    CREATED = "Created"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's phase with the operator's reason and message for it."""
+
+    phase: Phase
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.phase in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class JobApi(Protocol):
+    """What the watch loop needs from a cluster, for one job."""
+
+    name: str
+
+    def get(self) -> Mapping[str, Any]:
+        """The PyTorchJob object; raises NotFound when it is gone."""
+        ...
+
+    def delete(self) -> None:
+        """Delete the job (and its pods)."""
+        ...
+
+    def logs(self) -> list[str]:
+        """Master log lines not returned before (``[]`` while there is no container)."""
+        ...
+
+
+def job_state(job: Mapping[str, Any]) -> JobState:
+    """The phase of a PyTorchJob object from its ``status.conditions``."""
+    conditions = [
+        c for c in (job.get("status") or {}).get("conditions") or [] if str(c.get("status")) == "True"
+    ]
+    by_type = {c.get("type"): c for c in conditions}
+    for terminal in (Phase.FAILED, Phase.SUCCEEDED):
+        if terminal.value in by_type:
+            current = by_type[terminal.value]
+            break
+    else:
+        if not conditions:
+            return JobState(Phase.PENDING)
+        current = conditions[-1]
+    try:
+        phase = Phase(current.get("type"))
+    except ValueError:
+        return JobState(Phase.PENDING, str(current.get("reason") or ""), str(current.get("message") or ""))
+    return JobState(phase, str(current.get("reason") or ""), str(current.get("message") or ""))
+
+
+def watch(
+    api: JobApi,
+    *,
+    timeout_s: float,
+    poll_s: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    emit: Callable[[str], None] | None = None,
+) -> JobState:
+    """Follow the job until it succeeds; stream the master's log meanwhile.
+
+    Args:
+        api: the job's cluster access.
+        timeout_s: delete the job and fail after this many seconds.
+        poll_s: seconds between status polls.
+        clock, sleep: time sources (tests pass fakes).
+        emit: where log lines go (default: stderr; stdout is kept for the summary).
+
+    Returns:
+        The final Succeeded state.
+
+    Raises:
+        JobFailed: the job Failed (reason: message from the operator), or vanished.
+        JobTimeout: ``timeout_s`` passed; the job was deleted.
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the job was deleted.
+    """
+    emit = emit or (lambda line: print(line, file=sys.stderr))
+    deadline = clock() + timeout_s
+    last: JobState | None = None
+    with _sigterm_as_interrupt():
+        try:
+            while True:
+                try:
+                    state = job_state(api.get())
+                except NotFound:
+                    raise JobFailed(f"PyTorchJob {api.name} disappeared (deleted by someone else?)") from None
+                if state != last:
+                    log.info(
+                        "PyTorchJob %s: %s%s",
+                        api.name,
+                        state.phase,
+                        f" ({state.reason})" if state.reason else "",
+                    )
+                    last = state
+                for line in api.logs():
+                    emit(line)
+                if state.phase is Phase.SUCCEEDED:
+                    return state
+                if state.phase is Phase.FAILED:
+                    why = ": ".join(x for x in (state.reason, state.message) if x) or "no reason given"
+                    raise JobFailed(f"PyTorchJob {api.name} failed: {why}")
+                if clock() >= deadline:
+                    log.warning("PyTorchJob %s: no result after %.0f s, deleting it", api.name, timeout_s)
+                    api.delete()
+                    raise JobTimeout(
+                        f"PyTorchJob {api.name} timed out after {timeout_s:.0f} s and was deleted"
+                    )
+                sleep(poll_s)
+        except KeyboardInterrupt:
+            log.warning("cancelled: deleting PyTorchJob %s", api.name)
+            api.delete()
+            raise
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a cancelled pipeline step) like Ctrl-C while watching, so the job is deleted."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class KubernetesJobApi:
+    """:class:`JobApi` over the Kubernetes API (kubernetes client), for one PyTorchJob."""
+
+    MASTER_SELECTOR = "training.kubeflow.org/job-name={name},training.kubeflow.org/replica-type=master"
+
+    def __init__(self, namespace: str, name: str, custom: Any, core: Any) -> None:
+        self.namespace, self.name = namespace, name
+        self._custom, self._core = custom, core
+        self._last_log: datetime | None = None
+
+    @classmethod
+    def connect(cls, namespace: str, name: str) -> KubernetesJobApi:
+        """Use the in-cluster service account, else the local kubeconfig.
+
+        Raises:
+            Unavailable: no cluster configuration here.
+        """
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            try:
+                config.load_kube_config()
+            except (config.ConfigException, FileNotFoundError) as e:
+                raise Unavailable(
+                    f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}"
+                ) from None
+        return cls(namespace, name, client.CustomObjectsApi(), client.CoreV1Api())
+
+    def create(self, manifest: Mapping[str, Any]) -> None:
+        """Submit the PyTorchJob.
+
+        Raises:
+            InvalidInput: a job of that name exists, or the API rejected the manifest.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._custom.create_namespaced_custom_object(
+                group="kubeflow.org",
+                version="v1",
+                namespace=self.namespace,
+                plural="pytorchjobs",
+                body=dict(manifest),
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise InvalidInput(
+                    f"PyTorchJob {self.namespace}/{self.name} exists: pick another --job-name"
+                ) from None
+            raise InvalidInput(
+                f"PyTorchJob {self.name} rejected ({e.status} {e.reason}): {_api_message(e)}"
+            ) from None
+        log.info("submitted PyTorchJob %s/%s", self.namespace, self.name)
+
+    def get(self) -> Mapping[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._custom.get_namespaced_custom_object(
+                group="kubeflow.org",
+                version="v1",
+                namespace=self.namespace,
+                plural="pytorchjobs",
+                name=self.name,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                raise NotFound(f"PyTorchJob {self.namespace}/{self.name} not found") from None
+            raise
+
+    def delete(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        with contextlib.suppress(ApiException):
+            self._custom.delete_namespaced_custom_object(
+                group="kubeflow.org",
+                version="v1",
+                namespace=self.namespace,
+                plural="pytorchjobs",
+                name=self.name,
+                propagation_policy="Foreground",
+            )
+
+    def logs(self) -> list[str]:
+        """New lines of the master container's log (by timestamp, so restarts are followed)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            pods = self._core.list_namespaced_pod(
+                self.namespace, label_selector=self.MASTER_SELECTOR.format(name=self.name)
+            ).items
+            if not pods:
+                return []
+            since = None
+            if self._last_log is not None:
+                since = max(int((datetime.now(UTC) - self._last_log).total_seconds()) + 2, 1)
+            text = self._core.read_namespaced_pod_log(
+                pods[0].metadata.name,
+                self.namespace,
+                container="pytorch",
+                timestamps=True,
+                since_seconds=since,
+            )
+        except ApiException:  # container not started yet, or gone between the calls
+            return []
+        lines = []
+        for raw in text.splitlines():
+            stamp, _, line = raw.partition(" ")
+            try:
+                when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            except ValueError:
+                lines.append(raw)
+                continue
+            if self._last_log is None or when > self._last_log:
+                self._last_log = when
+                lines.append(line)
+        return lines
+
+
+def _api_message(e: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(e.body).get("message", ""))[:300]
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)

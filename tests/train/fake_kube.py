@@ -1,0 +1,133 @@
+"""A loopback stand-in for the Kubernetes API: just the PyTorchJob calls, replaying recorded states.
+
+``detpipe train --launcher pytorchjob`` talks to it through the real kubernetes client (a
+kubeconfig pointing here), so the tests exercise the actual URLs, verbs and parameters:
+
+* ``POST   /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs``            -> 201, body recorded
+* ``GET    /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}``     -> next recorded status
+* ``DELETE /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}``     -> recorded
+* ``GET    /api/v1/namespaces/{ns}/pods?labelSelector=...``              -> the master pod
+* ``GET    /api/v1/namespaces/{ns}/pods/{pod}/log``                      -> next recorded log lines
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+def condition(kind: str, status: str = "True", reason: str = "", message: str = "") -> dict[str, str]:
+    """One ``status.conditions`` entry as the Training Operator writes it."""
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "lastUpdateTime": "2026-01-01T00:00:00Z",
+    }
+
+
+class FakeKube:
+    """The recorded cluster: a status sequence (the last one repeats) and log chunks."""
+
+    def __init__(self, statuses: Sequence[list[dict[str, str]]], logs: Sequence[list[str]] = ()) -> None:
+        self.statuses = list(statuses)
+        self.logs = list(logs)
+        self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+        self.requests: list[str] = []
+        self.gets = 0
+        self._lock = threading.Lock()
+
+    def _job(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            self.gets += 1
+            conditions = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        job = dict(self.created[-1]) if self.created else {"metadata": {"name": name}}
+        return {**job, "status": {"conditions": conditions}}
+
+    def _log(self) -> str:
+        with self._lock:
+            chunk = self.logs.pop(0) if self.logs else []
+        return "".join(
+            f"2026-01-01T00:00:{i:02d}.{len(self.requests):06d}Z {line}\n" for i, line in enumerate(chunk)
+        )
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        kube = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                kube.requests.append(f"POST {self.path}")
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                kube.created.append(body)
+                self._send(201, body)
+
+            def do_DELETE(self) -> None:
+                kube.requests.append(f"DELETE {self.path}")
+                kube.deleted.append(urlparse(self.path).path.rsplit("/", 1)[-1])
+                self._send(200, {"kind": "Status", "status": "Success"})
+
+            def do_GET(self) -> None:
+                kube.requests.append(f"GET {self.path}")
+                url = urlparse(self.path)
+                parts = url.path.strip("/").split("/")
+                if url.path.startswith("/apis/kubeflow.org/v1/") and parts[-2] == "pytorchjobs":
+                    self._send(200, kube._job(parts[-1]))
+                elif url.path.endswith("/log"):
+                    self._send(200, kube._log(), "text/plain")
+                elif url.path.endswith("/pods"):
+                    selector = parse_qs(url.query).get("labelSelector", [""])[0]
+                    job = selector.split("training.kubeflow.org/job-name=")[-1].split(",")[0]
+                    pod = {"metadata": {"name": f"{job}-master-0", "namespace": parts[3]}}
+                    self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
+                else:
+                    self._send(404, {"kind": "Status", "code": 404})
+
+        return Handler
+
+
+@contextmanager
+def serve(kube: FakeKube, kubeconfig: Path) -> Iterator[FakeKube]:
+    """Serve ``kube`` on a free loopback port and write a kubeconfig that points at it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), kube.handler())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "fake",
+                "clusters": [{"name": "fake", "cluster": {"server": f"http://{host}:{port}"}}],
+                "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+                "contexts": [
+                    {"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "detpipe"}}
+                ],
+            }
+        )
+    )
+    try:
+        yield kube
+    finally:
+        server.shutdown()
+        server.server_close()
