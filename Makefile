@@ -4,10 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-RUN_DIR ?= runs/demo
+RUN_DIR ?= runs/local
+RUN_ARGS ?=
+COMPILED ?= runs/compiled
+KFP_HOST ?=
+# image names are spelled once, in detpipe/images.py
+IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import TRAIN_IMAGE as i; print(i)" 2>/dev/null)
+JETSON_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import JETSON_IMAGE as i; print(i)" 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format clean
+.PHONY: help venv run sweep compile submit images test lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,16 +26,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create/refresh .venv from pyproject.toml
 
-run: $(STAMP)  ## run the pipeline locally on synthetic data (RUN_DIR=runs/demo)
-	$(BIN)/detpipe data synth --out $(RUN_DIR)/data
-	$(BIN)/detpipe subsets --annotations $(RUN_DIR)/data/annotations/instances_train2017.json \
-		--out $(RUN_DIR)/subsets
-	$(BIN)/detpipe data yolo --annotations $(RUN_DIR)/data/annotations/instances_train2017.json \
-		--images-dir $(RUN_DIR)/data/images/train2017 \
-		--val-annotations $(RUN_DIR)/data/annotations/instances_val2017.json \
-		--val-images-dir $(RUN_DIR)/data/images/val2017 \
-		--subsets $(RUN_DIR)/subsets --out $(RUN_DIR)/yolo
-	@echo "subset report: $(RUN_DIR)/subsets (summary.json, class_distribution.csv, *.png)"
+run: $(STAMP)  ## the whole train_to_edge pipeline locally (kfp.local, synthetic data; RUN_DIR=runs/local)
+	$(BIN)/detpipe pipeline run --quick --workdir $(RUN_DIR) $(RUN_ARGS)
+
+sweep: $(STAMP)  ## the data-scaling sweep locally, quick profile
+	$(BIN)/detpipe pipeline run --pipeline small_data_sweep --quick --workdir $(RUN_DIR)-sweep $(RUN_ARGS)
+
+compile: $(STAMP)  ## compile both pipelines for a cluster into $(COMPILED)
+	$(BIN)/detpipe pipeline compile --out $(COMPILED) --image $(IMAGE)
+
+submit: $(STAMP)  ## submit train_to_edge to KFP_HOST (token from KF_PIPELINES_TOKEN)
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST=https://<kubeflow>/pipeline"; exit 2; }
+	$(BIN)/detpipe pipeline submit --host $(KFP_HOST) --image $(IMAGE) $(RUN_ARGS)
+
+images:  ## build the container images (needs a Docker engine)
+	docker build -f docker/Dockerfile.train -t $(IMAGE) .
+	docker build -f docker/Dockerfile.jetson -t $(JETSON_IMAGE) .
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,8 +22,12 @@ def train_op(
     device: str = "auto",
     workers: int = 8,
     nproc_per_node: int = 1,
+    train_overrides: dict = {},  # noqa: B006
 ) -> None:
     """Train ``arch`` from scratch on the ``train2017_<fraction>_<strategy>`` subset.
+
+    ``train_overrides`` takes any other ultralytics train argument (``lr0``, ``optimizer``,
+    ``mosaic``, ``nbs`` ...), as ``detpipe train --set`` does.
 
     The COCO dataset is converted to YOLO labels in the step's scratch space first. With
     ``nproc_per_node`` > 1 the step runs torchrun (one DDP process per GPU of its pod).
@@ -36,7 +40,7 @@ def train_op(
     from detpipe.data.layout import TRAIN_SPLIT, yolo_dataset
     from detpipe.subsets.config import list_name
     from detpipe.train import launch
-    from detpipe.train.config import TrainConfig
+    from detpipe.train.config import build_config
     from detpipe.ultralytics_env import configure_offline
 
     start = time.perf_counter()
@@ -44,18 +48,15 @@ def train_op(
     scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
     yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=subsets.path)
     data_yaml = scratch / "yolo" / Path(list_name(TRAIN_SPLIT, fraction, strategy)).with_suffix(".yaml")
-    cfg = TrainConfig(
-        data=str(data_yaml),
-        model=arch,
-        out=model.path,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        seed=seed,
-        device=device,
-        workers=workers,
-        plots=False,
-    )
+    flags = {
+        "epochs": epochs,
+        "imgsz": imgsz,
+        "batch": batch,
+        "seed": seed,
+        "workers": workers,
+        "plots": False,
+    }
+    cfg = build_config(str(data_yaml), arch, model.path, flags=flags, sets=train_overrides, device=device)
     launch.check_inputs(cfg, nproc_per_node)
     if nproc_per_node > 1:
         summary = launch.run_torchrun(cfg, launch.TorchrunOptions(nproc_per_node=nproc_per_node))

@@ -7,9 +7,16 @@ data, tiny images, a few epochs, ONNX formats only).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from detpipe.errors import InvalidInput
+from detpipe.pipelines import build
 from detpipe.pipelines.small_data_sweep import sweep_grid
+
+# Tiny data needs frequent optimizer steps and a short warm-up: ultralytics' defaults (nbs=64,
+# 3 warm-up epochs, mosaic) learn nothing in a few CPU epochs (tests/data/test_learnable.py).
+QUICK_TRAIN = {"nbs": 8, "optimizer": "AdamW", "lr0": 0.002, "lrf": 0.1, "warmup_epochs": 0.5, "mosaic": 0.0}
 
 QUICK: dict[str, dict[str, Any]] = {
     "train_to_edge": {
@@ -19,9 +26,10 @@ QUICK: dict[str, dict[str, Any]] = {
         "synth_imgsz": 256,
         "arch": "yolov8n.yaml",
         "fraction": 100.0,
-        "epochs": 12,
-        "imgsz": 224,
-        "batch": 16,
+        "epochs": 6,
+        "imgsz": 192,
+        "batch": 8,
+        "train_overrides": QUICK_TRAIN,
         "device": "cpu",
         "workers": 0,
         "formats": ["onnx", "onnx-int8"],
@@ -34,7 +42,8 @@ QUICK: dict[str, dict[str, Any]] = {
         "synth_imgsz": 256,
         "epochs": 3,
         "imgsz": 160,
-        "batch": 16,
+        "batch": 8,
+        "train_overrides": QUICK_TRAIN,
         "device": "cpu",
         "workers": 0,
     },
@@ -42,5 +51,23 @@ QUICK: dict[str, dict[str, Any]] = {
 
 
 def arguments(pipeline: str, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pipeline arguments: the quick profile (when asked) updated with ``overrides``."""
-    return {**(QUICK[pipeline] if quick else {}), **(overrides or {})}
+    """Pipeline arguments: the quick profile (when asked) updated with ``overrides``.
+
+    Override values are checked against the pipeline's parameters: unknown names are refused
+    and ints given for float parameters become floats (``--set fraction=5``).
+
+    Raises:
+        InvalidInput: an unknown parameter or a value of the wrong type.
+    """
+    params = inspect.signature(build(pipeline).pipeline_func).parameters
+    checked = {}
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise InvalidInput(f"--set {key}: {pipeline} has no such parameter; it has {', '.join(params)}")
+        kind = params[key].annotation
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind in (int, float, str, bool, list, dict) and not isinstance(value, kind):
+            raise InvalidInput(f"--set {key}={value!r}: expected {kind.__name__}")
+        checked[key] = value
+    return {**(QUICK[pipeline] if quick else {}), **checked}

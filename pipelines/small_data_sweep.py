@@ -73,6 +73,7 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         device: str = "auto",
         workers: int = 8,
         nproc_per_node: int = 1,
+        train_overrides: dict = {},  # noqa: B006
         target: float = 0.4,
     ) -> None:
         data = configure(
@@ -98,6 +99,7 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
                     device=device,
                     workers=workers,
                     nproc_per_node=nproc_per_node,
+                    train_overrides=train_overrides,
                 ),
                 settings,
                 gpu=True,

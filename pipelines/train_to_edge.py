@@ -50,6 +50,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         device: str = "auto",
         workers: int = 8,
         nproc_per_node: int = 1,
+        train_overrides: dict = {},  # noqa: B006
         formats: list = ENGINE_FORMATS,
         max_drop: str = "fp16=1.0,int8=2.0",
         calib_images: int = 300,
@@ -77,6 +78,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 device=device,
                 workers=workers,
                 nproc_per_node=nproc_per_node,
+                train_overrides=train_overrides,
             ),
             settings,
             gpu=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from detpipe.errors import InvalidInput
+from detpipe.errors import DetpipeError, InvalidInput
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
 
@@ -123,6 +123,12 @@ def _run(args: argparse.Namespace) -> int:
 
     summary = run_local(args.pipeline, Path(args.workdir), _arguments(args))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if summary["status"] != "SUCCESS":
+        failed = summary["tasks"][-1]["task"] if summary["tasks"] else "(no step ran)"
+        raise DetpipeError(
+            f"pipeline {args.pipeline} failed at {failed} (its log is above); "
+            f"summary in {Path(args.workdir) / 'run_summary.json'}"
+        )
     return 0
 
 

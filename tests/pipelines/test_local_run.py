@@ -70,3 +70,42 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
     assert {"weights.pt", "model.onnx", "metrics.json"} <= paths
     assert any(p.startswith("bench/") for p in paths)
     assert manifest.lineage["dataset_subset"] == "train2017_100_p.txt"
+
+
+def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
+    workdir = tmp_path / "run"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detpipe.cli.main",
+            "pipeline",
+            "run",
+            "--quick",
+            "--workdir",
+            str(workdir),
+            "--set",
+            "synth_images=12",
+            "--set",
+            "synth_imgsz=96",
+            "--set",
+            "fraction=7",  # no 7 % list
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 1
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith("detpipe pipeline: error: pipeline train_to_edge failed at train-op")
+    )
+    summary = json.loads((workdir / "run_summary.json").read_text())
+    assert summary["status"] == "FAILURE"
+    assert [(t["task"], t["status"]) for t in summary["tasks"]] == [
+        ("data-op", "SUCCESS"),
+        ("subsets-op", "SUCCESS"),
+        ("train-op", "FAILURE"),
+    ]
+    assert not (workdir / "store" / "models").exists()  # nothing published
