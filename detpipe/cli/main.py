@@ -17,7 +17,7 @@ from detpipe import __version__
 from detpipe.errors import DetpipeError, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
-SUBCOMMANDS = ("data", "subsets")
+SUBCOMMANDS = ("data", "subsets", "train", "evaluate", "report", "export", "bench", "pipeline")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,456 @@
+"""The ``p`` strategy: class-balanced subsets whose per-class instance shares match the full set's.
+
+    subsets = proportional_subsets(counts, sizes=[366, 733, 117266], seed=0)
+    # -> one sorted array of image rows per size; nested: each is contained in the next
+
+Method: stratified seeding for rare classes, then refinement by swaps, nested from the
+bottom up: each subset grows out of the next smaller one (the smallest out of nothing),
+and every grown subset aims at the FULL set's shares, so the requested prefixes of one
+stratified ordering of the images are each balanced.
+
+1. *Objective.* Class ``c`` should hold ``T_c = p_c x X`` instances, ``p_c`` being its share
+   in the full set and ``X`` the subset's instance count, and each class should keep the
+   full set's small/medium/large mix ``m_cs`` (COCO-minitrain's criterion). Minimized:
+   ``sum_c |x_c - T_c| / T_c + size_weight x sum_cs |x_cs - m_cs T_c| / T_c``; the first
+   sum is the sum of the relative share deviations that the summary reports (with
+   ``T_c`` floored at 1/4 in the denominators).
+2. *Stratified seeding* (implicit stratification): images are sorted by their rarest class,
+   its count on the image, then their second and third rarest classes (a seeded random key
+   breaks ties), and a systematic sample with a random start takes every k-th image.
+   Every rarest-class stratum thus gets its proportional number of images, +/- 1, and
+   within it the counts of the class and of its co-occurring classes are spread evenly:
+   the rarest-label-first principle of iterative stratification (Sechidis, Tsoumakas &
+   Vlahavas, 2011), done in one vectorized pass. It picks both the candidate pool of a
+   growth step (``_POOL_FACTOR`` times the images to add, from the images not yet in the
+   subset) and the initial additions out of that pool.
+3. *Refinement* (swap local search): every pool image is scored by the objective change of
+   removing it (added) or adding it (not added); the best candidates of both sides are
+   paired and swapped whenever the exact change of the pair lowers the objective; targets
+   follow the subset's instance count between rounds. Small pools (where rounds are cheap)
+   are searched until no swap helps, including an exhaustive search over all pairs of the
+   best candidates, which finds swaps that only help together (images sharing classes).
+4. *Presence.* When the subset has at least as many images as there are classes, every
+   class with instances in the full set is present; below that, at least as many classes
+   as images (which keeps the next, larger subset able to hold them all). Swaps never
+   remove a class's last instance, and while classes are missing, the best image of the
+   most common one is swapped in for an added image whose classes all appear elsewhere in
+   the subset (one always exists).
+
+Growing from the bottom keeps the smallest subsets, whose balance is the hardest, free to
+pick from the whole set (a top-down scheme would confine them to images the larger
+subsets happened to choose, e.g. a rare class present only on a crowded image). Without
+nesting each size is grown from nothing, with its own seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from detpipe.subsets.counts import ImageCounts
+
+log = logging.getLogger(__name__)
+
+SIZE_WEIGHT = 0.5
+"""Weight of the size-mix term relative to the class-share term."""
+
+_CANDIDATES = 256  # best images on each side walked for swaps per round
+_PAIR_SEARCH = 48  # images on each side of the exhaustive pair search
+_MAX_ROUNDS = 40
+_MAX_ROUNDS_THOROUGH = 400
+_MIN_ROUND_GAIN = 0.01  # large pools stop when a round gains less than this share of the objective
+_SMALL_POOL = 20_000  # pools up to this many images are searched to convergence
+_POOL_FACTOR = 4  # a growth step draws its additions from this many times as many candidates
+_MIN_POOL = 4000  # ... and from at least this many
+_COVER = 8  # images of a class added to a pool that has none of it
+_WEIGHT_FLOOR = 0.25  # floor of T_c in the weights 1 / T_c
+_MAX_TABLE = 1024  # largest per-image count served by the gain lookup table
+
+Objective = Callable[[float], tuple[np.ndarray, np.ndarray]]
+
+
+def proportional_subsets(
+    counts: ImageCounts,
+    sizes: Sequence[int],
+    seed: int = 0,
+    nested: bool = True,
+    size_weight: float = SIZE_WEIGHT,
+    on_subset: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """Class-balanced subsets of the given sizes.
+
+    Args:
+        counts: per-image instance counts of the filtered set.
+        sizes: images per subset (any order, repeats allowed), each in [1, N].
+        seed: seeds the random keys; the same seed gives the same subsets.
+        nested: grow each subset out of the next smaller one (else each from nothing).
+        size_weight: weight of the small/medium/large mix term.
+        on_subset: called with each size when its subset is done (progress reporting).
+
+    Returns:
+        One sorted array of row indices into ``counts`` per entry of ``sizes``.
+    """
+    n_images = counts.num_images
+    present = int((counts.full_instances > 0).sum())
+    everyone = _Pool(counts, np.arange(n_images))
+    order = _stratified_order(everyone, np.random.default_rng([seed]).random(n_images))
+    done: dict[int, np.ndarray] = {}
+    base = np.zeros(0, np.int64)
+    for n in sorted(set(sizes)):
+        if not nested:
+            base = np.zeros(0, np.int64)
+        if n >= n_images:
+            chosen = np.arange(n_images)
+        else:
+            rng = np.random.default_rng([seed, n])
+            m = n - len(base)
+            in_base = np.zeros(n_images, bool)
+            in_base[base] = True
+            rest = order[~in_base[order]]  # the other images, in stratified order
+            size = min(len(rest), max(_POOL_FACTOR * m, _MIN_POOL))
+            pool = _cover_classes(everyone, rest[_systematic(len(rest), size, rng.random())], in_base)
+            added = _grow(counts, base, pool, m, rng, size_weight, coverage=min(n, present))
+            chosen = np.sort(np.concatenate([base, pool[added]]))
+        done[n] = chosen
+        base = chosen
+        if on_subset is not None:
+            on_subset(n)
+    return [done[n] for n in sizes]
+
+
+class _Pool:
+    """The sparse counts of a pool of images, flattened for vectorized gain computations."""
+
+    def __init__(self, counts: ImageCounts, rows: np.ndarray) -> None:
+        sub = counts.matrix[rows]
+        self.sub = sub
+        self.n = len(rows)
+        self.nc = counts.num_classes
+        self.nv = sub.shape[1]
+        self.indptr = sub.indptr
+        self.var = sub.indices
+        self.val = sub.data.astype(np.float64)
+        self.row = np.repeat(np.arange(self.n), np.diff(self.indptr))
+        self.total = np.bincount(self.var, weights=self.val, minlength=self.nv)
+        is_cls = self.var < self.nc
+        self.by_class = sparse.csc_array(
+            (self.val[is_cls], (self.row[is_cls], self.var[is_cls])), shape=(self.n, self.nc)
+        )
+        self.has_empty_rows = bool((np.diff(self.indptr) == 0).any())
+        self.kmax = int(self.val.max(initial=0)) + 1
+        self.table_index = self.var.astype(np.int64) * self.kmax + self.val.astype(np.int64)
+
+    def nonzeros(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``rows``, index into var/val) of every nonzero of ``rows``."""
+        starts = self.indptr[rows]
+        lens = self.indptr[rows + 1] - starts
+        owner = np.repeat(np.arange(len(rows)), lens)
+        pos = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        return owner, pos
+
+    def sums(self, rows: np.ndarray) -> np.ndarray:
+        """Column sums over ``rows``."""
+        _, pos = self.nonzeros(rows)
+        return np.bincount(self.var[pos], weights=self.val[pos], minlength=self.nv)
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        return self.sub[rows].toarray().astype(np.float64)
+
+    def gains(self, dev: np.ndarray, w: np.ndarray, sign: float, rows: np.ndarray) -> np.ndarray:
+        """Objective decrease of adding (sign +1) or removing (-1) each of ``rows`` on its own."""
+        owner, pos = self.nonzeros(rows)
+        var, val = self.var[pos], self.val[pos] * sign
+        d = dev[var]
+        return np.bincount(owner, weights=w[var] * (np.abs(d) - np.abs(d + val)), minlength=len(rows))
+
+    def swap_gains(self, dev: np.ndarray, w: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        """Per row: objective decrease of removing it (rows in ``sel``) or adding it (others).
+
+        Counts are small integers, so this reads a (variable, count) table: one gather
+        instead of a dozen passes over the nonzeros.
+        """
+        if self.kmax > _MAX_TABLE or self.has_empty_rows:  # unusual: do it the long way
+            out = self.gains(dev, w, 1.0, np.arange(self.n))
+            inside = np.flatnonzero(sel)
+            out[inside] = self.gains(dev, w, -1.0, inside)
+            return out
+        ks = np.arange(self.kmax, dtype=np.float64)
+        a = np.abs(dev)[:, None]
+        add = w[:, None] * (a - np.abs(dev[:, None] + ks))
+        rem = w[:, None] * (a - np.abs(dev[:, None] - ks))
+        table = np.concatenate([add.ravel(), rem.ravel()])
+        idx = self.table_index + (self.nv * self.kmax) * sel[self.row]
+        return np.add.reduceat(table[idx], self.indptr[:-1])
+
+    def row_lists(self, rows: np.ndarray) -> list[tuple[list[int], list[float]]]:
+        """(variables, counts) of each of ``rows``, as Python lists for the swap walk."""
+        owner, pos = self.nonzeros(rows)
+        var, val = self.var[pos].tolist(), self.val[pos].tolist()
+        out, lo = [], 0
+        for hi in np.cumsum(np.bincount(owner, minlength=len(rows))).tolist():
+            out.append((var[lo:hi], val[lo:hi]))
+            lo = hi
+        return out
+
+
+def _grow(
+    counts: ImageCounts,
+    base: np.ndarray,
+    pool_rows: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+    size_weight: float,
+    coverage: int,
+) -> np.ndarray:
+    """Boolean mask over ``pool_rows`` of the ``m`` images that ``base`` grows by.
+
+    The grown subset holds at least ``coverage`` classes (refinement swaps never drop a
+    class once that is every class).
+    """
+    pool = _Pool(counts, pool_rows)
+    base_x = _Pool(counts, base).total if len(base) else np.zeros(pool.nv)
+    shares, mix = counts.shares, counts.size_mix
+
+    def objective(instances: float) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, weights) of every variable, for a subset of ``instances`` instances."""
+        tc = shares * instances
+        wc = 1.0 / np.maximum(tc, _WEIGHT_FLOOR)
+        target = np.concatenate([tc, (tc[:, None] * mix).ravel()])
+        return target, np.concatenate([wc, size_weight * np.repeat(wc, 3)])
+
+    jitter = rng.random(pool.n)
+    sel = np.zeros(pool.n, bool)
+    sel[_stratified_order(pool, jitter)[_systematic(pool.n, m, rng.random())]] = True
+    x = base_x + pool.sums(np.flatnonzero(sel))
+    every = int((counts.full_instances > 0).sum())
+    _refine(pool, sel, x, objective, jitter, coverage >= every, thorough=pool.n <= _SMALL_POOL)
+    holders = np.bincount(counts.matrix[base].indices, minlength=pool.nv)[: pool.nc] if len(base) else 0
+    _ensure_coverage(pool, sel, base_x, holders, coverage, objective)
+    return sel
+
+
+def _cover_classes(everyone: _Pool, pool: np.ndarray, in_base: np.ndarray) -> np.ndarray:
+    """``pool`` (sorted) plus a few images of each class it misses that the rest still has."""
+    in_pool = np.zeros(everyone.n, bool)
+    in_pool[pool] = True
+    bc = everyone.by_class
+    extra = []
+    for c in range(everyone.nc):
+        rows = bc.indices[bc.indptr[c] : bc.indptr[c + 1]]
+        if not in_pool[rows].any():
+            extra.append(rows[~in_base[rows]][:_COVER])
+    return np.unique(np.concatenate([pool, *extra]))
+
+
+def _stratified_order(pool: _Pool, jitter: np.ndarray) -> np.ndarray:
+    """Rows sorted by their rarest class, its count, then 2nd and 3rd rarest (ties: ``jitter``)."""
+    nc = pool.nc
+    is_cls = pool.var < nc
+    rank = np.empty(nc, np.int64)
+    rank[np.lexsort((np.arange(nc), pool.total[:nc]))] = np.arange(nc)
+    row, r, k = pool.row[is_cls], rank[pool.var[is_cls]], pool.val[is_cls]
+    order = np.lexsort((r, row))  # by row, then rarest class first
+    row, r, k = row[order], r[order], k[order]
+    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    nclass = np.diff(np.r_[first, len(row)])
+    keys = []
+    for level in range(3):
+        has = nclass > level
+        kr = np.full(pool.n, nc, np.int64)
+        kk = np.zeros(pool.n)
+        kr[row[first[has]]] = r[first[has] + level]
+        kk[row[first[has]]] = k[first[has] + level]
+        keys += [kr, -kk]
+    return np.lexsort((jitter, *reversed(keys)))  # lexsort's primary key is the last one
+
+
+def _systematic(length: int, k: int, start: float) -> np.ndarray:
+    """Positions of a systematic sample of exactly ``k`` of ``length`` (random ``start`` in [0, 1)).
+
+    Position ``i`` is taken when ``floor((i + 1) k / length + start)`` steps up; integer
+    arithmetic keeps the count exact.
+    """
+    offset = int(start * length)
+    step = (np.arange(length + 1, dtype=np.int64) * k + offset) // length
+    return np.flatnonzero(np.diff(step) > 0)
+
+
+def _top(score: np.ndarray, jitter: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first (ties broken by ``jitter``)."""
+    if k < len(score):
+        part = np.argpartition(-score, k - 1)[:k]
+        part = np.flatnonzero(score >= score[part].min())  # every tie at the boundary
+    else:
+        part = np.arange(len(score))
+    return part[np.lexsort((jitter[part], -score[part]))[:k]]
+
+
+def _refine(
+    pool: _Pool,
+    sel: np.ndarray,
+    x: np.ndarray,
+    objective: Objective,
+    jitter: np.ndarray,
+    require_presence: bool,
+    thorough: bool,
+) -> None:
+    """Swap local search on ``sel`` (and its column sums ``x``), both updated in place.
+
+    Each round ranks every image by the objective change of removing it (subset) or adding
+    it (rest) and walks the best ``_CANDIDATES`` of each side. A ``thorough`` search runs
+    until no swap helps, trying all pairs of the best ``_PAIR_SEARCH`` on each side when the
+    walk finds none; otherwise it stops once a round gains less than ``_MIN_ROUND_GAIN``.
+    """
+    nc = pool.nc
+    for _ in range(_MAX_ROUNDS_THOROUGH if thorough else _MAX_ROUNDS):
+        target, w = objective(x[:nc].sum())
+        dev = x - target
+        before = float((w * np.abs(dev)).sum())
+        inside, outside = np.flatnonzero(sel), np.flatnonzero(~sel)
+        if not len(inside) or not len(outside):
+            return
+        g = pool.swap_gains(dev, w, sel)
+        rem = inside[_top(g[inside], jitter[inside], _CANDIDATES)]
+        add = outside[_top(g[outside], jitter[outside], _CANDIDATES)]
+        devl = dev.tolist()
+        guard = x[:nc].tolist() if require_presence else None
+        gained = _walk(pool.row_lists(rem), pool.row_lists(add), devl, w.tolist(), guard, rem, add, sel)
+        x[:] = target + np.array(devl)
+        if thorough and gained <= 1e-9 * before:
+            target, w = objective(x[:nc].sum())
+            g = pool.swap_gains(x - target, w, sel)
+            inside, outside = np.flatnonzero(sel), np.flatnonzero(~sel)
+            rem = inside[_top(g[inside], jitter[inside], _PAIR_SEARCH)]
+            add = outside[_top(g[outside], jitter[outside], _PAIR_SEARCH)]
+            if _all_pairs(pool, sel, x, x - target, w, rem, add, require_presence) <= 1e-9 * before:
+                return
+        elif not thorough and gained <= _MIN_ROUND_GAIN * (before - gained):
+            return
+
+
+def _walk(
+    rem_rows: list[tuple[list[int], list[float]]],
+    add_rows: list[tuple[list[int], list[float]]],
+    dev: list[float],
+    w: list[float],
+    guard: list[float] | None,
+    rem: np.ndarray,
+    add: np.ndarray,
+    sel: np.ndarray,
+) -> float:
+    """Walk both candidate lists best first, swapping each pair that lowers the objective.
+
+    ``dev`` and ``guard`` (class counts kept above zero, for presence) are updated in place.
+    Returns the decrease of the objective.
+    """
+    nc = len(guard) if guard is not None else 0
+    i = j = 0
+    gained = 0.0
+    while i < len(rem_rows) and j < len(add_rows):
+        (rv, rk), (av, ak) = rem_rows[i], add_rows[j]
+        change: dict[int, float] = {}
+        for v, k in zip(rv, rk, strict=True):
+            change[v] = -k
+        for v, k in zip(av, ak, strict=True):
+            change[v] = change.get(v, 0.0) + k
+        delta = sum(w[v] * (abs(dev[v] + dk) - abs(dev[v])) for v, dk in change.items())
+        killed = guard is not None and any(
+            v < nc and guard[v] > 0 and guard[v] + dk <= 0 for v, dk in change.items()
+        )
+        if delta < -1e-12 and not killed:
+            for v, dk in change.items():
+                dev[v] += dk
+                if guard is not None and v < nc:
+                    guard[v] += dk
+            sel[rem[i]], sel[add[j]] = False, True
+            gained -= delta
+            i += 1
+            j += 1
+            continue
+        # no gain with this pair: drop whichever of the two is now the weaker candidate
+        g_rem = sum(w[v] * (abs(dev[v]) - abs(dev[v] - k)) for v, k in zip(rv, rk, strict=True))
+        g_add = sum(w[v] * (abs(dev[v]) - abs(dev[v] + k)) for v, k in zip(av, ak, strict=True))
+        if g_rem < g_add:
+            i += 1
+        else:
+            j += 1
+    return gained
+
+
+def _all_pairs(
+    pool: _Pool,
+    sel: np.ndarray,
+    x: np.ndarray,
+    dev: np.ndarray,
+    w: np.ndarray,
+    rem: np.ndarray,
+    add: np.ndarray,
+    require_presence: bool,
+) -> float:
+    """Repeatedly swap the best of all (removal, addition) pairs; ``sel``, ``x`` in place."""
+    k_rem, k_add = pool.dense(rem), pool.dense(add)
+    cols = np.flatnonzero((k_rem != 0).any(0) | (k_add != 0).any(0))
+    kr, ka, d, ws = k_rem[:, cols], k_add[:, cols], dev[cols], w[cols]
+    is_cls = cols < pool.nc
+    used_r, used_a = np.zeros(len(rem), bool), np.zeros(len(add), bool)
+    gained = 0.0
+    for _ in range(min(len(rem), len(add))):
+        change = ka[None, :, :] - kr[:, None, :]
+        delta = (ws * (np.abs(d + change) - np.abs(d))).sum(-1)
+        if require_presence:
+            now = x[cols[is_cls]]
+            delta[((now + change[:, :, is_cls] <= 0) & (now > 0)).any(-1)] = np.inf
+        delta[used_r, :] = np.inf
+        delta[:, used_a] = np.inf
+        i, j = np.unravel_index(np.argmin(delta), delta.shape)
+        if not delta[i, j] < -1e-12:
+            break
+        gained -= float(delta[i, j])
+        used_r[i] = used_a[j] = True
+        sel[rem[i]], sel[add[j]] = False, True
+        d = d + change[i, j]
+        x[cols] += change[i, j]
+    return gained
+
+
+def _ensure_coverage(
+    pool: _Pool,
+    sel: np.ndarray,
+    base_x: np.ndarray,
+    base_holders: np.ndarray | int,
+    coverage: int,
+    objective: Objective,
+) -> None:
+    """Until ``coverage`` classes are present, swap the best image of the most common missing
+    class in for an added image whose classes all appear elsewhere in the subset.
+
+    Such an image exists while the base holds at least ``min(its size, classes)`` classes:
+    were every added image the only holder of some class, those classes alone would already
+    reach the coverage. ``base_holders``: images of the base holding each class.
+    """
+    nc = pool.nc
+    is_cls = pool.var < nc
+    while True:
+        x = base_x + pool.sums(np.flatnonzero(sel))
+        missing = np.flatnonzero((x[:nc] == 0) & (pool.total[:nc] > 0))
+        if not len(missing) or int((x[:nc] > 0).sum()) >= coverage:
+            return
+        target, w = objective(x[:nc].sum())
+        c = int(missing[np.argmax(pool.total[missing])])
+        cands = pool.by_class.indices[pool.by_class.indptr[c] : pool.by_class.indptr[c + 1]]
+        add = int(cands[np.argmax(pool.gains(x - target, w, 1.0, cands))])
+        sel[add] = True
+        x = x + pool.sums(np.array([add]))
+        # an added row may go if every class on it is held by another image of the subset
+        holders = base_holders + np.bincount(pool.var[is_cls & sel[pool.row]], minlength=nc)
+        lonely = is_cls & (holders[np.where(is_cls, pool.var, 0)] <= 1)
+        safe = np.flatnonzero(sel & (np.bincount(pool.row[lonely], minlength=pool.n) == 0))
+        if not len(safe):  # cannot happen (see above); keep the subset's size regardless
+            sel[add] = False
+            log.warning("could not bring class %d into a subset without dropping another", c)
+            return
+        log.debug("coverage: class %d swapped in with row %d", c, add)
+        sel[int(safe[np.argmax(pool.gains(x - target, w, -1.0, safe))])] = False
