@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,14 +48,17 @@ from typing import Any
 
 from detpipe.errors import InvalidInput
 from detpipe.io import read_json
+from detpipe.subsets.config import format_pct, parse_subset_name
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "train_summary.json"
 REQUIRED_COLUMNS = ("model", "fraction", "best_map5095")
 OPTIONAL_COLUMNS = ("best_map50", "best_epoch", "last_epoch", "seed", "strategy")
-_SUBSET_RE = re.compile(r"train2017_(?P<pct>\d+(?:\.\d+)?)_(?P<strategy>[A-Za-z0-9]+)")
 _MODEL_SUFFIXES = (".yaml", ".yml", ".pt")
+
+fraction_key = format_pct
+"""A fraction in percent written minimally (0.3125, 5, 100), as in the subset list names."""
 
 
 @dataclass(frozen=True)
@@ -84,19 +86,6 @@ class Run:
     seed: int | None = None
     strategy: str | None = None
     source: str = ""
-
-
-def fraction_key(fraction: float) -> str:
-    """A fraction in percent written minimally: 0.3125 -> "0.3125", 5.0 -> "5", 100.0 -> "100"."""
-    return format(fraction, ".10g")
-
-
-def parse_subset_name(text: str) -> tuple[float, str] | None:
-    """Find ``train2017_<pct>_<strategy>`` in ``text``; returns (percent, strategy) or None."""
-    match = _SUBSET_RE.search(text)
-    if match is None:
-        return None
-    return float(match["pct"]), match["strategy"]
 
 
 def _model_name(value: Any, where: str) -> str:

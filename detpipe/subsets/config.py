@@ -121,6 +121,16 @@ def subset_size(pct: float, total: int) -> int:
     return min(max(n, 1), total)
 
 
+SUBSET_NAME_RE = re.compile(r"train2017_(?P<pct>\d+(?:\.\d+)?)_(?P<strategy>[A-Za-z0-9]+)")
+"""A subset's name (``train2017_0.3125_p``) inside a file name, path or run name."""
+
+
+def parse_subset_name(text: str) -> tuple[float, str] | None:
+    """Find ``train2017_<pct>_<strategy>`` in ``text``; returns ``(percent, strategy)`` or None."""
+    match = SUBSET_NAME_RE.search(str(text))
+    return (float(match["pct"]), match["strategy"]) if match else None
+
+
 def list_name(split: str, pct: float, strategy: str) -> str:
     """File name of one subset list: ``train2017_0.3125_p.txt``."""
     return f"{split}_{format_pct(pct)}_{strategy}.txt"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -33,16 +32,10 @@ import yaml
 
 from detpipe.errors import InvalidInput
 from detpipe.io import write_text
+from detpipe.subsets.config import SUBSET_NAME_RE, parse_subset_name
 
 MAP5095 = "metrics/mAP50-95(B)"
 MAP50 = "metrics/mAP50(B)"
-_SUBSET_RE = re.compile(r"train2017_(?P<pct>\d+(?:\.\d+)?)_(?P<strategy>[A-Za-z0-9]+)")
-
-
-def parse_subset_name(text: str) -> tuple[float, str] | None:
-    """``"train2017_0.3125_p"`` (in any path) -> ``(0.3125, "p")``; ``None`` when absent."""
-    match = _SUBSET_RE.search(PurePath(str(text)).name)
-    return (float(match["pct"]), match["strategy"]) if match else None
 
 
 def subset_name(data_yaml: str | Path) -> str | None:
@@ -56,7 +49,7 @@ def subset_name(data_yaml: str | Path) -> str | None:
     candidates = [*(train if isinstance(train, list) else [train] if train else []), path.name]
     for candidate in candidates:
         name = PurePath(str(candidate)).name
-        match = _SUBSET_RE.search(name)
+        match = SUBSET_NAME_RE.search(name)
         if match:
             return match.group(0)
     return None

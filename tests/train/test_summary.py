@@ -30,7 +30,7 @@ HEADER = f"epoch,time,train/box_loss,metrics/precision(B),{MAP50},{MAP5095}"
         ("/data/yolo/train2017_5_random.txt", (5.0, "random")),
         ("train2017_100_topn.yaml", (100.0, "topn")),
         ("dataset.yaml", None),
-        ("/runs/train2017_5_p/dataset.yaml", None),  # only the file's own name counts
+        ("/runs/train2017_5_p/dataset.yaml", (5.0, "p")),  # a run dir names its subset too
     ],
 )
 def test_parse_subset_name(text: str, expected: tuple | None) -> None:
