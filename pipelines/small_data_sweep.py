@@ -15,12 +15,11 @@ from typing import Any
 from kfp import dsl
 
 from detpipe.components.data import data_op
-from detpipe.components.evaluate import evaluate_op
 from detpipe.components.report import report_op
 from detpipe.components.subsets import subsets_op
-from detpipe.components.train import record_op, train_op
+from detpipe.components.train import record_op
 from detpipe.pipelines.settings import PipelineSettings
-from detpipe.pipelines.tasks import configure
+from detpipe.pipelines.tasks import configure, train_and_evaluate
 
 STUDY_FRACTIONS = (0.3125, 0.625, 1.25, 2.5, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 STUDY_MODELS = ("yolo12n.yaml", "yolo12s.yaml", "yolo12m.yaml", "yolo12l.yaml", "yolo12x.yaml")
@@ -85,32 +84,21 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         dataset = data.outputs["dataset"]
         subsets = configure(subsets_op(dataset=dataset), settings, name="subsets")
         with dsl.ParallelFor(cells, parallelism=settings.sweep_parallelism) as cell:
-            train = configure(
-                train_op(
-                    dataset=dataset,
-                    subsets=subsets.outputs["subsets"],
-                    arch=cell.arch,
-                    fraction=cell.fraction,
-                    strategy=strategy,
-                    epochs=epochs,
-                    imgsz=imgsz,
-                    batch=batch,
-                    seed=cell.seed,
-                    device=device,
-                    workers=workers,
-                    nproc_per_node=nproc_per_node,
-                    train_overrides=train_overrides,
-                ),
+            train, evaluation = train_and_evaluate(
                 settings,
-                gpu=True,
-                cache=False,
-                name="train",
-            )
-            evaluation = configure(
-                evaluate_op(model=train.outputs["model"], dataset=dataset, imgsz=imgsz, device=device),
-                settings,
-                gpu=True,
-                name="evaluate",
+                dataset,
+                subsets.outputs["subsets"],
+                arch=cell.arch,
+                fraction=cell.fraction,
+                strategy=strategy,
+                epochs=epochs,
+                imgsz=imgsz,
+                batch=batch,
+                seed=cell.seed,
+                device=device,
+                workers=workers,
+                nproc_per_node=nproc_per_node,
+                train_overrides=train_overrides,
             )
             record = configure(
                 record_op(

@@ -8,9 +8,13 @@ limit, node selector, tolerations and an in-memory /dev/shm.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from detpipe.components.evaluate import evaluate_op
+from detpipe.components.train import train_op
 from detpipe.pipelines.settings import PipelineSettings
 
 STORE_ENV = ("DETPIPE_S3_ENDPOINT", "DETPIPE_S3_SECURE")
@@ -59,3 +63,31 @@ def configure(
             task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=settings.shm_size
         )
     return task
+
+
+def train_and_evaluate(
+    settings: PipelineSettings, dataset: Any, subsets: Any, **train_args: Any
+) -> tuple[PipelineTask, PipelineTask]:
+    """The train step and the evaluate step on its model, as both pipelines use them.
+
+    ``train_args`` are ``train_op``'s parameters (arch, fraction, epochs, imgsz, device ...).
+    """
+    train = configure(
+        train_op(dataset=dataset, subsets=subsets, **train_args),
+        settings,
+        gpu=True,
+        cache=False,
+        name="train",
+    )
+    evaluation = configure(
+        evaluate_op(
+            model=train.outputs["model"],
+            dataset=dataset,
+            imgsz=train_args["imgsz"],
+            device=train_args["device"],
+        ),
+        settings,
+        gpu=True,
+        name="evaluate",
+    )
+    return train, evaluation

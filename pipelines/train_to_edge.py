@@ -14,13 +14,11 @@ from kfp import dsl
 
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
-from detpipe.components.evaluate import evaluate_op
 from detpipe.components.export import export_op, gate_op
 from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
-from detpipe.components.train import train_op
 from detpipe.pipelines.settings import PipelineSettings
-from detpipe.pipelines.tasks import configure
+from detpipe.pipelines.tasks import configure, train_and_evaluate
 
 ENGINE_FORMATS = ["onnx", "onnx-int8", "engine-fp16", "engine-int8"]
 
@@ -64,34 +62,23 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         )
         dataset = data.outputs["dataset"]
         subsets = configure(subsets_op(dataset=dataset, seed=seed), settings, name="subsets")
-        train = configure(
-            train_op(
-                dataset=dataset,
-                subsets=subsets.outputs["subsets"],
-                arch=arch,
-                fraction=fraction,
-                strategy=strategy,
-                epochs=epochs,
-                imgsz=imgsz,
-                batch=batch,
-                seed=seed,
-                device=device,
-                workers=workers,
-                nproc_per_node=nproc_per_node,
-                train_overrides=train_overrides,
-            ),
+        train, evaluation = train_and_evaluate(
             settings,
-            gpu=True,
-            cache=False,
-            name="train",
+            dataset,
+            subsets.outputs["subsets"],
+            arch=arch,
+            fraction=fraction,
+            strategy=strategy,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            seed=seed,
+            device=device,
+            workers=workers,
+            nproc_per_node=nproc_per_node,
+            train_overrides=train_overrides,
         )
         model = train.outputs["model"]
-        evaluation = configure(
-            evaluate_op(model=model, dataset=dataset, imgsz=imgsz, device=device),
-            settings,
-            gpu=True,
-            name="evaluate",
-        )
         export = configure(
             export_op(
                 model=model,
