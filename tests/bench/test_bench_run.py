@@ -1,0 +1,166 @@
+"""``detpipe bench`` end to end, as a process, on a small exported model (random weights: latency only)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detpipe.bench.backends import backends_for, discover_models, model_file
+from detpipe.bench.run import add_ratios
+from detpipe.errors import InvalidInput
+from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
+
+PICO = Path(__file__).resolve().parents[1] / "export" / "yolov8-pico.yaml"
+STATS = (
+    "min_ms",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "std_ms",
+    "cv",
+    "throughput_ips",
+)
+
+
+def _detpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    calib = tmp / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(calib / f"{i}.jpg"), rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    out = tmp / "export"
+    res = _detpipe(
+        "export", "--weights", str(PICO), "--imgsz", "64", "--formats", "onnx,onnx-int8",
+        "--calib", str(calib), "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench_report(export_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-out") / "bench.json"
+    res = _detpipe(
+        "bench", "--model", str(export_dir), "--model", str(PICO), "--imgsz", "64",
+        "--warmup", "2", "--iters", "8", "--threads", "1", "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res, out
+
+
+def test_bench_writes_json_table_and_plot(bench_report):
+    res, out = bench_report
+    report = json.loads(out.read_text())
+    rows = {(r["format"], r["backend"]): r for r in report["results"]}
+    assert set(rows) == {("onnx", "onnxruntime"), ("onnx-int8", "onnxruntime"), ("pytorch", "pytorch")}
+    for row in rows.values():
+        assert (
+            row["status"] == "ok" and row["batch"] == 1 and row["threads"] == 1 and row["imgsz"] == [64, 64]
+        )
+        for mode in ("infer", "e2e"):
+            s = row[mode]
+            assert set(STATS) <= set(s) and s["n"] == 8
+            assert s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
+            assert s["throughput_ips"] == pytest.approx(1000 * 8 / sum(row["samples_ms"][mode]), rel=1e-3)
+        assert row["e2e"]["p50_ms"] > 0.5 * row["infer"]["p50_ms"]  # e2e includes the network
+    assert report["reference"] == "pytorch/pytorch"
+    assert rows[("pytorch", "pytorch")]["speedup_vs_reference"] == {"infer": 1.0, "e2e": 1.0}
+    assert report["settings"]["percentiles"] == "numpy.percentile method='linear'"
+    device = report["device"]
+    assert device["cpu"]["model"] and device["cpu"]["cores_available"] >= 1
+    assert device["versions"]["onnxruntime"] and device["jetson"] is None
+    table = out.with_suffix(".md").read_text()
+    assert "| onnx-int8 | onnxruntime |" in table and "| pytorch | pytorch |" in table
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| onnx | onnxruntime |" in res.stdout
+
+
+def test_static_batch_models_are_skipped_for_other_batches(export_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    res = _detpipe(
+        "bench", "--model", str(export_dir / "model.onnx"), "--model", str(PICO), "--imgsz", "64",
+        "--batch", "2", "--iters", "3", "--warmup", "1", "--modes", "infer", "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = {r["format"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["onnx"]["status"] == "skipped" and "static batch 1" in rows["onnx"]["reason"]
+    assert rows["pytorch"]["status"] == "ok" and "e2e" not in rows["pytorch"]
+    assert rows["pytorch"]["infer"]["throughput_ips"] == pytest.approx(
+        2 * 3000 / sum(rows["pytorch"]["samples_ms"]["infer"]), rel=1e-3
+    )
+
+
+def test_engines_without_tensorrt_are_skipped_and_without_sidecar_refused(tmp_path):
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"serialized")
+    out = tmp_path / "bench.json"
+    res = _detpipe("bench", "--model", str(engine), "--out", str(out))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("detpipe bench: error: ")
+    assert "no sidecar" in res.stderr
+    device = DeviceInfo("Orin", "8.7", "10.3.0", dla_cores=2)
+    write_sidecar(engine, make_sidecar(engine, device, "fp16", [1, 3, 64, 64], {"dla_core": None}))
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    res = _detpipe("bench", "--model", str(engine), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(out.read_text())["results"]
+    assert (row["format"], row["backend"], row["status"]) == ("engine-fp16", "tensorrt", "skipped")
+    assert "TensorRT is not installed" in row["reason"]
+
+
+def test_bad_input_exits_2(tmp_path):
+    res = _detpipe("bench", "--model", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "b.json"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"detpipe bench: error: {tmp_path / 'missing.onnx'}: no such file"
+    ]
+    res = _detpipe("bench", "--model", str(PICO), "--backend", "tensorrt", "--out", str(tmp_path / "b.json"))
+    assert res.returncode == 2 and "no model can run on --backend tensorrt" in res.stderr
+
+
+def test_model_discovery_and_backends(export_dir):
+    models = discover_models([export_dir])
+    assert [(m.path.name, m.kind, m.label) for m in models] == [
+        ("model.int8.onnx", "onnx", "onnx-int8"),
+        ("model.onnx", "onnx", "onnx"),
+    ]
+    onnx = model_file(export_dir / "model.onnx")
+    assert backends_for(onnx, ["onnxruntime", "tensorrt", "onnxruntime-cuda"]) == [
+        "onnxruntime",
+        "onnxruntime-cuda",
+    ]
+    with pytest.raises(InvalidInput, match="--backend 'tflite'"):
+        backends_for(onnx, ["tflite"])
+
+
+def test_ratios_are_against_pytorch():
+    rows = [
+        {"status": "ok", "format": "onnx", "backend": "onnxruntime", "infer": {"mean_ms": 10.0}},
+        {"status": "ok", "format": "pytorch", "backend": "pytorch", "infer": {"mean_ms": 15.0}},
+        {"status": "skipped", "format": "engine-fp16", "backend": "tensorrt"},
+    ]
+    assert add_ratios(rows) == "pytorch/pytorch"
+    assert rows[0]["speedup_vs_reference"] == {"infer": 1.5}
+    assert "speedup_vs_reference" not in rows[2]
