@@ -73,29 +73,21 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def latency_plot(report: dict[str, Any], out: str | Path) -> Path:
     """Box plots of the latency distribution per (format, backend), infer-only and end-to-end."""
-    import io
+    from matplotlib.figure import Figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from detpipe.plotting import png_bytes
 
     rows = [r for r in report["results"] if r["status"] == "ok"]
     modes = [m for m in ("infer", "e2e") if any(m in r.get("samples_ms", {}) for r in rows)]
-    fig, axes = plt.subplots(1, len(modes), figsize=(5 + 1.2 * len(rows), 4), dpi=110, squeeze=False)
-    try:
-        for ax, mode in zip(axes[0], modes, strict=True):
-            data = [r["samples_ms"][mode] for r in rows if mode in r["samples_ms"]]
-            labels = [f"{r['format']}\n{r['backend']}" for r in rows if mode in r["samples_ms"]]
-            ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
-            ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
-            ax.set_ylabel("latency (ms)")
-            ax.set_title({"infer": "inference only", "e2e": "end to end (decode..NMS)"}[mode])
-            ax.grid(axis="y", alpha=0.3)
-        fig.suptitle(f"Latency per format, batch {report['settings']['batch']} (whiskers: p1..p99)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return write_bytes(out, buf.getvalue())
+    fig = Figure(figsize=(5 + 1.2 * len(rows), 4), layout="constrained")
+    axes = fig.subplots(1, len(modes), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        data = [r["samples_ms"][mode] for r in rows if mode in r["samples_ms"]]
+        labels = [f"{r['format']}\n{r['backend']}" for r in rows if mode in r["samples_ms"]]
+        ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+        ax.set_ylabel("latency (ms)")
+        ax.set_title({"infer": "inference only", "e2e": "end to end (decode..NMS)"}[mode])
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Latency per format, batch {report['settings']['batch']} (whiskers: p1..p99)")
+    return write_bytes(out, png_bytes(fig))

@@ -7,19 +7,9 @@ import logging
 from pathlib import Path
 
 from detpipe.cli.export import imgsz_arg
-from detpipe.cli.options import csv_list, non_negative_int, positive_int
+from detpipe.cli.options import csv_list, non_negative_float, non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--imgsz", type=imgsz_arg, default=None, help="input SIZE or H,W (PyTorch models; 640)")
     p.add_argument("--batch", type=positive_int, default=1, help="images per query (default: 1)")
     p.add_argument("--warmup", type=non_negative_int, default=10, help="warm-up iterations (default: 10)")
-    p.add_argument("--warmup-seconds", type=_non_negative_float, default=0.0, help="extra warm-up time")
+    p.add_argument("--warmup-seconds", type=non_negative_float, default=0.0, help="extra warm-up time")
     p.add_argument("--iters", type=positive_int, default=100, help="timed iterations (default: 100)")
-    p.add_argument("--duration", type=_non_negative_float, default=None, help="time for N seconds instead")
+    p.add_argument("--duration", type=non_negative_float, default=None, help="time for N seconds instead")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--images", type=Path, default=None, help="real images for e2e (dir, list or YAML)")
     p.add_argument("--modes", type=csv_list, default=["infer", "e2e"], help="infer,e2e (default: both)")

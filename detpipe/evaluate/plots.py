@@ -10,15 +10,14 @@ they go (:func:`detpipe.io.write_bytes` or an :func:`detpipe.io.atomic_dir`)::
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from detpipe.evaluate.cocoeval import EvalResult
+from detpipe.plotting import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +26,7 @@ _ANNOTATE_MAX = 30  # above this many classes the confusion matrix has no number
 
 
 def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    return png_bytes(fig, dpi=110, tight=True)
 
 
 def pr_curves_png(result: EvalResult, names: list[str]) -> bytes:

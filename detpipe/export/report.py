@@ -62,30 +62,22 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def accuracy_plot(report: dict[str, Any], out: str | Path) -> Path:
     """Bar chart of mAP50-95 and mAP50 per format, PyTorch first; written atomically as PNG."""
-    import io
+    from matplotlib.figure import Figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from detpipe.plotting import png_bytes
 
     acc = report["accuracy"]
     names = ["pytorch", *acc["formats"]]
     rows = [acc["pytorch"], *acc["formats"].values()]
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6), dpi=110)
-    try:
-        x = range(len(names))
-        for offset, metric in ((-0.2, "mAP50-95"), (0.2, "mAP50")):
-            values = [100 * r[metric] for r in rows]
-            bars = ax.bar([i + offset for i in x], values, width=0.4, label=metric)
-            ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_xticks(list(x), names)
-        ax.set_ylabel("mAP (%)")
-        ax.set_title(f"Accuracy per format on {acc['val_images']} val images")
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return write_bytes(out, buf.getvalue())
+    fig = Figure(figsize=(1.6 * len(names) + 2, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    x = range(len(names))
+    for offset, metric in ((-0.2, "mAP50-95"), (0.2, "mAP50")):
+        values = [100 * r[metric] for r in rows]
+        bars = ax.bar([i + offset for i in x], values, width=0.4, label=metric)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("mAP (%)")
+    ax.set_title(f"Accuracy per format on {acc['val_images']} val images")
+    ax.legend(loc="lower right")
+    return write_bytes(out, png_bytes(fig))

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from detpipe.io import write_bytes
+from detpipe.plotting import png_bytes
 from detpipe.report.collect import fraction_key
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ _DPI = 120
 
 def _figure() -> tuple[Figure, Axes]:
     fig = Figure(figsize=(8.0, 5.0), layout="constrained")
-    FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
 
@@ -51,7 +51,7 @@ def _log_fraction_axis(ax: Axes, keys: list[str]) -> None:
 
 
 def _save(fig: Figure, path: Path) -> str:
-    fig.savefig(path, dpi=_DPI)
+    write_bytes(path, png_bytes(fig, dpi=_DPI))
     return path.name
 
 

