@@ -28,6 +28,7 @@ from detpipe.components.export import export_op, gate_op
 from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
 from detpipe.components.train import train_op
+from detpipe.io import write_json
 from detpipe.pipelines.local_run import run_local
 from detpipe.pipelines.profiles import arguments
 
@@ -162,6 +163,7 @@ def main() -> None:
         "ratio": round(pipeline_wall / direct_wall, 3),
         "direct_steps_s": {k: round(v, 2) for k, v in direct.items()},
         "pipeline_steps_s": {t["task"]: t.get("wall_time_s") for t in summary["tasks"]},
+        "pipeline_steps_own_s": {t["task"]: t.get("step_time_s") for t in summary["tasks"]},
     }
     print(json.dumps(result, indent=2))
     print(
@@ -169,7 +171,7 @@ def main() -> None:
         f"{pipeline_wall / direct_wall:.2f}x (target < 1.5x)"
     )
     if opts.json:
-        Path(opts.json).write_text(json.dumps(result, indent=2))
+        write_json(opts.json, result)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 ``kfp.local`` (SubprocessRunner, this Python environment) executes every task as a
 subprocess and keeps its artifacts under ``<workdir>/pipeline_root``; releases go to the
-local store ``<workdir>/store``. The summary lists, per task: status, wall time, logged
-metrics and artifact URIs, and is written to ``<workdir>/run_summary.json``::
+local store ``<workdir>/store``. The summary lists, per task: status, wall time as the runner
+saw it (process start, imports and artifact handling included; tasks run one after another,
+so it is the time since the previous task finished), the step's own time (``step_time_s``,
+logged by the component), logged metrics and artifact URIs, and is written to
+``<workdir>/run_summary.json``::
 
     summary = run_local("train_to_edge", Path("runs/local"), arguments=arguments(..., quick=True))
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +36,24 @@ def _init_local(pipeline_root: Path) -> None:
     )
 
 
-def _run(
-    pipeline_func: Any, arguments: dict[str, Any], pipeline_root: Path
-) -> tuple[Path, float, str | None]:
-    """Run one pipeline; returns (its run directory, wall seconds, the failed task or None)."""
+@dataclass(frozen=True)
+class LocalRun:
+    """One finished (or failed) local pipeline run: where kfp.local wrote it and when."""
+
+    run_dir: Path
+    started: float  # epoch seconds
+    finished: float
+    failed: str | None  # the task kfp.local reported as failed
+
+    @property
+    def wall(self) -> float:
+        return self.finished - self.started
+
+
+def _run(pipeline_func: Any, arguments: dict[str, Any], pipeline_root: Path) -> LocalRun:
+    """Run one pipeline with the local runner; a failed task is reported, not raised."""
     before = set(pipeline_root.iterdir()) if pipeline_root.exists() else set()
-    start = time.perf_counter()
+    started = time.time()
     failed = None
     try:
         pipeline_func(**arguments)
@@ -46,23 +62,25 @@ def _run(
         if match is None:
             raise
         failed = match.group(1)
-    wall = time.perf_counter() - start
+    finished = time.time()
     new = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     if not new:
         raise DetpipeError(f"the local runner wrote no run under {pipeline_root}")
-    return new[-1], wall, failed
+    return LocalRun(new[-1], started, finished, failed)
 
 
-def collect_tasks(run_dir: Path, failed: str | None = None) -> list[dict[str, Any]]:
+def collect_tasks(run: LocalRun) -> list[dict[str, Any]]:
     """One entry per task of a local run: status, wall time, metrics, artifacts, parameters.
 
-    Finished tasks are read from their ``executor_output.json``; ``failed`` (the task the
-    runner reported) is added as a FAILURE. Tasks after a failure never ran and are absent.
+    Finished tasks are read from their ``executor_output.json`` (written as a task ends);
+    the failed task the runner reported is added as a FAILURE. Tasks after a failure never
+    ran and are absent.
     """
     tasks = []
-    for output in sorted(run_dir.rglob("executor_output.json"), key=lambda p: p.stat().st_mtime):
+    previous = run.started
+    for output in sorted(run.run_dir.rglob("executor_output.json"), key=lambda p: p.stat().st_mtime):
         data = read_json(output)
-        entry: dict[str, Any] = {"task": str(output.parent.relative_to(run_dir)), "status": "SUCCESS"}
+        entry: dict[str, Any] = {"task": str(output.parent.relative_to(run.run_dir)), "status": "SUCCESS"}
         entry["parameters"] = data.get("parameterValues", {})
         entry["metrics"], entry["artifacts"] = {}, {}
         for name, group in data.get("artifacts", {}).items():
@@ -71,10 +89,14 @@ def collect_tasks(run_dir: Path, failed: str | None = None) -> list[dict[str, An
                     entry["metrics"].update(artifact.get("metadata", {}))
                 else:
                     entry["artifacts"][name] = artifact["uri"]
-        entry["wall_time_s"] = entry["metrics"].pop("wall_time_s", None)
+        finished = output.stat().st_mtime
+        entry["wall_time_s"] = round(finished - previous, 3)
+        entry["step_time_s"] = entry["metrics"].pop("wall_time_s", None)
+        previous = finished
         tasks.append(entry)
-    if failed is not None:
-        tasks.append({"task": failed, "status": "FAILURE"})
+    if run.failed is not None:
+        wall = round(run.finished - previous, 3)
+        tasks.append({"task": run.failed, "status": "FAILURE", "wall_time_s": wall})
     return tasks
 
 
@@ -95,21 +117,19 @@ def run_local(
     settings = PipelineSettings(target="local", sweep_parallelism=1)
     arguments = _with_local_store(pipeline, arguments, workdir)
     _init_local(pipeline_root)
-    run_dir, wall, failed = _run(build(pipeline, settings), arguments, pipeline_root)
-    tasks = collect_tasks(run_dir, failed)
+    run = _run(build(pipeline, settings), arguments, pipeline_root)
+    tasks, wall = collect_tasks(run), run.wall
     if pipeline == "small_data_sweep" and all(t["status"] == "SUCCESS" for t in tasks):
         from detpipe.pipelines.small_data_sweep import build_sweep_report
 
-        report_dir, report_wall, failed = _run(
-            build_sweep_report(settings), {"runs": arguments["runs"]}, pipeline_root
-        )
-        tasks += collect_tasks(report_dir, failed)
-        wall += report_wall
+        report = _run(build_sweep_report(settings), {"runs": arguments["runs"]}, pipeline_root)
+        tasks += collect_tasks(report)
+        wall += report.wall
     summary = {
         "pipeline": pipeline,
         "status": "SUCCESS" if tasks and all(t["status"] == "SUCCESS" for t in tasks) else "FAILURE",
         "wall_time_s": round(wall, 3),
-        "run_dir": str(run_dir),
+        "run_dir": str(run.run_dir),
         "arguments": arguments,
         "tasks": tasks,
     }
@@ -130,15 +150,16 @@ def _with_local_store(pipeline: str, arguments: dict[str, Any], workdir: Path) -
 def format_summary(summary: dict[str, Any]) -> str:
     """The run summary as a table: task, status, wall time, key metrics, artifacts."""
     lines = [f"pipeline {summary['pipeline']}: {summary['status']} in {summary['wall_time_s']:.1f} s", ""]
-    lines.append(f"{'task':<34} {'status':<8} {'wall s':>8}  metrics")
+    lines.append(f"{'task':<34} {'status':<8} {'wall s':>7} {'step s':>7}  metrics")
+    pad = " " * (34 + 1 + 8 + 1 + 7 + 1 + 7)
     for t in summary["tasks"]:
-        wall = f"{t['wall_time_s']:.1f}" if t.get("wall_time_s") is not None else "-"
+        wall, step = (f"{t[k]:.1f}" if t.get(k) is not None else "-" for k in ("wall_time_s", "step_time_s"))
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(t.get("metrics", {}).items())[:4])
-        lines.append(f"{t['task']:<34} {t['status']:<8} {wall:>8}  {metrics}")
+        lines.append(f"{t['task']:<34} {t['status']:<8} {wall:>7} {step:>7}  {metrics}")
         for name, uri in t.get("artifacts", {}).items():
-            lines.append(f"{'':<34} {'':<8} {'':>8}  {name}: {uri}")
+            lines.append(f"{pad}  {name}: {uri}")
         for name, value in t.get("parameters", {}).items():
-            lines.append(f"{'':<34} {'':<8} {'':>8}  {name} = {value}")
+            lines.append(f"{pad}  {name} = {value}")
     return "\n".join(lines)
 
 

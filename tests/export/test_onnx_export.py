@@ -90,3 +90,25 @@ def test_bad_inputs_are_refused(loaded, tmp_path):
     with pytest.raises(InvalidInput, match="not an ultralytics checkpoint"):
         load_detection_model(tmp_path / "junk.pt")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_dfl_decode_equals_ultralytics():
+    import torch
+    from ultralytics.nn.modules import DFL
+
+    from detpipe.export.model import _dfl_forward
+
+    dfl = DFL(16)
+    x = torch.randn(2, 64, 300) * 4
+    expected = dfl(x)
+    got = _dfl_forward(dfl, x)
+    assert got.shape == expected.shape == (2, 4, 300)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_export_graph_takes_the_dfl_softmax_over_the_last_axis(static_onnx):
+    graph = onnx.load(str(static_onnx.path)).graph
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    assert len(softmax) == 1
+    axis = next((a.i for a in softmax[0].attribute if a.name == "axis"), -1)
+    assert axis in (-1, 3)  # (B, 4, anchors, bins): onnxruntime's fast path

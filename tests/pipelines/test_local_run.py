@@ -57,7 +57,10 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
         "publish-op",
     }
     assert all(t["status"] == "SUCCESS" for t in tasks.values())
-    assert tasks["train-op"]["wall_time_s"] > 0
+    # tasks run one after another: their runner-side times add up to (almost) the pipeline's
+    assert all(t["wall_time_s"] > 0 for t in tasks.values())
+    assert sum(t["wall_time_s"] for t in tasks.values()) <= summary["wall_time_s"] + 0.01
+    assert 0 < tasks["train-op"]["step_time_s"] <= tasks["train-op"]["wall_time_s"]
     assert "map50_95" in tasks["evaluate-op"]["metrics"]
     assert "pipeline train_to_edge: SUCCESS" in res.stdout
 
