@@ -3,10 +3,9 @@
 ``kfp.local`` (SubprocessRunner, this Python environment) executes every task as a
 subprocess and keeps its artifacts under ``<workdir>/pipeline_root``; releases go to the
 local store ``<workdir>/store``. The summary lists, per task: status, wall time as the runner
-saw it (process start, imports and artifact handling included; tasks run one after another,
-so it is the time since the previous task finished), the step's own time (``step_time_s``,
-logged by the component), logged metrics and artifact URIs, and is written to
-``<workdir>/run_summary.json``::
+saw it (process start, imports and artifact handling included), the step's own time
+(``step_time_s``, logged by the component), logged metrics and artifact URIs, and is written
+to ``<workdir>/run_summary.json``::
 
     summary = run_local("train_to_edge", Path("runs/local"), arguments=arguments(..., quick=True))
 """
@@ -24,6 +23,43 @@ from detpipe.errors import DetpipeError
 from detpipe.io import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_EVENT = re.compile(r"^(?:Executing task '(?P<start>[^']+)'|Task '(?P<end>[^']+)' finished with status)")
+
+
+class _TaskClock(logging.Filter):
+    """Start and finish times of kfp.local's tasks, taken from its log records.
+
+    kfp.local tells when a task starts and ends only in its log, and swaps the root logger's
+    handlers around every task, so this listens as a filter on the root logger (filters stay).
+    Loop iterations run in threads and share task names: a start is paired with the next
+    finish of the same name in the same thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: dict[tuple[int | None, str], float] = {}
+        self.intervals: list[tuple[str, float, float]] = []  # (task name, start, finish)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _TASK_EVENT.match(_ANSI.sub("", str(record.msg)))
+        if match and match["start"]:
+            self._open[(record.thread, match["start"])] = record.created
+        elif match:
+            start = self._open.pop((record.thread, match["end"]), None)
+            if start is not None:
+                self.intervals.append((match["end"], start, record.created))
+        return True
+
+    def take(self, name: str, finished: float | None = None) -> float | None:
+        """Seconds of the unclaimed run of task ``name`` that ended nearest ``finished`` (any if None)."""
+        runs = [i for i in self.intervals if i[0] == name]
+        if not runs:
+            return None
+        best = min(runs, key=lambda i: abs(i[2] - finished)) if finished is not None else runs[-1]
+        self.intervals.remove(best)
+        return round(best[2] - best[1], 3)
 
 
 def _init_local(pipeline_root: Path) -> None:
@@ -44,6 +80,7 @@ class LocalRun:
     started: float  # epoch seconds
     finished: float
     failed: str | None  # the task kfp.local reported as failed
+    clock: _TaskClock
 
     @property
     def wall(self) -> float:
@@ -55,18 +92,22 @@ def _run(pipeline_func: Any, arguments: dict[str, Any], pipeline_root: Path) -> 
     before = set(pipeline_root.iterdir()) if pipeline_root.exists() else set()
     started = time.time()
     failed = None
+    clock = _TaskClock()
+    logging.getLogger().addFilter(clock)
     try:
         pipeline_func(**arguments)
     except RuntimeError as e:  # kfp.local: "... Inner task failed: 'gate-op'."
-        match = re.search(r"Inner task failed: \W*'([^']+)'", re.sub(r"\x1b\[[0-9;]*m", "", str(e)))
+        match = re.search(r"Inner task failed: \W*'([^']+)'", _ANSI.sub("", str(e)))
         if match is None:
             raise
         failed = match.group(1)
+    finally:
+        logging.getLogger().removeFilter(clock)
     finished = time.time()
     new = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     if not new:
         raise DetpipeError(f"the local runner wrote no run under {pipeline_root}")
-    return LocalRun(new[-1], started, finished, failed)
+    return LocalRun(new[-1], started, finished, failed, clock)
 
 
 def collect_tasks(run: LocalRun) -> list[dict[str, Any]]:
@@ -77,7 +118,6 @@ def collect_tasks(run: LocalRun) -> list[dict[str, Any]]:
     ran and are absent.
     """
     tasks = []
-    previous = run.started
     for output in sorted(run.run_dir.rglob("executor_output.json"), key=lambda p: p.stat().st_mtime):
         data = read_json(output)
         entry: dict[str, Any] = {"task": str(output.parent.relative_to(run.run_dir)), "status": "SUCCESS"}
@@ -89,13 +129,11 @@ def collect_tasks(run: LocalRun) -> list[dict[str, Any]]:
                     entry["metrics"].update(artifact.get("metadata", {}))
                 else:
                     entry["artifacts"][name] = artifact["uri"]
-        finished = output.stat().st_mtime
-        entry["wall_time_s"] = round(finished - previous, 3)
+        entry["wall_time_s"] = run.clock.take(output.parent.name, output.stat().st_mtime)
         entry["step_time_s"] = entry["metrics"].pop("wall_time_s", None)
-        previous = finished
         tasks.append(entry)
     if run.failed is not None:
-        wall = round(run.finished - previous, 3)
+        wall = run.clock.take(run.failed.rsplit("/", 1)[-1])
         tasks.append({"task": run.failed, "status": "FAILURE", "wall_time_s": wall})
     return tasks
 
