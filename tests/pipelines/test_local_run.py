@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,35 @@ def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
     ]
     assert all(t["wall_time_s"] > 0 for t in summary["tasks"])  # the failed step's time too
     assert not (workdir / "store" / "models").exists()  # nothing published
+
+
+@pytest.mark.slow
+def test_small_data_sweep_runs_locally_and_reports(tmp_path):
+    workdir = tmp_path / "sweep"
+    cells = "[{arch: yolov8n.yaml, fraction: 50.0, seed: 0}, {arch: yolov8n.yaml, fraction: 100.0, seed: 0}]"
+    tiny = {"synth_images": 24, "synth_imgsz": 128, "epochs": 1, "imgsz": 64, "batch": 8, "cells": cells}
+    sets = [a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]
+    res = subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "pipeline", "run", "--pipeline", "small_data_sweep",
+         "--quick", "--workdir", str(workdir), *sets],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((workdir / "run_summary.json").read_text())
+    assert summary["status"] == "SUCCESS"
+    names = sorted(t["task"] for t in summary["tasks"])
+    steps = ("evaluate-op", "record-op", "train-op")
+    loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1) for op in steps]
+    assert names == sorted(["data-op", "subsets-op", "report-op", *loop])
+    assert all(t["wall_time_s"] > 0 for t in summary["tasks"])
+
+    runs = workdir / "store" / "sweeps" / "local"
+    assert sorted(p.name for p in runs.iterdir()) == ["yolov8n_100_p_s0", "yolov8n_50_p_s0"]
+    assert all((p / "train_summary.json").is_file() for p in runs.iterdir())
+    report_dir = Path(next(t for t in summary["tasks"] if t["task"] == "report-op")["artifacts"]["report"])
+    report = json.loads((report_dir / "report.json").read_text())
+    model = report["models"]["yolov8n"]
+    assert set(model["best_map5095"]) == {"50", "100"}  # one epoch: scores near 0, no retention
+    assert {"map_vs_size.png", "retention_vs_size.png", "cliff.png"} <= {p.name for p in report_dir.iterdir()}
