@@ -67,22 +67,14 @@ class Dataset:
 
 def make_data(workdir: Path) -> Dataset:
     """Synthetic COCO data and its YOLO layout (reused when the same config made it)."""
+    from detpipe.data.layout import yolo_dataset
     from detpipe.data.synth import SynthConfig, synthesize
-    from detpipe.data.yolo import YoloConfig, convert
 
     root = workdir / "data"
     stamp = root / "config.json"
     if not stamp.is_file() or json.loads(stamp.read_text()) != SYNTH:
         synthesize(SynthConfig(out=root / "synth", **SYNTH))
-        convert(
-            YoloConfig(
-                annotations=root / "synth/annotations/instances_train2017.json",
-                images_dir=root / "synth/images/train2017",
-                val_annotations=root / "synth/annotations/instances_val2017.json",
-                val_images_dir=root / "synth/images/val2017",
-                out=root / "yolo",
-            )
-        )
+        yolo_dataset(root / "synth", root / "yolo")
         stamp.write_text(json.dumps(SYNTH))
     return Dataset(
         yaml=root / "yolo/dataset.yaml",

@@ -43,19 +43,11 @@ class SmallData:
 
 
 def _make_data(root: Path) -> SmallData:
+    from detpipe.data.layout import yolo_dataset
     from detpipe.data.synth import SynthConfig, synthesize
-    from detpipe.data.yolo import YoloConfig, convert
 
     synthesize(SynthConfig(out=root / "synth", **SYNTH))
-    convert(
-        YoloConfig(
-            annotations=root / "synth/annotations/instances_train2017.json",
-            images_dir=root / "synth/images/train2017",
-            val_annotations=root / "synth/annotations/instances_val2017.json",
-            val_images_dir=root / "synth/images/val2017",
-            out=root / "yolo",
-        )
-    )
+    yolo_dataset(root / "synth", root / "yolo")
     return SmallData(root / "synth", root / "yolo")
 
 
