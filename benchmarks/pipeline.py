@@ -21,6 +21,7 @@ from typing import Any
 
 from kfp import dsl
 
+from detpipe.cli.options import parse_set
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
 from detpipe.components.evaluate import evaluate_op
@@ -145,11 +146,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     opts = parser.parse_args()
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in opts.overrides)}
-    args = arguments("train_to_edge", quick=True, overrides=overrides)
-    args.setdefault("max_drop", "fp16=1.0,int8=2.0")
+    args = arguments("train_to_edge", quick=True, overrides=parse_set(opts.overrides))
     with tempfile.TemporaryDirectory(prefix="detpipe-bench-pipeline-") as tmp:
         root = Path(tmp)
         summary = run_local("train_to_edge", root / "pipeline", args)

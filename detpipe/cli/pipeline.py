@@ -7,18 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from detpipe.cli.options import parse_set
 from detpipe.errors import DetpipeError, InvalidInput
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
-
-
-def _set_item(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -33,7 +25,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--set",
         dest="overrides",
         action="append",
-        type=_set_item,
         default=[],
         metavar="KEY=VALUE",
         help="a pipeline parameter (YAML value), e.g. --set epochs=50 --set formats=[onnx]; repeatable",
@@ -102,7 +93,7 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     from detpipe.pipelines.profiles import arguments
 
-    overrides = dict(args.overrides)
+    overrides = parse_set(args.overrides)
     if args.coco:
         if not (Path(args.coco) / "annotations").is_dir():
             raise InvalidInput(f"--coco {args.coco}: expected a COCO root with annotations/ and images/")

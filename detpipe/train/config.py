@@ -21,13 +21,14 @@ import argparse
 import functools
 import importlib.util
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from detpipe.cli.options import parse_set
 from detpipe.errors import InvalidInput
 
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp")
@@ -300,20 +301,6 @@ def load_hyp_file(path: str | Path) -> dict[str, Any]:
         if key not in HYPERPARAMETER_NAMES and key not in ultralytics_train_keys():
             raise InvalidInput(f"--config {path}: {key!r} is not an ultralytics train argument")
     return loaded
-
-
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``["scale=0.9", "fliplr=0.0"]`` -> ``{"scale": 0.9, "fliplr": 0.0}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--set {item}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise InvalidInput(f"--set {item}: value is not valid YAML") from None
-    return out
 
 
 def build_config(

@@ -50,7 +50,6 @@ import os
 import time
 from copy import copy
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -66,6 +65,7 @@ from ultralytics.utils import RANK as ULTRALYTICS_RANK
 from ultralytics.utils.torch_utils import TORCH_2_13, strip_optimizer, unwrap_model
 
 from detpipe.errors import InvalidInput
+from detpipe.io import fsync_path
 from detpipe.train.dist import DistEnv, writers_first
 
 
@@ -321,9 +321,9 @@ class DetpipeDetectionTrainer(DetectionTrainer):
             saved = super().save_model()
             for tmp, dest in ((tmp_last, final_last), (tmp_best, final_best)):
                 if tmp.exists():
-                    _fsync(tmp)
+                    fsync_path(tmp)
                     os.replace(tmp, dest)
-            _fsync(self.wdir)
+            fsync_path(self.wdir)
         finally:
             self.last, self.best = final_last, final_best
             for tmp in (tmp_last, tmp_best):
@@ -363,14 +363,6 @@ def gather_stats(env: DistEnv, stats: RankStats) -> list[dict[str, Any]]:
     gathered: list[Any] | None = [None] * env.world_size if env.is_main else None
     dist.gather_object(asdict(stats), gathered, dst=0)
     return sorted(gathered, key=lambda s: s["rank"]) if gathered else []
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["DetpipeDetectionTrainer", "RankStats", "ValidationView", "gather_stats"]

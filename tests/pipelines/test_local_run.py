@@ -23,28 +23,20 @@ TINY = {
 }
 
 
+def _pipeline_run(workdir: Path, params: dict, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``detpipe pipeline run --quick`` as a process; returns it and the run summary it wrote."""
+    sets = [a for k, v in params.items() for a in ("--set", f"{k}={v}")]
+    cmd = [sys.executable, "-m", "detpipe.cli.main", "pipeline", "run", "--quick", "--workdir", str(workdir)]
+    res = subprocess.run([*cmd, *extra, *sets], capture_output=True, text=True, timeout=900)
+    summary_file = workdir / "run_summary.json"
+    return res, json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+
+
 @pytest.mark.slow
 def test_train_to_edge_runs_locally_and_publishes(tmp_path):
     workdir = tmp_path / "run"
-    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "detpipe.cli.main",
-            "pipeline",
-            "run",
-            "--quick",
-            "--workdir",
-            str(workdir),
-            *sets,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    res, summary = _pipeline_run(workdir, TINY)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summary = json.loads((workdir / "run_summary.json").read_text())
     assert summary["status"] == "SUCCESS"
     tasks = {t["task"]: t for t in summary["tasks"]}
     assert set(tasks) == {
@@ -78,34 +70,14 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
 
 def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
     workdir = tmp_path / "run"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "detpipe.cli.main",
-            "pipeline",
-            "run",
-            "--quick",
-            "--workdir",
-            str(workdir),
-            "--set",
-            "synth_images=12",
-            "--set",
-            "synth_imgsz=96",
-            "--set",
-            "fraction=7",  # no 7 % list
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    no_such_subset = {"synth_images": 12, "synth_imgsz": 96, "fraction": 7}  # there is no 7 % list
+    res, summary = _pipeline_run(workdir, no_such_subset)
     assert res.returncode == 1
     assert (
         res.stderr.strip()
         .splitlines()[-1]
         .startswith("detpipe pipeline: error: pipeline train_to_edge failed at train-op")
     )
-    summary = json.loads((workdir / "run_summary.json").read_text())
     assert summary["status"] == "FAILURE"
     assert [(t["task"], t["status"]) for t in summary["tasks"]] == [
         ("data-op", "SUCCESS"),
@@ -121,16 +93,8 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     workdir = tmp_path / "sweep"
     cells = "[{arch: yolov8n.yaml, fraction: 50.0, seed: 0}, {arch: yolov8n.yaml, fraction: 100.0, seed: 0}]"
     tiny = {"synth_images": 24, "synth_imgsz": 128, "epochs": 1, "imgsz": 64, "batch": 8, "cells": cells}
-    sets = [a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]
-    res = subprocess.run(
-        [sys.executable, "-m", "detpipe.cli.main", "pipeline", "run", "--pipeline", "small_data_sweep",
-         "--quick", "--workdir", str(workdir), *sets],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )  # fmt: skip
+    res, summary = _pipeline_run(workdir, tiny, "--pipeline", "small_data_sweep")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summary = json.loads((workdir / "run_summary.json").read_text())
     assert summary["status"] == "SUCCESS"
     names = sorted(t["task"] for t in summary["tasks"])
     steps = ("evaluate-op", "record-op", "train-op")
