@@ -57,3 +57,19 @@ class StoreError(DetpipeError):
 
     exit_code = 5
     http_status = 502
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body, or the number of images in it, is over the server's limit."""
+
+    http_status = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body of a content type the endpoint does not take."""
+
+    http_status = 415
+
+
+class Overloaded(Unavailable):
+    """The server's queue is full: the client should retry later (HTTP 503 + Retry-After)."""

@@ -17,7 +17,7 @@ from detpipe import __version__
 from detpipe.errors import DetpipeError, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
-SUBCOMMANDS = ("data", "subsets", "train", "evaluate", "report", "export", "bench", "pipeline")
+SUBCOMMANDS = ("data", "subsets", "train", "evaluate", "report", "export", "bench", "serve", "pipeline")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detpipe",
         description="YOLO detectors from a COCO-format dataset to an engine on a Jetson: "
-        "data tooling, subsets, training, evaluation, export, benchmarking and pipelines.",
+        "data tooling, subsets, training, evaluation, export, benchmarking, serving and pipelines.",
         epilog="Run 'detpipe COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"detpipe {__version__}")

@@ -34,6 +34,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (a threshold or a fraction)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     try:

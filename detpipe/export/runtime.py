@@ -115,16 +115,49 @@ def preprocess(
         ``(x, letterboxes)``; ``x`` is C-contiguous ``(max(len, batch), 3, h, w)``.
     """
     h, w = _as_hw(imgsz)
-    n = max(len(images), batch or 0)
-    x = np.full((n, h, w, 3), PAD_VALUE, dtype=np.uint8)
-    boxes = []
-    for i, image in enumerate(images):
+    padded, boxes = [], []
+    for image in images:
         if image.ndim != 3 or image.shape[2] != 3:
             raise InvalidInput(f"expected an HxWx3 BGR image, got shape {image.shape}")
-        x[i], lb = letterbox(image, (h, w))
+        img, lb = letterbox(image, (h, w))
+        padded.append(img)
         boxes.append(lb)
+    return to_input(padded, (h, w), batch), boxes
+
+
+def to_input(
+    letterboxed: Sequence[np.ndarray], imgsz: int | Sequence[int], batch: int | None = None
+) -> np.ndarray:
+    """Already letterboxed BGR uint8 images (``imgsz``) -> the NCHW float32 RGB model input.
+
+    Rows past ``len(letterboxed)`` up to ``batch`` are grey padding (static-batch models).
+    """
+    h, w = _as_hw(imgsz)
+    x = np.full((max(len(letterboxed), batch or 0), h, w, 3), PAD_VALUE, dtype=np.uint8)
+    for i, image in enumerate(letterboxed):
+        x[i] = image
     x = x[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, NHWC -> NCHW
-    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0), boxes
+    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+
+
+def decode_image(data: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, BMP, WebP, ...) -> HWC BGR uint8.
+
+    Raises:
+        InvalidInput: empty or undecodable bytes, or more than ``max_pixels`` pixels.
+    """
+    import cv2
+
+    if not data:
+        raise InvalidInput("empty image")
+    buf = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidInput(f"not a decodable image ({len(data)} bytes; expected JPEG, PNG, BMP or WebP)")
+    h, w = image.shape[:2]
+    if h * w > max_pixels:
+        raise InvalidInput(f"image is {w}x{h} pixels, more than the {max_pixels} allowed")
+    return image
 
 
 def xywh2xyxy(xywh: np.ndarray) -> np.ndarray:

@@ -55,6 +55,17 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
+def check_model_name(name: str) -> str:
+    """A model name as releases, routes and metrics use it.
+
+    Raises:
+        InvalidInput: characters outside ``[A-Za-z0-9._-]``, or not starting with a letter or digit.
+    """
+    if not _NAME_RE.match(name):
+        raise InvalidInput(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
 def release_prefix(name: str, version: str) -> str:
     """``models/<name>/<version>`` after checking both parts.
 
@@ -62,8 +73,7 @@ def release_prefix(name: str, version: str) -> str:
         InvalidInput: a name or version with characters outside ``[A-Za-z0-9._-]`` (``+`` is
             also allowed in versions) or not starting with a letter or digit.
     """
-    if not _NAME_RE.match(name):
-        raise InvalidInput(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+    check_model_name(name)
     if not _VERSION_RE.match(version):
         raise InvalidInput(f"invalid version {version!r}: use letters, digits, '.', '_', '+' and '-'")
     return f"models/{name}/{version}"

@@ -166,63 +166,6 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
     return TinyData(yolo, yolo / "dataset.yaml", yolo / "train2017_50_random.yaml", 24, len(half))
 
 
-@dataclass(frozen=True)
-class S3Server:
-    """A moto S3 server process on loopback and the environment that points detpipe at it."""
-
-    endpoint: str
-    env: dict[str, str]
-
-    def store(self, uri: str):
-        """An S3 store rooted at ``uri``, configured like the child processes."""
-        from detpipe.store import S3Config, open_store
-
-        return open_store(uri, s3=S3Config.from_env(self.env))
-
-
-@pytest.fixture(scope="session")
-def s3() -> Iterator[S3Server]:
-    """``python -m moto.server`` on a free port, with the bucket ``detpipe-test``."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{endpoint}/moto-api/data.json", timeout=2).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto server did not start")
-            time.sleep(0.1)
-    env = {
-        "DETPIPE_S3_ENDPOINT": f"http://{endpoint}",
-        "AWS_ACCESS_KEY_ID": "detpipe-test-access",
-        "AWS_SECRET_ACCESS_KEY": "detpipe-test-secret",
-        "DETPIPE_S3_REGION": "us-east-1",
-        "DETPIPE_S3_RETRIES": "2",
-    }
-    server = S3Server(endpoint, env)
-    from detpipe.store import S3Config, open_store
-
-    open_store("s3://detpipe-test", s3=S3Config.from_env(env), create_bucket=True)
-    try:
-        yield server
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def read_summary(out: Path) -> dict:
     return json.loads((out / "train_summary.json").read_text())
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_servers import S3Server
 
 from detpipe.errors import NotFound
 from detpipe.train.jobwatch import JobFailed, JobTimeout, Phase, job_state, watch
 
-from .conftest import S3Server, cli, cli_popen
+from .conftest import cli, cli_popen
 from .fake_kube import FakeKube, condition, serve
 
 CREATED = [condition("Created", reason="PyTorchJobCreated")]

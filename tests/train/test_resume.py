@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from store_servers import S3Server
 
-from .conftest import TRAIN_FLAGS, S3Server, TinyData, cli, cli_popen, kill_when, read_summary, results_epochs
+from .conftest import TRAIN_FLAGS, TinyData, cli, cli_popen, kill_when, read_summary, results_epochs
 
 pytestmark = pytest.mark.slow
 BATCHES_PER_EPOCH = 3  # 24 train images, batch 8

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic dataset and a small YOLOv8 trained on it.
+"""Shared fixtures: a moto S3 server, a tiny synthetic dataset and a small YOLOv8 trained on it.
 
 The trained model (``yolov8-pico.yaml``, 64 px, 40 epochs, about a minute of CPU) reaches
 roughly 0.27 mAP50-95 on the val split: enough for accuracy deltas to mean something.
@@ -12,16 +12,32 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from store_servers import MotoServer, S3Server, s3_env
 
 HERE = Path(__file__).resolve().parent
-PICO_YAML = HERE / "yolov8-pico.yaml"
+PICO_YAML = HERE / "export" / "yolov8-pico.yaml"
 SYNTH = {"images": 128, "val_images": 32, "classes": 2, "imgsz": 64, "seed": 0}
 TRAIN = {"epochs": 40, "imgsz": 64, "batch": 16, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """``python -m moto.server`` on a free loopback port, with the bucket ``detpipe-test``."""
+    from detpipe.store import S3Config, open_store
+
+    server = MotoServer()
+    try:
+        env = s3_env(server.endpoint)
+        open_store("s3://detpipe-test", s3=S3Config.from_env(env), create_bucket=True)
+        yield S3Server(server.endpoint, env)
+    finally:
+        server.kill()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Real server processes for the store tests: moto's S3 server and a killable TCP proxy.
+"""Real server processes for tests: moto's S3 server and a killable TCP proxy.
 
-Imported by ``conftest.py`` and the S3 tests (``from store_servers import ...``); a module
-name of its own so it cannot clash with other test directories' helpers.
+Imported by the conftest files and tests (``from store_servers import ...``; ``tests/`` is
+on ``sys.path`` because of ``tests/conftest.py``); a module name of its own so it cannot
+clash with other test directories' helpers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from detpipe.store import RetryPolicy, S3Config
@@ -24,7 +26,7 @@ from detpipe.store import RetryPolicy, S3Config
 MIB = 1024 * 1024
 ACCESS_KEY = "detpipe-test-access"
 SECRET_KEY = "detpipe-test-secret-Zq81"  # moto accepts any key unless IAM auth is enabled
-PROXY_SCRIPT = Path(__file__).with_name("tcp_proxy.py")
+PROXY_SCRIPT = Path(__file__).parent / "store" / "tcp_proxy.py"
 
 
 def free_port() -> int:
@@ -155,3 +157,28 @@ def s3_config(endpoint: str, **overrides: object) -> S3Config:
     }
     settings.update(overrides)
     return S3Config(**settings)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A moto S3 server and the environment that points detpipe (and its child processes) at it."""
+
+    endpoint: str
+    env: dict[str, str]
+
+    def store(self, uri: str):
+        """An S3 store rooted at ``uri``, configured like the child processes."""
+        from detpipe.store import open_store
+
+        return open_store(uri, s3=S3Config.from_env(self.env))
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """``DETPIPE_S3_*``/``AWS_*`` variables for a server at ``endpoint`` (host:port)."""
+    return {
+        "DETPIPE_S3_ENDPOINT": f"http://{endpoint}",
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "DETPIPE_S3_REGION": "us-east-1",
+        "DETPIPE_S3_RETRIES": "2",
+    }

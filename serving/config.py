@@ -1,0 +1,99 @@
+"""The inference server's settings: one frozen dataclass that the CLI and tests build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from detpipe.errors import InvalidInput
+from detpipe.store.manifest import check_model_name
+
+FORMATS = ("onnx", "onnx-int8", "engine")
+"""Which file of a release the server runs: model.onnx, model.int8.onnx, engines/<class>/model.engine."""
+
+
+def default_cache_dir() -> Path:
+    """Where fetched releases are kept: ``$XDG_CACHE_HOME/detpipe/models`` (``~/.cache/...``)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "detpipe" / "models"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server runs and how it batches.
+
+    Attributes:
+        model: a model file (``.onnx``, ``.engine``), or a release: ``s3://bucket/models/<name>/<version>``,
+            ``file://...``/a directory holding ``manifest.json``; ``.../models/<name>`` takes the
+            newest version.
+        name: the model name in routes and metrics (default: the release name, or the file stem).
+        format: which file of a release to run (:data:`FORMATS`); ignored for a plain file.
+        backend: ``auto`` or a backend of :mod:`detpipe.bench.backends` (``onnxruntime``,
+            ``onnxruntime-cuda``, ``onnxruntime-trt``, ``tensorrt``).
+        device_class: the ``engines/<device-class>/`` of a release (default: this machine's GPU).
+        threads: onnxruntime intra-op threads (None: one per core).
+        max_batch: most images per model call; clamped to a static-batch model's batch.
+        max_delay_ms: how long the first image of a batch waits for others.
+        max_queue: images admitted (queued or running) before new requests get 503.
+        max_images: images per request.
+        max_body_bytes: request body limit (413 above it).
+        max_image_pixels: decoded image size limit (width x height).
+        conf, iou, max_det: default NMS settings (requests may override them).
+        cache_dir: where releases are downloaded (verified against their manifest).
+    """
+
+    model: str
+    name: str | None = None
+    format: str = "onnx"
+    backend: str = "auto"
+    device_class: str | None = None
+    threads: int | None = None
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
+    max_queue: int = 64
+    max_images: int = 32
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 64_000_000
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not str(self.model).strip():
+            raise InvalidInput("no model: pass a .onnx/.engine file or a release URI")
+        if self.name is not None:
+            check_model_name(self.name)
+        if self.format not in FORMATS:
+            raise InvalidInput(f"format {self.format!r}: expected one of {', '.join(FORMATS)}")
+        for field in (
+            "max_batch",
+            "max_queue",
+            "max_images",
+            "max_body_bytes",
+            "max_image_pixels",
+            "max_det",
+        ):
+            if getattr(self, field) < 1:
+                raise InvalidInput(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.max_delay_ms < 0:
+            raise InvalidInput(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
+        check_thresholds(self.conf, self.iou)
+
+    @property
+    def cache(self) -> Path:
+        """The release cache directory."""
+        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+
+
+def check_thresholds(conf: float, iou: float) -> None:
+    """NMS thresholds must lie in [0, 1].
+
+    Raises:
+        InvalidInput: either is outside [0, 1].
+    """
+    for label, value in (("conf", conf), ("iou", iou)):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"{label} must be in [0, 1], got {value}")

@@ -1,0 +1,185 @@
+"""Resolve what ``--model`` names to a local, verified file and load a predictor for it.
+
+``--model`` is one of:
+
+- a model file: ``model.onnx``, ``model.int8.onnx``, ``model.engine`` (with its sidecar);
+  name = the file stem, version = ``sha-`` + the first 12 hex digits of its sha256;
+- a release: ``s3://bucket/models/<name>/<version>``, ``file://...``, or a directory with a
+  ``manifest.json``; the release is downloaded into the cache and every object checked
+  against the manifest (:func:`detpipe.store.fetch_release`); a cached copy is reused when
+  the chosen file's sha256 still matches the manifest;
+- ``<store>/models/<name>``: the newest published version of ``name``.
+
+::
+
+    model = load_model(ServerConfig(model="s3://detpipe/models/yolov8n-coco/3", format="onnx-int8"))
+    model.predictor([image])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detpipe.errors import InvalidInput, NotFound
+from detpipe.io import sha256_file
+from detpipe.serving.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+_RELEASE_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model and where it came from.
+
+    Attributes:
+        name, version: what routes, response headers and metrics call it.
+        format: the file's format label (``onnx``, ``onnx-int8``, ``engine-fp16``, ...).
+        backend: the runtime running it (``onnxruntime``, ``tensorrt``, ...).
+        path: the local file.
+        sha256: the file's sha256.
+        source: the ``--model`` value it was resolved from.
+        predictor: a :class:`detpipe.export.runtime.Predictor`.
+    """
+
+    name: str
+    version: str
+    format: str
+    backend: str
+    path: Path
+    sha256: str
+    source: str
+    predictor: Any
+
+    @property
+    def max_batch(self) -> int | None:
+        """The most images one model call takes (None: any)."""
+        return getattr(self.predictor, "max_batch", None) or self.predictor.batch
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able description (the model metadata endpoint)."""
+        h, w = self.predictor.imgsz
+        return {
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "backend": self.backend,
+            "sha256": self.sha256,
+            "source": self.source,
+            "imgsz": [h, w],
+            "max_batch": self.max_batch,
+            "classes": {str(k): v for k, v in sorted(self.predictor.names.items())},
+        }
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    path: Path
+    name: str
+    version: str
+
+
+def _is_store_uri(model: str) -> bool:
+    return "://" in model
+
+
+def resolve(cfg: ServerConfig) -> _Resolved:
+    """The local file ``cfg.model`` refers to, downloading and verifying a release if needed.
+
+    Raises:
+        NotFound: no such file, release or file in the release.
+        StoreError: the store failed, or a downloaded object does not match its manifest.
+        InvalidInput: a directory that is no release.
+    """
+    model = str(cfg.model)
+    if not _is_store_uri(model):
+        path = Path(model)
+        if path.is_file():
+            return _Resolved(path, path.name.split(".")[0], f"sha-{sha256_file(path)[:12]}")
+        if not path.is_dir():
+            raise NotFound(f"{model}: no such file, directory or release URI")
+        if not (path / "manifest.json").is_file() and path.parent.name != "models":
+            raise InvalidInput(
+                f"{model}: not a release (no manifest.json) nor a <store>/models/<name> directory"
+            )
+    return _resolve_release(model, cfg)
+
+
+def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
+    from detpipe.store import fetch_release, latest_version, read_manifest
+
+    uri = uri.rstrip("/")
+    head, _, tail = uri.rpartition("/")
+    if head.endswith("/models") or head == "models":  # <store>/models/<name>: newest version
+        store_root = head[: -len("models")].rstrip("/") or "."
+        version = latest_version(store_root, tail)
+        uri = f"{uri}/{version}"
+        log.info("newest release of %s: %s", tail, version)
+    manifest = read_manifest(uri)
+    relpath = _release_relpath(cfg, [e.path for e in manifest.objects])
+    entry = next(e for e in manifest.objects if e.path == relpath)
+    dest = cfg.cache / manifest.name / manifest.version
+    local = dest / relpath
+    if local.is_file() and sha256_file(local) == entry.sha256:
+        log.info("using cached %s %s from %s", manifest.name, manifest.version, dest)
+    else:
+        log.info("fetching %s into %s", uri, dest)
+        fetch_release(uri, dest, overwrite=True)
+    return _Resolved(local, manifest.name, manifest.version)
+
+
+def _release_relpath(cfg: ServerConfig, paths: list[str]) -> str:
+    if cfg.format in _RELEASE_FILES:
+        relpath = _RELEASE_FILES[cfg.format]
+    else:
+        relpath = f"engines/{cfg.device_class or _this_device_class()}/model.engine"
+    if relpath not in paths:
+        have = ", ".join(p for p in paths if p.endswith((".onnx", ".engine"))) or "no model files"
+        raise NotFound(f"the release has no {relpath} (it has: {have}); pick another --format")
+    return relpath
+
+
+def _this_device_class() -> str:
+    from detpipe.export.sidecar import current_device_info, device_class
+
+    return device_class(current_device_info())
+
+
+def load_model(cfg: ServerConfig) -> ServingModel:
+    """Resolve ``cfg.model`` and load it on ``cfg.backend``.
+
+    Raises:
+        NotFound, StoreError, InvalidInput: see :func:`resolve`; also a backend that cannot
+            run the file.
+        Unavailable: the backend's runtime or device is missing here.
+    """
+    from detpipe.bench.backends import backends_for, load_predictor, model_file
+
+    resolved = resolve(cfg)
+    file = model_file(resolved.path)
+    if file.kind == "pytorch":
+        raise InvalidInput(
+            f"{resolved.path}: serve an exported model (.onnx or .engine), not PyTorch weights"
+        )
+    backends = backends_for(file, [cfg.backend])
+    if not backends:
+        raise InvalidInput(f"backend {cfg.backend} cannot run {resolved.path.name} ({file.kind} file)")
+    predictor = load_predictor(file, backends[0], threads=cfg.threads)
+    model = ServingModel(
+        name=cfg.name or resolved.name,
+        version=resolved.version,
+        format=file.label,
+        backend=backends[0],
+        path=resolved.path,
+        sha256=sha256_file(resolved.path),
+        source=str(cfg.model),
+        predictor=predictor,
+    )
+    log.info(
+        "loaded %s %s (%s on %s) from %s", model.name, model.version, model.format, model.backend, model.path
+    )
+    return model

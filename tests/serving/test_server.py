@@ -1,0 +1,208 @@
+"""``detpipe serve`` as a real uvicorn process: detections, batching, errors, metrics, shutdown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from detpipe.export.runtime import OnnxPredictor, PostprocessConfig, decode_image
+
+pytestmark = pytest.mark.slow
+JSON = "application/json"
+
+
+def _expected(onnx_path, jpeg: bytes, conf: float = 0.25) -> dict:
+    """What the server must answer: the same model run directly, in this process."""
+    predictor = OnnxPredictor(onnx_path, threads=1, postprocess_cfg=PostprocessConfig(conf=conf))
+    image = decode_image(jpeg)
+    [det] = predictor([image])
+    return {"boxes": det.boxes, "scores": det.scores, "classes": det.classes, "hw": image.shape[:2]}
+
+
+def _assert_same(prediction: dict, expected: dict) -> None:
+    dets = prediction["detections"]
+    assert (prediction["height"], prediction["width"]) == expected["hw"]
+    assert len(dets) == len(expected["scores"])
+    if dets:
+        np.testing.assert_allclose([d["box"] for d in dets], expected["boxes"], atol=0.01)
+        np.testing.assert_allclose([d["score"] for d in dets], expected["scores"], atol=1e-5)
+        assert [d["class_id"] for d in dets] == expected["classes"].tolist()
+
+
+def _predict_body(jpegs: list[bytes], **parameters: float) -> bytes:
+    instances = [{"b64": base64.b64encode(j).decode()} for j in jpegs]
+    return json.dumps({"instances": instances, "parameters": parameters}).encode()
+
+
+def test_detect_and_predict_match_the_model_run_directly(serve, pico_onnx, val_jpegs):
+    server = serve("--model", str(pico_onnx), "--name", "pico")
+    reply = server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
+    assert reply.status == 200, reply.body
+    assert reply.headers["x-model-name"] == "pico"
+    assert re.fullmatch(r"sha-[0-9a-f]{12}", reply.headers["x-model-version"])
+    body = reply.json()
+    assert (body["model_name"], body["model_version"]) == ("pico", reply.headers["x-model-version"])
+    expected = _expected(pico_onnx, val_jpegs[0])
+    assert len(expected["scores"]) > 0, "the trained model should find objects in a val image"
+    _assert_same(body, expected)
+    names = OnnxPredictor(pico_onnx).names
+    assert [d["class_name"] for d in body["detections"]] == [names[c] for c in expected["classes"]]
+
+    reply = server.post("/v1/models/pico:predict", _predict_body(val_jpegs[:3], conf=0.1), "application/json")
+    assert reply.status == 200, reply.body
+    predictions = reply.json()["predictions"]
+    assert len(predictions) == 3
+    for jpeg, prediction in zip(val_jpegs[:3], predictions, strict=True):
+        _assert_same(prediction, _expected(pico_onnx, jpeg, conf=0.1))
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve, pico_onnx, val_jpegs):
+    server = serve("--model", str(pico_onnx), "--max-batch", "8", "--max-delay-ms", "20")
+    # one request of 8 images is queued at once: exactly one model call of 8
+    reply = server.post("/v1/models/model:predict", _predict_body(val_jpegs), "application/json")
+    assert reply.status == 200
+    metrics = server.get("/metrics").body.decode()
+    assert "detpipe_inference_batch_size_count 1.0" in metrics
+    assert "detpipe_inference_batch_size_sum 8.0" in metrics
+
+    # 24 single-image requests from 8 threads: answers are routed back to the right caller
+    jobs = [val_jpegs[i % len(val_jpegs)] for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda j: server.post("/v1/models/model:detect", j, "image/png"), jobs))
+    expected = {j: _expected(pico_onnx, j) for j in set(jobs)}
+    for jpeg, reply in zip(jobs, replies, strict=True):
+        assert reply.status == 200
+        _assert_same(reply.json(), expected[jpeg])
+    metrics = server.get("/metrics").body.decode()
+    calls = float(re.search(r"^detpipe_inference_batch_size_count (\S+)", metrics, re.M).group(1))
+    assert float(re.search(r"^detpipe_images_total (\S+)", metrics, re.M).group(1)) == 32
+    assert calls < 1 + 24, "concurrent requests should share model calls"
+
+
+def test_bad_requests_get_4xx_with_one_line_reasons(serve, pico_onnx, val_jpegs):
+    server = serve("--model", str(pico_onnx), "--max-body-mb", "0.05", "--max-images", "2")
+    cases = [
+        (server.post("/v1/models/model:detect", b"not an image", "image/jpeg"), 400,
+         "image 0: not a decodable image (12 bytes; expected JPEG, PNG, BMP or WebP)"),
+        (server.post("/v1/models/model:detect", b"", "image/jpeg"), 400, "image 0: empty image"),
+        (server.post("/v1/models/other:detect", val_jpegs[0], "image/jpeg"), 404,
+         "model 'other' is not served here (this server serves 'model')"),
+        (server.post("/v1/models/model:detect", val_jpegs[0], "text/plain"), 415,
+         "content type 'text/plain': send image bytes as image/* or application/octet-stream"),
+        (server.post("/v1/models/model:detect?conf=1.5", val_jpegs[0], "image/jpeg"), 400,
+         "conf: Input should be less than or equal to 1"),
+        (server.post("/v1/models/model:detect", b"\xff" * 60_000, "image/jpeg"), 413,
+         "request body of 60000 bytes; the limit is 52428"),
+        (server.post("/v1/models/model:predict", b"{", "application/json"), 400,
+         "body is not valid JSON: Expecting property name enclosed in double quotes: "
+         "line 1 column 2 (char 1)"),
+        (server.post("/v1/models/model:predict", b'{"images": []}', "application/json"), 400,
+         'expected a JSON object {"instances": [{"b64": "<base64 image>"}, ...]}'),
+        (server.post("/v1/models/model:predict", b'{"instances": []}', "application/json"), 400,
+         "no images in the request"),
+        (server.post("/v1/models/model:predict", _predict_body(val_jpegs[:3]), "application/json"), 413,
+         "3 images in one request; the limit is 2"),
+        (server.post("/v1/models/model:predict", b'{"instances": [{"b64": "@@"}]}', "application/json"), 400,
+         "instances[0]: b64 is not valid base64"),
+        (server.post("/v1/models/model:predict", _predict_body(val_jpegs[:1], nms=1), JSON), 400,
+         "parameters: unknown nms (known: conf, iou, max_det)"),
+        (server.get("/v2/models"), 404, "Not Found"),
+    ]  # fmt: skip
+    for reply, status, message in cases:
+        assert (reply.status, reply.json()) == (status, {"error": message})
+    # nothing was lost: the server still answers
+    assert server.post("/v1/models/model:detect", val_jpegs[0], "image/jpeg").status == 200
+
+
+def test_over_the_queue_limit_answers_503_with_retry_after(serve, pico_onnx, val_jpegs):
+    server = serve("--model", str(pico_onnx), "--max-queue", "2")
+    reply = server.post("/v1/models/model:predict", _predict_body(val_jpegs[:3]), "application/json")
+    assert reply.status == 503
+    assert reply.headers["retry-after"] == "1"
+    assert reply.json() == {"error": "server busy: 0 images queued, limit 2; retry shortly"}
+    assert (
+        server.post("/v1/models/model:predict", _predict_body(val_jpegs[:2]), "application/json").status
+        == 200
+    )
+
+
+def test_health_metadata_and_metrics(serve, pico_onnx, val_jpegs):
+    server = serve("--model", str(pico_onnx), "--name", "pico")
+    assert server.get("/healthz").json() == {"live": True}
+    assert server.get("/v2/health/live").status == 200
+    ready = server.get("/readyz")
+    assert ready.status == 200 and ready.json()["ready"] is True
+    assert server.get("/v2/health/ready").status == 200
+    assert server.get("/v1/models").json() == {"models": ["pico"]}
+    meta = server.get("/v1/models/pico").json()
+    assert meta["imgsz"] == [64, 64]
+    assert (meta["format"], meta["backend"], meta["max_batch"], meta["ready"]) == (
+        "onnx", "onnxruntime", None, True,
+    )  # fmt: skip
+    assert set(meta["classes"]) == {"0", "1"}
+    server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
+    server.post("/v1/models/pico:detect", b"x", "image/jpeg")
+    text = server.get("/metrics").body.decode()
+    assert (
+        'detpipe_http_requests_total{code="200",method="POST",route="/v1/models/{name}:detect"} 1.0' in text
+    )
+    assert (
+        'detpipe_http_requests_total{code="400",method="POST",route="/v1/models/{name}:detect"} 1.0' in text
+    )
+    assert re.search(
+        r'detpipe_model_info\{backend="onnxruntime",format="onnx",name="pico",version="sha-\w+"\} 1.0', text
+    )
+    assert "detpipe_model_ready 1.0" in text
+    assert "detpipe_queue_images 0.0" in text
+
+
+def test_sigterm_drains_admitted_requests_then_exits(serve, pico_onnx, val_jpegs):
+    # a lone image waits up to 1.5 s for its batch to fill: SIGTERM arrives while it waits
+    server = serve("--model", str(pico_onnx), "--max-delay-ms", "1500")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(server.post, "/v1/models/model:detect", val_jpegs[0], "image/jpeg")
+        time.sleep(0.5)
+        server.proc.send_signal(signal.SIGTERM)
+        reply = pending.result(timeout=30)
+    assert reply.status == 200
+    _assert_same(reply.json(), _expected(pico_onnx, val_jpegs[0]))
+    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    log = server.log.read_text()
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "missing.onnx"], "missing.onnx: no such file, directory or release URI"),
+        (
+            ["--model", "MODEL", "--name", "a/b"],
+            "invalid model name 'a/b': use letters, digits, '.', '_' and '-'",
+        ),
+        (
+            ["--model", "MODEL", "--backend", "tensorrt"],
+            "backend tensorrt cannot run model.onnx (onnx file)",
+        ),
+    ],
+)
+def test_bad_model_exits_2_with_one_line(pico_onnx, args, message):
+    args = [str(pico_onnx) if a == "MODEL" else a for a in args]
+    res = subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"detpipe serve: error: {message}"
+    assert "Traceback" not in res.stderr
