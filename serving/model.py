@@ -100,9 +100,10 @@ def resolve(cfg: ServerConfig) -> _Resolved:
         path = Path(model)
         if path.is_file():
             return _Resolved(path, path.name.split(".")[0], f"sha-{sha256_file(path)[:12]}")
-        if not path.is_dir():
+        in_models = "models" in (path.parent.name, path.parent.parent.name)  # .../models/<name>[/<version>]
+        if not path.exists() and not in_models:
             raise NotFound(f"{model}: no such file, directory or release URI")
-        if not (path / "manifest.json").is_file() and path.parent.name != "models":
+        if path.is_dir() and not (path / "manifest.json").is_file() and path.parent.name != "models":
             raise InvalidInput(
                 f"{model}: not a release (no manifest.json) nor a <store>/models/<name> directory"
             )

@@ -133,3 +133,14 @@ def val_images_bgr(small_data: SmallData) -> list:
     from detpipe.export.calib import read_image
 
     return [read_image(p) for p in sorted(small_data.val_images.glob("*.jpg"))[:8]]
+
+
+@pytest.fixture(scope="session")
+def pico_onnx(trained_pico: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained pico model as a dynamic-batch ONNX file (64 px, 2 classes)."""
+    from detpipe.export.model import load_detection_model
+    from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("serve-model") / "model.onnx"
+    cfg = OnnxExportConfig(imgsz=(64, 64), dynamic_batch=True)
+    return export_onnx(load_detection_model(trained_pico), out, cfg).path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import textwrap
 from pathlib import Path
 
 from detpipe.cli.options import non_negative_float, positive_int, unit_float
@@ -15,18 +16,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a model over HTTP (detection API, health, Prometheus metrics)",
-        description="Serve one YOLO model over HTTP with uvicorn. MODEL is a .onnx/.engine file or a "
-        "release: s3://BUCKET/models/NAME/VERSION (MinIO settings from DETPIPE_S3_* / a mounted "
-        "Secret), a local release directory, or .../models/NAME for the newest version; releases are "
-        "downloaded into --cache-dir and checked against their manifest before anything is loaded. "
-        "Concurrent requests are batched dynamically (--max-batch, --max-delay-ms); over --max-queue "
-        "admitted images new requests get 503 with Retry-After. Routes: POST "
-        "/v1/models/NAME:predict (JSON, base64 images), POST /v1/models/NAME:detect (raw image body), "
-        "GET /v1/models/NAME, /healthz, /readyz, /metrics (Prometheus), /docs. The model is loaded "
-        "before the port opens: a bad MODEL exits 2 without serving.",
-        epilog="example: detpipe serve --model runs/local/store/models/yolov8n-synth --port 8080\n"
-        "         curl --data-binary @bus.jpg -H 'Content-Type: image/jpeg' "
-        "localhost:8080/v1/models/yolov8n-synth:detect",
+        description=textwrap.fill(
+            "Serve one YOLO model over HTTP with uvicorn. MODEL is a .onnx/.engine file or a "
+            "release: s3://BUCKET/models/NAME/VERSION (MinIO settings from DETPIPE_S3_* / a mounted "
+            "Secret), a local release directory, or .../models/NAME for the newest version; releases are "
+            "downloaded into --cache-dir and checked against their manifest before anything is loaded. "
+            "Concurrent requests are batched dynamically (--max-batch, --max-delay-ms); over --max-queue "
+            "admitted images new requests get 503 with Retry-After. Routes: POST "
+            "/v1/models/NAME:predict (JSON, base64 images), POST /v1/models/NAME:detect (raw image body), "
+            "GET /v1/models/NAME, /healthz, /readyz, /metrics (Prometheus), /docs. The model is loaded "
+            "before the port opens: a bad MODEL exits 2 without serving.",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  detpipe serve --model runs/local/store/models/yolov8n-synth --port 8080\n"
+        "  curl --data-binary @bus.jpg -H 'Content-Type: image/jpeg' \\\n"
+        "      localhost:8080/v1/models/yolov8n-synth:detect\n"
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --format onnx-int8 --host 0.0.0.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model file or release URI (see above)")

@@ -1,4 +1,4 @@
-"""Fixtures for the server tests: the trained pico model exported to ONNX, and real server processes.
+"""Fixtures for the server tests: val images as JPEG bytes, and real server processes.
 
 ``serve`` starts ``detpipe serve`` as a real uvicorn process on a free loopback port and
 waits until ``/readyz`` answers; every process is stopped (SIGTERM, then SIGKILL) at
@@ -22,17 +22,6 @@ from pathlib import Path
 
 import pytest
 from store_servers import free_port
-
-
-@pytest.fixture(scope="session")
-def pico_onnx(trained_pico: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained pico model as a dynamic-batch ONNX file (64 px, 2 classes)."""
-    from detpipe.export.model import load_detection_model
-    from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
-
-    out = tmp_path_factory.mktemp("serve-model") / "model.onnx"
-    cfg = OnnxExportConfig(imgsz=(64, 64), dynamic_batch=True)
-    return export_onnx(load_detection_model(trained_pico), out, cfg).path
 
 
 @pytest.fixture(scope="session")
