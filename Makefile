@@ -10,10 +10,13 @@ COMPILED ?= runs/compiled
 KFP_HOST ?=
 # image names are spelled once, in detpipe/images.py
 IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import TRAIN_IMAGE as i; print(i)" 2>/dev/null)
+SERVE_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import SERVE_IMAGE as i; print(i)" 2>/dev/null)
 JETSON_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import JETSON_IMAGE as i; print(i)" 2>/dev/null)
+SERVE_MODEL ?= $(RUN_DIR)/store/models/yolov8n-synth
+SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run sweep compile submit images test lint format clean
+.PHONY: help venv run sweep serve compile submit images test lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +35,9 @@ run: $(STAMP)  ## the whole train_to_edge pipeline locally (kfp.local, synthetic
 sweep: $(STAMP)  ## the data-scaling sweep locally, quick profile
 	$(BIN)/detpipe pipeline run --pipeline small_data_sweep --quick --workdir $(RUN_DIR)-sweep $(RUN_ARGS)
 
+serve: $(STAMP)  ## serve the newest local release from `make run` on localhost:8080 (SERVE_MODEL=...)
+	$(BIN)/detpipe serve --model $(SERVE_MODEL) $(SERVE_ARGS)
+
 compile: $(STAMP)  ## compile both pipelines for a cluster into $(COMPILED)
 	$(BIN)/detpipe pipeline compile --out $(COMPILED) --image $(IMAGE)
 
@@ -41,6 +47,7 @@ submit: $(STAMP)  ## submit train_to_edge to KFP_HOST (token from KF_PIPELINES_T
 
 images:  ## build the container images (needs a Docker engine)
 	docker build -f docker/Dockerfile.train -t $(IMAGE) .
+	docker build -f docker/Dockerfile.serve -t $(SERVE_IMAGE) .
 	docker build -f docker/Dockerfile.jetson -t $(JETSON_IMAGE) .
 
 test: $(STAMP)  ## run the test suite

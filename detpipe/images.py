@@ -8,5 +8,7 @@ from detpipe import __version__
 REGISTRY = "ghcr.io/detpipe"
 TRAIN_IMAGE = f"{REGISTRY}/detpipe-train:{__version__}"
 """docker/Dockerfile.train: every pipeline step and PyTorchJob replica."""
+SERVE_IMAGE = f"{REGISTRY}/detpipe-serve:{__version__}"
+"""docker/Dockerfile.serve: the inference server (k8s/serving)."""
 JETSON_IMAGE = f"{REGISTRY}/detpipe-jetson:{__version__}"
 """docker/Dockerfile.jetson: engine builds and benchmarks on Jetson nodes."""

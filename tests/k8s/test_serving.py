@@ -1,0 +1,98 @@
+"""k8s/serving against the code it deploys: CLI arguments, routes, image, port, shutdown timing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from detpipe.cli.main import get_args_parser
+from detpipe.images import SERVE_IMAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVING = ROOT / "k8s" / "serving"
+
+
+def _doc(name: str) -> dict:
+    return yaml.safe_load((SERVING / name).read_text())
+
+
+def _container() -> dict:
+    [container] = _doc("serve-deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _expand(arg: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def test_container_args_parse_with_detpipe_serve():
+    env = {
+        **_doc("serve-config.yaml")["data"],
+        **yaml.safe_load((ROOT / "k8s/base/config.yaml").read_text())["data"],
+    }
+    container = _container()
+    assert {r["configMapRef"]["name"] for r in container["envFrom"]} == {"detpipe-config", "detpipe-serve"}
+    args = [_expand(a, env) for a in container["args"]]
+    # the image's ENTRYPOINT is `detpipe serve --host 0.0.0.0 --port 8080`
+    entry = re.search(r"^ENTRYPOINT (.+)$", (ROOT / "docker/Dockerfile.serve").read_text(), re.M).group(1)
+    entrypoint = yaml.safe_load(entry)
+    assert entrypoint[:2] == ["detpipe", "serve"]
+    ns = get_args_parser().parse_args([*entrypoint[1:], *args])
+    assert (ns.host, ns.port) == ("0.0.0.0", 8080)
+    assert ns.model == env["MODEL_URI"] and ns.model.startswith("s3://")
+    assert ns.format == env["MODEL_FORMAT"]
+    assert container["ports"] == [{"name": "http", "containerPort": ns.port}]
+    assert f"EXPOSE {ns.port}" in (ROOT / "docker/Dockerfile.serve").read_text()
+
+
+def test_probes_hit_the_servers_routes(pico_onnx):
+    from detpipe.serving.app import create_app
+    from detpipe.serving.config import ServerConfig
+    from detpipe.serving.dataplane import DataPlane
+    from detpipe.serving.model import load_model
+
+    cfg = ServerConfig(model=str(pico_onnx))
+    routes = {r.path for r in create_app(DataPlane(load_model(cfg), cfg)).routes}
+    container = _container()
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in routes
+    annotations = _doc("serve-deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] in routes
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # 503 while draining
+
+
+def test_shutdown_fits_in_the_grace_period():
+    pod = _doc("serve-deployment.yaml")["spec"]["template"]["spec"]
+    container = _container()
+    graceful = float(next(a.split("=")[1] for a in container["args"] if a.startswith("--graceful-timeout=")))
+    pre_stop = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > graceful + pre_stop
+
+
+def test_credentials_are_mounted_files_never_env_values():
+    pod = _doc("serve-deployment.yaml")["spec"]["template"]["spec"]
+    container = _container()
+    env = {e["name"]: e for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "minio-credentials")
+    assert env["DETPIPE_S3_SECRET_DIR"]["value"] == mount["mountPath"] and mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "minio-credentials")
+    assert volume["secret"]["secretName"] == "detpipe-minio"
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container["env"])
+
+
+def test_image_is_the_one_make_images_builds():
+    [image] = yaml.safe_load((SERVING / "kustomization.yaml").read_text())["images"]
+    assert _container()["image"] == image["name"]
+    assert f"{image['newName']}:{image['newTag']}" == SERVE_IMAGE
+
+
+def test_service_and_pdb_select_the_serving_pods():
+    labels = _doc("serve-deployment.yaml")["spec"]["template"]["metadata"]["labels"]
+    for selector in (
+        _doc("serve-service.yaml")["spec"]["selector"],
+        _doc("serve-pdb.yaml")["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= labels.items()
+    assert _doc("serve-service.yaml")["spec"]["ports"][0]["targetPort"] == "http"
