@@ -8,7 +8,14 @@ import them.
 
 from setuptools import find_packages, setup
 
+# Top-level folders installed as subpackages of detpipe.
+TOP_LEVEL = {
+    "detpipe.components": "components",
+    "detpipe.pipelines": "pipelines",
+    "detpipe.serving": "serving",
+}
+
 setup(
-    packages=[*find_packages(include=["detpipe", "detpipe.*"]), "detpipe.components", "detpipe.pipelines", "detpipe.serving"],
-    package_dir={"detpipe.components": "components", "detpipe.pipelines": "pipelines", "detpipe.serving": "serving"},
+    packages=[*find_packages(include=["detpipe", "detpipe.*"]), *TOP_LEVEL],
+    package_dir=TOP_LEVEL,
 )

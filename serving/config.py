@@ -35,7 +35,9 @@ class ServerConfig:
         device_class: the ``engines/<device-class>/`` of a release (default: this machine's GPU).
         threads: onnxruntime intra-op threads (None: one per core).
         max_batch: most images per model call; clamped to a static-batch model's batch.
-        max_delay_ms: how long the first image of a batch waits for others.
+        max_delay_ms: how long the first image of a batch waits for others. 0 (Triton's
+            default too): a batch is whatever queued up while the model was busy, so a lone
+            request never waits; raise it on GPUs, where a bigger batch costs little.
         max_queue: images admitted (queued or running) before new requests get 503.
         max_images: images per request.
         max_body_bytes: request body limit (413 above it).
@@ -51,7 +53,7 @@ class ServerConfig:
     device_class: str | None = None
     threads: int | None = None
     max_batch: int = 8
-    max_delay_ms: float = 5.0
+    max_delay_ms: float = 0.0
     max_queue: int = 64
     max_images: int = 32
     max_body_bytes: int = 32 * 1024 * 1024

@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-delay-ms",
         type=non_negative_float,
-        default=5.0,
-        help="how long a batch waits to fill (default: 5)",
+        default=0.0,
+        help="how long a batch waits to fill (default: 0 = batch what queued while the model ran)",
     )
     p.add_argument(
         "--max-queue", type=positive_int, default=64, help="admitted images before 503 (default: 64)"

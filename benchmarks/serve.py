@@ -1,0 +1,250 @@
+"""Benchmark: the inference server against the same model run directly on onnxruntime.
+
+    .venv/bin/python benchmarks/serve.py                          # YOLOv8n, 640 px, 2 threads
+    .venv/bin/python benchmarks/serve.py --imgsz 320 --requests 200 --json runs/bench-serve/r.json
+    .venv/bin/python benchmarks/serve.py --model runs/local/pipeline_root/.../model.onnx
+
+One run, one machine, all on loopback:
+
+1. model: ``--model`` (an ONNX file with a dynamic batch axis), or YOLOv8n from its YAML
+   exported at ``--imgsz`` with a dynamic batch (random weights: the network's cost does not
+   depend on them; NMS sees few boxes at conf 0.25, as with a trained model on most images);
+2. images: ``detpipe data synth`` renders ``--images`` JPEGs (640x480 and other aspect ratios);
+3. peer: the same ONNX file in this process (:class:`OnnxPredictor`, same threads), one
+   image after another: JPEG decode + letterbox + network + NMS;
+4. server: ``detpipe serve`` processes on a free port; each request POSTs one JPEG to
+   ``:detect`` over a keep-alive connection. Measured at concurrency 1 (the latency cost of
+   HTTP, JSON and the batcher) and at ``--concurrency`` (throughput), with dynamic
+   batching (``--max-batch``) and with ``--max-batch 1``; the modes run in ``--rounds``
+   interleaved rounds, so background load hits all of them alike.
+
+Ratios printed: server p50 latency / direct p50 (concurrency 1); server throughput at
+``--concurrency`` / direct sequential throughput; batched / unbatched server throughput.
+The client runs on the same cores as the server, so throughput ratios are conservative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detpipe.export.runtime import OnnxPredictor, decode_image  # noqa: E402
+
+
+def make_model(out: Path, imgsz: int) -> Path:
+    """YOLOv8n (random weights) exported to ONNX with a dynamic batch axis."""
+    from detpipe.export.model import load_detection_model
+    from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
+
+    cfg = OnnxExportConfig(imgsz=(imgsz, imgsz), dynamic_batch=True)
+    return export_onnx(load_detection_model("yolov8n.yaml"), out / "model.onnx", cfg).path
+
+
+def make_images(out: Path, n: int) -> list[bytes]:
+    """``n`` synthetic JPEGs (detpipe data synth, 640 px on the long side)."""
+    from detpipe.data.synth import SynthConfig, synthesize
+
+    synthesize(SynthConfig(out=out / "synth", images=n, val_images=1, classes=6, imgsz=640, seed=0))
+    paths = sorted((out / "synth" / "images" / "train2017").glob("*.jpg"))[:n]
+    return [p.read_bytes() for p in paths]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Per-request latencies (ms) and the wall time of one batch of requests."""
+
+    latencies_ms: list[float]
+    wall_s: float
+
+
+def summarize(runs: list[Measurement]) -> dict[str, float]:
+    """Percentiles over every request of every round; throughput over their summed wall time."""
+    ms = np.concatenate([r.latencies_ms for r in runs])
+    wall = sum(r.wall_s for r in runs)
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "images_per_s": len(ms) / wall}
+
+
+def direct(model: Path, jpegs: list[bytes], requests: int, threads: int) -> Measurement:
+    """The peer: decode + predict in this process, one image at a time."""
+    predictor = _predictor(model, threads)
+    for jpeg in jpegs[:5]:
+        predictor([decode_image(jpeg)])
+    lat = []
+    start = time.perf_counter()
+    for i in range(requests):
+        t0 = time.perf_counter()
+        predictor([decode_image(jpegs[i % len(jpegs)])])
+        lat.append((time.perf_counter() - t0) * 1000)
+    return Measurement(lat, time.perf_counter() - start)
+
+
+_PREDICTORS: dict[tuple[Path, int], OnnxPredictor] = {}
+
+
+def _predictor(model: Path, threads: int) -> OnnxPredictor:
+    key = (model, threads)
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = OnnxPredictor(model, threads=threads)
+    return _PREDICTORS[key]
+
+
+class ServerProcess:
+    """``detpipe serve`` on a free loopback port; stopped with SIGTERM."""
+
+    def __init__(self, model: Path, threads: int, max_batch: int, max_delay_ms: float, log: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "detpipe.cli.main", "-q", "serve", "--model", str(model),
+               "--name", "model", "--port", str(self.port), "--threads", str(threads),
+               "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms),
+               "--max-queue", "256"]  # fmt: skip
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"detpipe serve exited: see {log}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"detpipe serve not ready: see {log}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def load(port: int, jpegs: list[bytes], requests: int, concurrency: int) -> Measurement:
+    """``requests`` POSTs of one JPEG each from ``concurrency`` keep-alive clients."""
+    lat: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(requests))
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            conn.request(
+                "POST", "/v1/models/model:detect", jpegs[i % len(jpegs)], {"Content-Type": "image/jpeg"}
+            )
+            resp = conn.getresponse()
+            body = resp.read()
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                lat.append(ms)
+                if resp.status != 200:
+                    errors.append(f"{resp.status} {body[:100]!r}")
+
+    workers = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} failed requests, first: {errors[0]}")
+    return Measurement(lat, wall)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model", type=Path, default=None, help="ONNX file (default: YOLOv8n exported at --imgsz)"
+    )
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--images", type=int, default=32, help="distinct JPEGs sent round-robin")
+    p.add_argument("--requests", type=int, default=48, help="requests per measurement and round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (load hits every mode alike)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads, server and peer alike")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--max-delay-ms", type=float, default=0.0)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="detpipe-bench-serve-"))
+    model = args.model or make_model(work, args.imgsz)
+    jpegs = make_images(work, args.images)
+    c = args.concurrency
+    servers = {
+        "batched": ServerProcess(
+            model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log"
+        ),
+        "unbatched": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "unbatched.log"),
+    }
+    runs: dict[str, list[Measurement]] = {}
+    try:
+        for server in servers.values():
+            load(server.port, jpegs, min(20, args.requests), 1)  # warm-up
+        for _ in range(args.rounds):
+            runs.setdefault("direct", []).append(direct(model, jpegs, args.requests, args.threads))
+            runs.setdefault("server_c1", []).append(load(servers["batched"].port, jpegs, args.requests, 1))
+            for label, server in servers.items():
+                runs.setdefault(f"server_c{c}_{label}", []).append(load(server.port, jpegs, args.requests, c))
+    finally:
+        for server in servers.values():
+            server.stop()
+    res = {name: summarize(ms) for name, ms in runs.items()}
+
+    c = args.concurrency
+    ratios = {
+        "latency_server_c1_over_direct": res["server_c1"]["p50"] / res["direct"]["p50"],
+        f"throughput_server_c{c}_over_direct": res[f"server_c{c}_batched"]["images_per_s"]
+        / res["direct"]["images_per_s"],
+        "throughput_batched_over_unbatched": res[f"server_c{c}_batched"]["images_per_s"]
+        / res[f"server_c{c}_unbatched"]["images_per_s"],
+    }
+    meta = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        "python": platform.python_version(),
+        "onnxruntime": version("onnxruntime"),
+        "uvicorn": version("uvicorn"),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    print(f"{'':28s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'images/s':>9s}")
+    for name, row in res.items():
+        print(f"{name:28s} {row['p50']:8.1f} {row['p90']:8.1f} {row['p99']:8.1f} {row['images_per_s']:9.1f}")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": meta, "results": res, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
