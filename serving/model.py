@@ -5,9 +5,9 @@
 - a model file: ``model.onnx``, ``model.int8.onnx``, ``model.engine`` (with its sidecar);
   name = the file stem, version = ``sha-`` + the first 12 hex digits of its sha256;
 - a release: ``s3://bucket/models/<name>/<version>``, ``file://...``, or a directory with a
-  ``manifest.json``; the release is downloaded into the cache and every object checked
-  against the manifest (:func:`detpipe.store.fetch_release`); a cached copy is reused when
-  the chosen file's sha256 still matches the manifest;
+  ``manifest.json``; the file to serve (and an engine's sidecar) is downloaded into the
+  cache and checked against the manifest (:func:`detpipe.store.fetch_release`); a cached
+  copy is reused while its sha256 still matches the manifest;
 - ``<store>/models/<name>``: the newest published version of ``name``.
 
 ::
@@ -128,8 +128,10 @@ def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     if local.is_file() and sha256_file(local) == entry.sha256:
         log.info("using cached %s %s from %s", manifest.name, manifest.version, dest)
     else:
-        log.info("fetching %s into %s", uri, dest)
-        fetch_release(uri, dest, overwrite=True)
+        log.info("fetching %s from %s into %s", relpath, uri, dest)
+        sidecar = f"{relpath}.json"  # an engine's sidecar travels with it
+        wanted = [relpath, *(p for p in (e.path for e in manifest.objects) if p == sidecar)]
+        fetch_release(uri, dest, overwrite=True, only=wanted)
     return _Resolved(local, manifest.name, manifest.version)
 
 

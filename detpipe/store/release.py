@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,12 +208,13 @@ def fetch_release(
     *,
     overwrite: bool = False,
     verifier: ManifestVerifier | None = None,
+    only: Collection[str] | None = None,
 ) -> Manifest:
-    """Download a complete, verified release into ``dest`` (all or nothing).
+    """Download a verified release into ``dest`` (all or nothing).
 
-    Every object listed in the manifest is downloaded and its size and sha256 compared with
-    the manifest; ``manifest.json`` (and ``manifest.sig`` when present) are copied too.
-    ``dest`` appears only when everything matched.
+    Every object listed in the manifest (or only those named in ``only``) is downloaded and
+    its size and sha256 compared with the manifest; ``manifest.json`` (and ``manifest.sig``
+    when present) are copied too. ``dest`` appears only when everything matched.
 
     Args:
         release: the release URI (``s3://bucket/models/<name>/<version>``, a path) or a store
@@ -221,12 +222,14 @@ def fetch_release(
         dest: the directory to create.
         overwrite: replace an existing ``dest`` (atomically, after the download succeeded).
         verifier: optional OTA signature check (see the module docstring).
+        only: release paths to fetch (a server needs its model file, not the training
+            weights); None fetches every object.
 
     Returns:
         The verified manifest.
 
     Raises:
-        NotFound: no manifest at ``release``.
+        NotFound: no manifest at ``release``, or a path in ``only`` that it does not list.
         StoreError: an object is missing, has the wrong size or sha256, or the manifest does
             not belong to this location.
         InvalidInput: ``dest`` exists and ``overwrite`` is false.
@@ -249,8 +252,17 @@ def fetch_release(
             raise StoreError(f"{rel.uri}: release is not signed (no {SIGNATURE}); refusing")
         verifier.verify(blob, signature)
 
+    entries = manifest.objects
+    if only is not None:
+        listed = {e.path for e in entries}
+        missing = sorted(set(only) - listed)
+        if missing:
+            raise NotFound(
+                f"{rel.uri}: the release has no {', '.join(missing)} (it has: {', '.join(sorted(listed))})"
+            )
+        entries = [e for e in entries if e.path in set(only)]
     with atomic_dir(dest, overwrite=overwrite) as tmp:
-        for entry in manifest.objects:
+        for entry in entries:
             try:
                 got = rel.get_file(check_key(entry.path), tmp / entry.path)
             except NotFound:
@@ -265,9 +277,7 @@ def fetch_release(
         write_bytes(tmp / MANIFEST, blob)
         if signature is not None:
             write_bytes(tmp / SIGNATURE, signature)
-    logger.info(
-        "fetched %s %s (%d objects) into %s", manifest.name, manifest.version, len(manifest.objects), dest
-    )
+    logger.info("fetched %s %s (%d objects) into %s", manifest.name, manifest.version, len(entries), dest)
     return manifest
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from detpipe.errors import InvalidInput, NotFound, StoreError
+from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
 from detpipe.io import sha256_file
 from detpipe.serving.config import ServerConfig
 from detpipe.serving.model import load_model, resolve
@@ -97,3 +101,48 @@ def test_serve_a_release_from_s3(s3, serve, pico_onnx, val_jpegs, tmp_path):
     assert meta["source"] == "s3://detpipe-test/serve/models/pico"
     assert server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg").status == 200
     assert sorted(p.name for p in (cache / "pico" / "3").iterdir()) == ["manifest.json", "model.onnx"]
+
+
+ORIN = DeviceInfo("Orin", "8.7", "10.3.0", 2)
+
+
+def _release_with_engine(store: Path, pico_onnx: Path, tmp_path: Path) -> str:
+    """A release holding an engine (+ sidecar) for an Orin, built elsewhere."""
+    engine = tmp_path / "built" / "model.engine"
+    engine.parent.mkdir()
+    engine.write_bytes(b"serialized engine for an Orin")
+    sidecar = write_sidecar(engine, make_sidecar(engine, ORIN, "fp16", [1, 3, 64, 64], {}))
+    cls = "orin-sm87-trt10.3.0"
+    files = {
+        "model.onnx": pico_onnx,
+        f"engines/{cls}/model.engine": engine,
+        f"engines/{cls}/model.engine.json": sidecar,
+    }
+    publish(store, "pico", "7", files)
+    return release_uri(str(store), "pico", "7")
+
+
+def test_format_engine_picks_the_device_class_engine_with_its_sidecar(tmp_path, pico_onnx):
+    uri = _release_with_engine(tmp_path / "store", pico_onnx, tmp_path)
+
+    def cfg(device_class: str) -> ServerConfig:
+        return ServerConfig(model=uri, format="engine", device_class=device_class, cache_dir=tmp_path / "c")
+
+    resolved = resolve(cfg("orin-sm87-trt10.3.0"))
+    assert resolved.path == tmp_path / "c" / "pico" / "7" / "engines" / "orin-sm87-trt10.3.0" / "model.engine"
+    assert resolved.path.with_name("model.engine.json").is_file()
+    with pytest.raises(NotFound, match=r"has no engines/h100-sm90-trt10.3.0/model.engine \(it has: "):
+        resolve(cfg("h100-sm90-trt10.3.0"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_serving_an_engine_without_tensorrt_exits_3_with_the_reason(tmp_path, pico_onnx):
+    uri = _release_with_engine(tmp_path / "store", pico_onnx, tmp_path)
+    for extra in (["--device-class", "orin-sm87-trt10.3.0"], []):  # explicit, or this machine's GPU
+        cmd = [sys.executable, "-m", "detpipe.cli.main", "serve", "--model", uri, "--format", "engine",
+               *extra, "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 3, res.stderr
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("detpipe serve: error: TensorRT is not installed here"), last
+        assert "Traceback" not in res.stderr

@@ -131,6 +131,17 @@ def test_fetch_downloads_and_verifies(store, store_env, artifacts, tmp_path):
     fetch_release(store.child("models/m/1.0.0"), dest, overwrite=True)
 
 
+def test_fetch_only_some_objects(store, artifacts, tmp_path):
+    publish(store, "m", "1.0.0", _files(artifacts), lineage=_lineage(artifacts))
+    dest = tmp_path / "partial"
+    fetch_release(store.child("models/m/1.0.0"), dest, only=["weights.pt"])
+    assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", "weights.pt"]
+    assert (dest / "weights.pt").read_bytes() == artifacts["weights.pt"].read_bytes()
+    with pytest.raises(NotFound, match=r"the release has no model\.plan \(it has: "):
+        fetch_release(store.child("models/m/1.0.0"), tmp_path / "none", only=["weights.pt", "model.plan"])
+    assert not (tmp_path / "none").exists()
+
+
 def test_fetch_refuses_a_tampered_object(store, artifacts, tmp_path):
     publish(store, "m", "1.0.0", _files(artifacts), lineage=_lineage(artifacts))
     # someone with write access replaces the engine (with consistent metadata, so only the
