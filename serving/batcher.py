@@ -81,18 +81,27 @@ class DynamicBatcher:
             Unavailable: the batcher is stopping or not started.
             Exception: whatever ``run_batch`` raised for their batch.
         """
-        if self._queue is None or self._closing:
-            raise Unavailable("the server is shutting down")
-        if self.admitted + len(items) > self.max_queue:
-            raise Overloaded(
-                f"server busy: {self.admitted} images queued, limit {self.max_queue}; retry shortly"
-            )
+        self.ensure_room(len(items))
         loop = asyncio.get_running_loop()
         pending = [_Pending(item, loop.create_future()) for item in items]
         self._admit(len(pending))
         for p in pending:
             self._queue.put_nowait(p)
         return list(await asyncio.gather(*(p.future for p in pending)))
+
+    def ensure_room(self, n: int) -> None:
+        """Raise now if ``n`` more items would not be admitted (callers check before costly work).
+
+        Raises:
+            Overloaded: admitting them would exceed ``max_queue``.
+            Unavailable: the batcher is stopping or not started.
+        """
+        if self._queue is None or self._closing:
+            raise Unavailable("the server is shutting down")
+        if self.admitted + n > self.max_queue:
+            raise Overloaded(
+                f"server busy: {self.admitted} images queued, limit {self.max_queue}; retry shortly"
+            )
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Refuse new items, finish the admitted ones (up to ``timeout_s``), stop the loop."""

@@ -119,6 +119,7 @@ class DataPlane:
         if len(images) > self.cfg.max_images:
             raise PayloadTooLarge(f"{len(images)} images in one request; the limit is {self.cfg.max_images}")
         nms = nms or self.nms_config()
+        self.batcher.ensure_room(len(images))  # refuse before decoding, not after
         prepared = await asyncio.to_thread(self._prepare, images, nms)
         results = await self.batcher.submit(prepared)
         return [

@@ -34,6 +34,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port)."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
+    return value
+
+
 def unit_float(text: str) -> float:
     """A number in [0, 1] (a threshold or a fraction)."""
     value = non_negative_float(text)

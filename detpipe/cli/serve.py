@@ -7,7 +7,7 @@ import logging
 import textwrap
 from pathlib import Path
 
-from detpipe.cli.options import non_negative_float, positive_int, unit_float
+from detpipe.cli.options import non_negative_float, port_number, positive_int, unit_float
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--device-class", default=None, help="engines/<device-class>/ of a release (default: this GPU)"
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1; 0.0.0.0 in a pod)")
-    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--port", type=port_number, default=8080, help="port (default: 8080)")
     p.add_argument("--max-batch", type=positive_int, default=8, help="images per model call (default: 8)")
     p.add_argument(
         "--max-delay-ms",
@@ -80,8 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--graceful-timeout",
-        type=non_negative_float,
-        default=20.0,
+        type=positive_int,
+        default=20,
         help="seconds to finish admitted requests on SIGTERM (default: 20)",
     )
     p.set_defaults(func=_run)
@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="warning" if args.quiet else "info",
-        timeout_graceful_shutdown=int(args.graceful_timeout) or None,
+        timeout_graceful_shutdown=args.graceful_timeout,
         log_config=None,  # keep detpipe's logging set-up
     )
     return 0

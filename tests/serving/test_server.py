@@ -129,6 +129,9 @@ def test_over_the_queue_limit_answers_503_with_retry_after(serve, pico_onnx, val
     assert reply.status == 503
     assert reply.headers["retry-after"] == "1"
     assert reply.json() == {"error": "server busy: 0 images queued, limit 2; retry shortly"}
+    # refused before any decoding: three undecodable images get 503, not 400
+    garbage = json.dumps({"instances": [{"b64": "AAAA"}] * 3}).encode()
+    assert server.post("/v1/models/model:predict", garbage, JSON).status == 503
     assert (
         server.post("/v1/models/model:predict", _predict_body(val_jpegs[:2]), "application/json").status
         == 200
