@@ -209,3 +209,21 @@ def test_bad_model_exits_2_with_one_line(pico_onnx, args, message):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines()[-1] == f"detpipe serve: error: {message}"
     assert "Traceback" not in res.stderr
+
+
+def test_a_static_batch_model_gets_one_image_per_call(serve, trained_pico, val_jpegs, tmp_path):
+    """Pipeline releases are exported with a fixed batch of 1: batches are capped at it."""
+    from detpipe.export.model import load_detection_model
+    from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
+
+    static = export_onnx(
+        load_detection_model(trained_pico), tmp_path / "static.onnx", OnnxExportConfig(imgsz=(64, 64))
+    )
+    server = serve("--model", str(static.path), "--max-batch", "8")
+    assert server.get("/v1/models/static").json()["max_batch"] == 1
+    reply = server.post("/v1/models/static:predict", _predict_body(val_jpegs[:3]), JSON)
+    assert reply.status == 200
+    for jpeg, prediction in zip(val_jpegs[:3], reply.json()["predictions"], strict=True):
+        _assert_same(prediction, _expected(static.path, jpeg))
+    metrics = server.get("/metrics").body.decode()
+    assert "detpipe_inference_batch_size_count 3.0" in metrics
