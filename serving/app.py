@@ -205,6 +205,9 @@ def _parse_predict(body: bytes) -> tuple[list[bytes], dict[str, Any]]:
     if unknown:
         raise InvalidInput(f"parameters: unknown {', '.join(unknown)} (known: conf, iou, max_det)")
     for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInput(f"parameters.{key}: expected a number, got {value!r}")
+        kind = int if key == "max_det" else int | float
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise InvalidInput(
+                f"parameters.{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+            )
     return images, params

@@ -115,6 +115,8 @@ def test_bad_requests_get_4xx_with_one_line_reasons(serve, pico_onnx, val_jpegs)
          "instances[0]: b64 is not valid base64"),
         (server.post("/v1/models/model:predict", _predict_body(val_jpegs[:1], nms=1), JSON), 400,
          "parameters: unknown nms (known: conf, iou, max_det)"),
+        (server.post("/v1/models/model:predict", _predict_body(val_jpegs[:1], max_det=2.5), JSON), 400,
+         "parameters.max_det: expected an integer, got 2.5"),
         (server.get("/v2/models"), 404, "Not Found"),
     ]  # fmt: skip
     for reply, status, message in cases:
