@@ -197,7 +197,9 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory(prefix="detpipe-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         qpath = Path(tmp) / "int8.onnx"
-        quant_pre_process(str(fp32_path), str(pre))
+        # onnxruntime's symbolic shape inference gives up on a dynamic batch axis ('Incomplete
+        # symbolic shape inference'); ONNX's own shape inference still runs then.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=dims[0] is None)
         quantize_static(
             str(pre),
             str(qpath),

@@ -95,3 +95,19 @@ def test_calibration_sources(small_data, tmp_path):
         calibration_images(tmp_path / "empty.txt")
     with pytest.raises(InvalidInput, match="calibration method"):
         QuantizeConfig(method="kl")
+
+
+def test_a_dynamic_batch_model_quantizes_and_runs_any_batch(
+    trained_pico, small_data, tmp_path, val_images_bgr
+):
+    """onnxruntime's symbolic shape inference gives up on a dynamic batch axis; quantization must not."""
+    cfg = OnnxExportConfig(imgsz=(64, 64), batch=8, dynamic_batch=True)
+    fp32 = export_onnx(load_detection_model(trained_pico), tmp_path / "model.onnx", cfg).path
+    paths = calibration_images(small_data.train_list, limit=16)
+    int8 = quantize_onnx(fp32, tmp_path / "model.int8.onnx", paths, QuantizeConfig()).path
+    predictor = OnnxPredictor(int8)
+    assert predictor.batch is None
+    x, _ = preprocess(val_images_bgr[:3], 64)
+    together = predictor.infer(x)
+    alone = np.concatenate([predictor.infer(x[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(together, alone, atol=1e-4)
