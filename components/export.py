@@ -17,9 +17,12 @@ def export_op(
     imgsz: int = 640,
     calib_fraction: float = 5.0,
     calib_images: int = 300,
+    max_batch: int = 1,
 ) -> None:
     """Export ``weights/best.pt`` and evaluate every format on val2017 against PyTorch.
 
+    ``max_batch`` 1 exports a fixed batch of one (an edge camera stream); N > 1 a dynamic
+    batch axis, engines with a 1..N profile (a server batching requests on a GPU).
     INT8 formats calibrate on images of the proportional ``train2017_<calib_fraction>_p``
     subset. Engine formats are skipped (with the reason in export_report.json) where
     TensorRT or a GPU is missing. The gate is recorded here and enforced by ``gate_op``.
@@ -45,6 +48,8 @@ def export_op(
         out=Path(exported.path),
         formats=tuple(formats),
         imgsz=(imgsz, imgsz),
+        batch=max_batch,
+        dynamic_batch=max_batch > 1,
         calib=yolo / list_name(TRAIN_SPLIT, calib_fraction, "p"),
         calib_images=calib_images,
         val_annotations=val_ann,

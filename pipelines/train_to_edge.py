@@ -52,6 +52,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         formats: list = ENGINE_FORMATS,
         max_drop: str = "fp16=1.0,int8=2.0",
         calib_images: int = 300,
+        export_batch: int = 1,
         bench_iters: int = 200,
     ) -> str:
         data = configure(
@@ -87,6 +88,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 formats=formats,
                 imgsz=imgsz,
                 calib_images=calib_images,
+                max_batch=export_batch,
             ),
             settings,
             gpu=True,

@@ -50,6 +50,11 @@ def test_train_to_edge_dag(compiled):
     assert spec["root"]["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "STRING"
     assert tasks["train-op"]["cachingOptions"] == {}  # training is never served from cache
     assert tasks["publish-op"]["retryPolicy"]["maxRetryCount"] == 2
+    # fixed batch 1 by default (edge); export_batch > 1 makes releases batchable by the server
+    assert spec["root"]["inputDefinitions"]["parameters"]["export_batch"]["defaultValue"] == 1
+    assert tasks["export-op"]["inputs"]["parameters"]["max_batch"] == {
+        "componentInputParameter": "export_batch"
+    }
 
 
 def test_cluster_settings(compiled):
