@@ -10,8 +10,8 @@ One run, one machine, all on loopback:
    exported at ``--imgsz`` with a dynamic batch (random weights: the network's cost does not
    depend on them; NMS sees few boxes at conf 0.25, as with a trained model on most images);
 2. images: ``detpipe data synth`` renders ``--images`` JPEGs (640x480 and other aspect ratios);
-3. peer: the same ONNX file in this process (:class:`OnnxPredictor`, same threads), one
-   image after another: JPEG decode + letterbox + network + NMS;
+3. peer: the same ONNX file in this process (:class:`OnnxPredictor`, same threads, the
+   server's NMS settings), one image after another: JPEG decode + letterbox + network + NMS;
 4. server: ``detpipe serve`` processes on a free port; each request POSTs one JPEG to
    ``:detect`` over a keep-alive connection. Measured at concurrency 1 (the latency cost of
    HTTP, JSON and the batcher) and at ``--concurrency`` (throughput), with dynamic
@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detpipe.export.runtime import OnnxPredictor, decode_image  # noqa: E402
+from detpipe.serving.config import SERVE_NMS  # noqa: E402
 
 
 def make_model(out: Path, imgsz: int) -> Path:
@@ -83,11 +84,8 @@ def summarize(runs: list[Measurement]) -> dict[str, float]:
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "images_per_s": len(ms) / wall}
 
 
-def direct(model: Path, jpegs: list[bytes], requests: int, threads: int) -> Measurement:
+def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measurement:
     """The peer: decode + predict in this process, one image at a time."""
-    predictor = _predictor(model, threads)
-    for jpeg in jpegs[:5]:
-        predictor([decode_image(jpeg)])
     lat = []
     start = time.perf_counter()
     for i in range(requests):
@@ -95,16 +93,6 @@ def direct(model: Path, jpegs: list[bytes], requests: int, threads: int) -> Meas
         predictor([decode_image(jpegs[i % len(jpegs)])])
         lat.append((time.perf_counter() - t0) * 1000)
     return Measurement(lat, time.perf_counter() - start)
-
-
-_PREDICTORS: dict[tuple[Path, int], OnnxPredictor] = {}
-
-
-def _predictor(model: Path, threads: int) -> OnnxPredictor:
-    key = (model, threads)
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = OnnxPredictor(model, threads=threads)
-    return _PREDICTORS[key]
 
 
 class ServerProcess:
@@ -206,11 +194,13 @@ def main() -> int:
         "unbatched": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "unbatched.log"),
     }
     runs: dict[str, list[Measurement]] = {}
+    peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
     try:
+        direct(peer, jpegs, min(20, args.requests))  # warm-up
         for server in servers.values():
-            load(server.port, jpegs, min(20, args.requests), 1)  # warm-up
+            load(server.port, jpegs, min(20, args.requests), 1)
         for _ in range(args.rounds):
-            runs.setdefault("direct", []).append(direct(model, jpegs, args.requests, args.threads))
+            runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
             runs.setdefault("server_c1", []).append(load(servers["batched"].port, jpegs, args.requests, 1))
             for label, server in servers.items():
                 runs.setdefault(f"server_c{c}_{label}", []).append(load(server.port, jpegs, args.requests, c))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from detpipe.errors import InvalidInput
+from detpipe.export.runtime import PostprocessConfig
 from detpipe.store.manifest import check_model_name
 
 FORMATS = ("onnx", "onnx-int8", "engine")
 """Which file of a release the server runs: model.onnx, model.int8.onnx, engines/<class>/model.engine."""
 
+SERVE_NMS = PostprocessConfig(conf=0.25)
+"""Default NMS for serving: ultralytics' predict threshold (validation's 0.001 is for mAP)."""
+
 
 def default_cache_dir() -> Path:
     """Where fetched releases are kept: ``$XDG_CACHE_HOME/detpipe/models`` (``~/.cache/...``)."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "detpipe" / "models"
 
@@ -42,7 +45,7 @@ class ServerConfig:
         max_images: images per request.
         max_body_bytes: request body limit (413 above it).
         max_image_pixels: decoded image size limit (width x height).
-        conf, iou, max_det: default NMS settings (requests may override them).
+        nms: default NMS settings (requests may override conf, iou and max_det).
         cache_dir: where releases are downloaded (verified against their manifest).
     """
 
@@ -58,9 +61,7 @@ class ServerConfig:
     max_images: int = 32
     max_body_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 64_000_000
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
+    nms: PostprocessConfig = SERVE_NMS
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -70,32 +71,13 @@ class ServerConfig:
             check_model_name(self.name)
         if self.format not in FORMATS:
             raise InvalidInput(f"format {self.format!r}: expected one of {', '.join(FORMATS)}")
-        for field in (
-            "max_batch",
-            "max_queue",
-            "max_images",
-            "max_body_bytes",
-            "max_image_pixels",
-            "max_det",
-        ):
+        for field in ("max_batch", "max_queue", "max_images", "max_body_bytes", "max_image_pixels"):
             if getattr(self, field) < 1:
                 raise InvalidInput(f"{field} must be >= 1, got {getattr(self, field)}")
         if self.max_delay_ms < 0:
             raise InvalidInput(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
-        check_thresholds(self.conf, self.iou)
 
     @property
     def cache(self) -> Path:
         """The release cache directory."""
         return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-
-
-def check_thresholds(conf: float, iou: float) -> None:
-    """NMS thresholds must lie in [0, 1].
-
-    Raises:
-        InvalidInput: either is outside [0, 1].
-    """
-    for label, value in (("conf", conf), ("iou", iou)):
-        if not 0.0 <= value <= 1.0:
-            raise InvalidInput(f"{label} must be in [0, 1], got {value}")

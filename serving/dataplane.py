@@ -7,7 +7,7 @@ request's thresholds, and boxes come back in the image's own pixels::
 
     plane = DataPlane(load_model(cfg), cfg)
     await plane.start()
-    result = await plane.detect([jpeg_bytes], conf=0.25)
+    result = await plane.detect([jpeg_bytes], plane.nms_config(conf=0.3))
     await plane.stop()
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from detpipe.export.runtime import (
     to_input,
 )
 from detpipe.serving.batcher import DynamicBatcher
-from detpipe.serving.config import ServerConfig, check_thresholds
+from detpipe.serving.config import ServerConfig
 from detpipe.serving.metrics import ServerMetrics
 from detpipe.serving.model import ServingModel
 
@@ -57,10 +57,9 @@ class DataPlane:
         self.cfg = cfg
         self.metrics = metrics or ServerMetrics()
         limit = model.max_batch
-        self.max_batch = min(cfg.max_batch, limit) if limit else cfg.max_batch
         self.batcher = DynamicBatcher(
             self._run_batch,
-            max_batch=self.max_batch,
+            max_batch=min(cfg.max_batch, limit) if limit else cfg.max_batch,
             max_delay_s=cfg.max_delay_ms / 1000.0,
             max_queue=cfg.max_queue,
             on_depth=self.metrics.queue_images.set,
@@ -93,15 +92,8 @@ class DataPlane:
         Raises:
             InvalidInput: a threshold outside [0, 1] or ``max_det`` < 1.
         """
-        nms = PostprocessConfig(
-            conf=self.cfg.conf if conf is None else float(conf),
-            iou=self.cfg.iou if iou is None else float(iou),
-            max_det=self.cfg.max_det if max_det is None else int(max_det),
-        )
-        check_thresholds(nms.conf, nms.iou)
-        if nms.max_det < 1:
-            raise InvalidInput(f"max_det must be >= 1, got {nms.max_det}")
-        return nms
+        overrides = {"conf": conf, "iou": iou, "max_det": max_det}
+        return replace(self.cfg.nms, **{k: v for k, v in overrides.items() if v is not None})
 
     async def detect(self, images: list[bytes], nms: PostprocessConfig | None = None) -> list[dict[str, Any]]:
         """Detections for each encoded image, in request order.
@@ -118,7 +110,7 @@ class DataPlane:
             raise InvalidInput("no images in the request")
         if len(images) > self.cfg.max_images:
             raise PayloadTooLarge(f"{len(images)} images in one request; the limit is {self.cfg.max_images}")
-        nms = nms or self.nms_config()
+        nms = nms or self.cfg.nms
         self.batcher.ensure_room(len(images))  # refuse before decoding, not after
         prepared = await asyncio.to_thread(self._prepare, images, nms)
         results = await self.batcher.submit(prepared)

@@ -81,6 +81,7 @@ class _Resolved:
     path: Path
     name: str
     version: str
+    sha256: str  # checked: hashed here, or verified against the release manifest
 
 
 def _is_store_uri(model: str) -> bool:
@@ -99,7 +100,8 @@ def resolve(cfg: ServerConfig) -> _Resolved:
     if not _is_store_uri(model):
         path = Path(model)
         if path.is_file():
-            return _Resolved(path, path.name.split(".")[0], f"sha-{sha256_file(path)[:12]}")
+            digest = sha256_file(path)
+            return _Resolved(path, path.name.split(".")[0], f"sha-{digest[:12]}", digest)
         in_models = "models" in (path.parent.name, path.parent.parent.name)  # .../models/<name>[/<version>]
         if not path.exists() and not in_models:
             raise NotFound(f"{model}: no such file, directory or release URI")
@@ -129,10 +131,9 @@ def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
         log.info("using cached %s %s from %s", manifest.name, manifest.version, dest)
     else:
         log.info("fetching %s from %s into %s", relpath, uri, dest)
-        sidecar = f"{relpath}.json"  # an engine's sidecar travels with it
-        wanted = [relpath, *(p for p in (e.path for e in manifest.objects) if p == sidecar)]
+        wanted = [e.path for e in manifest.objects if e.path in (relpath, f"{relpath}.json")]  # + sidecar
         fetch_release(uri, dest, overwrite=True, only=wanted)
-    return _Resolved(local, manifest.name, manifest.version)
+    return _Resolved(local, manifest.name, manifest.version, entry.sha256)
 
 
 def _release_relpath(cfg: ServerConfig, paths: list[str]) -> str:
@@ -178,7 +179,7 @@ def load_model(cfg: ServerConfig) -> ServingModel:
         format=file.label,
         backend=backends[0],
         path=resolved.path,
-        sha256=sha256_file(resolved.path),
+        sha256=resolved.sha256,
         source=str(cfg.model),
         predictor=predictor,
     )

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from detpipe.cli.options import non_negative_float, port_number, positive_int, unit_float
+from detpipe.serving.config import SERVE_NMS
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads", type=positive_int, default=None, help="onnxruntime threads (default: all cores)"
     )
     p.add_argument(
-        "--conf", type=unit_float, default=0.25, help="default confidence threshold (default: 0.25)"
+        "--conf", type=unit_float, default=SERVE_NMS.conf, help="confidence threshold (%(default)s)"
     )
-    p.add_argument("--iou", type=unit_float, default=0.7, help="default NMS IoU threshold (default: 0.7)")
-    p.add_argument("--max-det", type=positive_int, default=300, help="default detections per image (300)")
+    p.add_argument("--iou", type=unit_float, default=SERVE_NMS.iou, help="NMS IoU threshold (%(default)s)")
+    p.add_argument(
+        "--max-det", type=positive_int, default=SERVE_NMS.max_det, help="detections per image (%(default)s)"
+    )
     p.add_argument(
         "--cache-dir", type=Path, default=None, help="release cache (default: ~/.cache/detpipe/models)"
     )
@@ -90,6 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from detpipe.export.runtime import PostprocessConfig
     from detpipe.serving.app import create_app
     from detpipe.serving.config import ServerConfig
     from detpipe.serving.dataplane import DataPlane
@@ -107,9 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_images=args.max_images,
         max_body_bytes=max(1, int(args.max_body_mb * 1024 * 1024)),
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
+        nms=PostprocessConfig(conf=args.conf, iou=args.iou, max_det=args.max_det),
         cache_dir=args.cache_dir,
     )
     model = load_model(cfg)

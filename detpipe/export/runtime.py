@@ -72,6 +72,14 @@ class PostprocessConfig:
     agnostic: bool = False
     max_nms: int = 30000
 
+    def __post_init__(self) -> None:
+        for label, value in (("conf", self.conf), ("iou", self.iou)):
+            if not 0.0 <= value <= 1.0:
+                raise InvalidInput(f"{label} must be in [0, 1], got {value}")
+        for label, value in (("max_det", self.max_det), ("max_nms", self.max_nms)):
+            if value < 1:
+                raise InvalidInput(f"{label} must be >= 1, got {value}")
+
 
 def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(imgsz, int):

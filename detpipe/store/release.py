@@ -254,13 +254,12 @@ def fetch_release(
 
     entries = manifest.objects
     if only is not None:
-        listed = {e.path for e in entries}
-        missing = sorted(set(only) - listed)
-        if missing:
+        wanted, listed = set(only), {e.path for e in entries}
+        if missing := sorted(wanted - listed):
             raise NotFound(
                 f"{rel.uri}: the release has no {', '.join(missing)} (it has: {', '.join(sorted(listed))})"
             )
-        entries = [e for e in entries if e.path in set(only)]
+        entries = [e for e in entries if e.path in wanted]
     with atomic_dir(dest, overwrite=overwrite) as tmp:
         for entry in entries:
             try:

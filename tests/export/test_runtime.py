@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision
 
+from detpipe.errors import InvalidInput
 from detpipe.export.runtime import (
     Letterbox,
     PostprocessConfig,
@@ -125,3 +126,17 @@ def test_torch_predictor_matches_ultralytics_predict(trained_pico, val_images_bg
         np.testing.assert_array_equal(det.classes, ref.cls.numpy()[order].astype(int))
         compared += len(det)
     assert compared > 0, "the trained model found nothing at conf 0.25: the comparison would be empty"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"conf": 1.5}, "conf must be in [0, 1], got 1.5"),
+        ({"iou": -0.1}, "iou must be in [0, 1], got -0.1"),
+        ({"max_det": 0}, "max_det must be >= 1, got 0"),
+    ],
+)
+def test_postprocess_config_refuses_bad_values(kwargs, message):
+    with pytest.raises(InvalidInput) as info:
+        PostprocessConfig(**kwargs)
+    assert str(info.value) == message
