@@ -21,7 +21,6 @@ from typing import Any
 
 from kfp import dsl
 
-from detpipe.cli.options import parse_set
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
 from detpipe.components.evaluate import evaluate_op
@@ -30,6 +29,7 @@ from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
 from detpipe.components.train import train_op
 from detpipe.io import write_json
+from detpipe.overrides import parse_set
 from detpipe.pipelines.local_run import run_local
 from detpipe.pipelines.profiles import arguments
 

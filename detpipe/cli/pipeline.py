@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detpipe.cli.options import parse_set
 from detpipe.errors import DetpipeError, InvalidInput
+from detpipe.overrides import parse_set
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from detpipe.cli.options import parse_set
 from detpipe.errors import InvalidInput
+from detpipe.overrides import parse_set
 
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp")
 CACHE_MODES = ("false", "ram", "disk")
