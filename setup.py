@@ -18,4 +18,6 @@ TOP_LEVEL = {
 setup(
     packages=[*find_packages(include=["detpipe", "detpipe.*"]), *TOP_LEVEL],
     package_dir=TOP_LEVEL,
+    # Data files read at run time through importlib.resources.
+    package_data={"detpipe.report": ["references/*.csv"]},
 )

@@ -4,6 +4,7 @@ Usage::
 
     detpipe report --runs runs/sweep --out runs/report --target 0.4
     detpipe report --table results.csv --out runs/report --full-images 118287 --fit-min-fraction 5
+    detpipe report --runs runs/sweep --out runs/report --reference yolo12-coco --fail-on-mismatch
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import logging
 from pathlib import Path
 
 from detpipe.cli.options import positive_int
+from detpipe.report.reproduction import MAX_REL_DIFF_PCT, YOLO12_COCO
+
+SHIPPED_REFERENCES = {"yolo12-coco": YOLO12_COCO}
+"""Names ``--reference`` accepts for the reference tables shipped with detpipe."""
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNGs with the best-mAP50-95 table (models x fractions), retention (% of the 100 % "
         "score), the cliff (adjacent fractions with the largest mAP drop, and their ratio), runs "
         "that peaked in their last epochs, and a fit mAP(N) = a - b*N^-alpha per model (N = "
-        "fraction in percent) with the N needed to reach --target. Bad input: exit 2, nothing "
-        "written.",
+        "fraction in percent) with the N needed to reach --target. With --reference, a "
+        "reproduction gate: each model's 100 %% run against a published score (report.json "
+        "reproduction.<model>, reproduction_ok; --fail-on-mismatch exits 4). Bad input: exit 2, "
+        "nothing written.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -79,10 +86,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="use only runs on subsets of this strategy (p, random, topn)",
     )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="published full-data scores, header model,map5095 (mAP in [0, 1]): adds a reproduction "
+        "gate comparing each model's 100 %% run with them; the package ships the YOLO12 COCO val2017 "
+        "figures as detpipe/report/references/yolo12_coco.csv (use --reference yolo12-coco)",
+    )
+    p.add_argument(
+        "--max-rel-diff",
+        type=float,
+        default=MAX_REL_DIFF_PCT,
+        metavar="PCT",
+        help="largest |ours - reference| / reference that reproduces, in percent (default: %(default)s, "
+        "the study's criterion)",
+    )
+    p.add_argument(
+        "--fail-on-mismatch",
+        action="store_true",
+        help="exit 4 when a model does not reproduce (the report is still written)",
+    )
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
+    from detpipe.errors import GateFailed
     from detpipe.report.build import ReportConfig, write_report
     from detpipe.report.render import format_percent
 
@@ -95,6 +125,8 @@ def _report(args: argparse.Namespace) -> int:
         full_images=args.full_images,
         strategy=args.strategy,
         fit_min_fraction=args.fit_min_fraction,
+        reference=SHIPPED_REFERENCES.get(str(args.reference), args.reference),
+        max_rel_diff=args.max_rel_diff,
     )
     report = write_report(config)
     for name, model in report["models"].items():
@@ -111,5 +143,23 @@ def _report(args: argparse.Namespace) -> int:
         else:
             need = f"mAP {config.target:g} not reachable"
         print(f"{name}: {step}; {need}")
+    failed = []
+    for name, e in (report["reproduction"] or {}).items():
+        if e["ours"] is None:
+            print(f"{name}: reproduction: no 100 % run (reference {e['reference']:.3f})")
+            failed.append(name)
+            continue
+        verdict = "ok" if e["ok"] else "MISMATCH"
+        print(
+            f"{name}: reproduction {verdict}: {e['ours']:.3f} vs {e['reference']:.3f} "
+            f"({e['rel_diff_pct']:+.1f} %)"
+        )
+        if not e["ok"]:
+            failed.append(name)
     print(config.out / "report.md")
+    if failed and args.fail_on_mismatch:
+        raise GateFailed(
+            f"{', '.join(failed)} not reproduced within {config.max_rel_diff:g} % of the reference "
+            f"(report written to {config.out})"
+        )
     return 0

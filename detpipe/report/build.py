@@ -24,6 +24,7 @@ from detpipe.io import atomic_dir, write_json, write_text
 from detpipe.report.analysis import Cell, ModelAnalysis, analyze_model, order_models
 from detpipe.report.collect import fraction_key, group_runs, load_runs, load_table, select_strategy
 from detpipe.report.fit import FitResult, fit_power_law
+from detpipe.report.reproduction import MAX_REL_DIFF_PCT, compare, load_reference
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class ReportConfig:
         strategy: Keep only runs on subsets of this strategy (``p``, ``random``, ``topn``).
         fit_min_fraction: Fit the power law only to fractions >= this (percent), e.g. the
             upper end of the cliff, where a single power law describes the data; None: all.
+        reference: CSV ``model,map5095`` of published full-data scores: adds the reproduction
+            gate (``reproduction``, ``reproduction_ok``); None: no gate.
+        max_rel_diff: The gate's bound on ``|ours - reference| / reference``, in percent.
     """
 
     out: Path
@@ -55,6 +59,8 @@ class ReportConfig:
     full_images: int | None = None
     strategy: str | None = None
     fit_min_fraction: float | None = None
+    reference: Path | None = None
+    max_rel_diff: float = MAX_REL_DIFF_PCT
 
     def __post_init__(self) -> None:
         if (self.runs is None) == (self.table is None):
@@ -67,6 +73,8 @@ class ReportConfig:
             math.isfinite(self.fit_min_fraction) and 0.0 < self.fit_min_fraction <= 100.0
         ):
             raise InvalidInput(f"--fit-min-fraction must be in (0, 100], got {self.fit_min_fraction:g}")
+        if not (math.isfinite(self.max_rel_diff) and self.max_rel_diff >= 0.0):
+            raise InvalidInput(f"--max-rel-diff must be a percentage >= 0, got {self.max_rel_diff:g}")
         if self.full_images is not None and self.full_images < 1:
             raise InvalidInput(f"--full-images must be >= 1, got {self.full_images}")
 
@@ -223,6 +231,13 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             if s.late
         ]
     fractions = sorted({fraction_key(r.fraction) for r in runs}, key=float)
+    reproduction, reproduction_ok = None, None
+    if config.reference is not None:
+        reference = load_reference(config.reference)
+        reproduction, reproduction_ok = compare(models, reference, config.max_rel_diff)
+        for name, entry in reproduction.items():
+            if entry["ours"] is None:
+                notes.append(f"{name}: no 100 % run to compare with the reference")
     return {
         "schema": SCHEMA,
         "source": source,
@@ -232,10 +247,14 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             "full_images": config.full_images,
             "fit_n": FIT_N,
             "fit_min_fraction": config.fit_min_fraction,
+            "reference": None if config.reference is None else str(config.reference),
+            "max_rel_diff_pct": config.max_rel_diff,
         },
         "fractions": fractions,
         "models": models,
         "late_peaks": late_peaks,
+        "reproduction": reproduction,
+        "reproduction_ok": reproduction_ok,
         "notes": notes,
     }
 

@@ -67,6 +67,36 @@ def _target_cell(fit: dict[str, Any]) -> str:
     return text
 
 
+def _reproduction_lines(report: dict[str, Any]) -> list[str]:
+    entries: dict[str, Any] = report["reproduction"]
+    bound = report["settings"]["max_rel_diff_pct"]
+    verdict = "reproduced" if report["reproduction_ok"] else "NOT reproduced"
+    out = [
+        "",
+        "## Reproduction",
+        "",
+        f"Our 100 % run against the published mAP50-95 (`{report['settings']['reference']}`); a "
+        f"model reproduces within ±{bound:g} % relative difference. Overall: **{verdict}**.",
+        "",
+    ]
+    rows = []
+    for name, e in entries.items():
+        if e["ours"] is None:
+            rows.append([name, "—", f"{e['reference']:.3f}", "—", "—", "✗ (no 100 % run)"])
+            continue
+        rows.append(
+            [
+                name,
+                f"{e['ours']:.3f}",
+                f"{e['reference']:.3f}",
+                f"{e['abs_diff']:+.3f}",
+                f"{e['rel_diff_pct']:+.1f} %",
+                "✓" if e["ok"] else "✗",
+            ]
+        )
+    return out + _table(["model", "ours", "reference", "diff", "rel. diff", "ok"], rows)
+
+
 def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     """The markdown report for ``report`` (as built by ``build_report``).
 
@@ -180,6 +210,9 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
             ]
         )
     out += _table(["model", "a", "b", "α", "RMSE", "R²", "points", f"N for mAP {settings['target']:g}"], rows)
+
+    if report.get("reproduction"):
+        out += _reproduction_lines(report)
 
     if plots:
         out += ["", "## Plots", ""]
