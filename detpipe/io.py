@@ -11,6 +11,7 @@ half-written file or directory behind::
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from detpipe.errors import InvalidInput
+
+# Errors of write()/fsync() on the file itself (full disk, quota, size limit, I/O), which
+# carry no file name; atomic_writer adds the destination's.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def _umask() -> int:
@@ -39,6 +44,15 @@ def fsync_path(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Report an OSError of creating ``path``'s temp sibling under ``path`` itself."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+@contextlib.contextmanager
 def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     """Stream bytes into ``path`` atomically (for data too large to hold in memory).
 
@@ -51,7 +65,8 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -59,9 +74,11 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 is for the temp file only
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno in _WRITE_ERRNOS:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # a write() names no file
         raise
     fsync_path(path.parent)
 
@@ -81,6 +98,23 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON atomically (keys kept in insertion order)."""
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file (list files, YAML); a leading BOM is dropped.
+
+    Raises:
+        InvalidInput: the file is not UTF-8 text (names the file and the first bad byte).
+        OSError: the file cannot be read (the CLI turns it into one line naming the file).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+        ) from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -111,7 +145,8 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     if path.exists() and not path.is_dir():
         raise InvalidInput(f"{path}: exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _naming(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 is for the build only
     try:
         yield tmp

@@ -12,12 +12,30 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from detpipe import __version__
-from detpipe.errors import DetpipeError, ValidationFailed
+from detpipe.errors import DetpipeError, InvalidInput, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
 SUBCOMMANDS = ("data", "subsets", "train", "evaluate", "report", "export", "bench", "serve", "pipeline")
+
+
+# Exit code of an OSError (a file or directory the command cannot read or write: permission,
+# read-only or full file system, a path under a regular file ...): bad input, like InvalidInput.
+OS_ERROR_EXIT = 2
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: ``PATH: reason`` (both paths of a failed rename)."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if isinstance(e, FileExistsError) and e.filename is not None and not Path(e.filename).is_dir():
+        reason = "exists and is not a directory"  # mkdir of a path under a regular file
+    if e.filename is None:
+        return reason
+    if e.filename2 is not None:
+        return f"{e.filename} -> {e.filename2}: {reason}"
+    return f"{e.filename}: {reason}"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -60,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DetpipeError as e:
         print(f"detpipe {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a file the command reads or writes: unwritable --out, full disk, ...
+        print(f"detpipe {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return OS_ERROR_EXIT
+    except UnicodeDecodeError as e:  # text read without detpipe.io.read_text, which names the file
+        print(f"detpipe {args.command}: error: an input file is not UTF-8 text ({e.reason})", file=sys.stderr)
+        return InvalidInput.exit_code
     except KeyboardInterrupt:
         print(f"detpipe {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from detpipe.data.coco import CocoDataset
 from detpipe.errors import InvalidInput
 from detpipe.evaluate.detections import Detections
+from detpipe.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(read_text(path))
     except OSError as e:
         raise InvalidInput(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
@@ -173,7 +174,7 @@ def _image_files(entry: Path) -> list[Path]:
     if entry.is_dir():
         return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if entry.is_file() and entry.suffix.lower() == ".txt":
-        lines = (line.strip() for line in entry.read_text().splitlines())
+        lines = (line.strip() for line in read_text(entry).splitlines())
         return [entry.parent / line if not Path(line).is_absolute() else Path(line) for line in lines if line]
     if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
         return [entry]

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from detpipe.errors import InvalidInput
+from detpipe.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _images_in_dir(path: Path) -> list[Path]:
 
 def _images_in_list(path: Path) -> list[Path]:
     out = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path).splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -52,7 +53,7 @@ def _images_in_yaml(path: Path) -> list[Path]:
     import yaml
 
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         raise InvalidInput(f"{path}: not valid YAML ({e})") from None
     if not isinstance(spec, dict) or "train" not in spec:
