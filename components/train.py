@@ -1,4 +1,5 @@
-"""The training step: one YOLO model on one subset, with the local trainer or torchrun."""
+"""The training step: one YOLO model on one subset: in the pod (local trainer or torchrun), or
+as a PyTorchJob / Kubeflow Trainer v2 TrainJob across ``nnodes`` pods."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -23,14 +24,30 @@ def train_op(
     workers: int = 8,
     nproc_per_node: int = 1,
     train_overrides: dict = {},  # noqa: B006
+    nnodes: int = 1,
+    launcher: str = "pytorchjob",
+    job_store: str = "s3://detpipe",
+    job_timeout_s: int = 72 * 3600,
+    job_image: str = "",
+    job_namespace: str = "detpipe",
+    job_node_selector: dict = {},  # noqa: B006
+    job_tolerations: list = [],  # noqa: B006
+    job_data_pvc: str = "detpipe-datasets",
+    job_data_mount: str = "/data",
 ) -> None:
     """Train ``arch`` from scratch on the ``train2017_<fraction>_<strategy>`` subset.
 
     ``train_overrides`` takes any other ultralytics train argument (``lr0``, ``optimizer``,
     ``mosaic``, ``nbs`` ...), as ``detpipe train --set`` does.
 
-    The COCO dataset is converted to YOLO labels in the step's scratch space first. With
-    ``nproc_per_node`` > 1 the step runs torchrun (one DDP process per GPU of its pod).
+    With ``nnodes`` = 1 the COCO dataset is converted to YOLO labels in the step's scratch
+    space and trained here; ``nproc_per_node`` > 1 runs torchrun (one DDP process per GPU of
+    the pod). With ``nnodes`` > 1 (a cluster only) the step stages the dataset on the
+    ``job_data_pvc`` PVC, submits a ``launcher`` job (``pytorchjob``: Training Operator v1,
+    ``trainjob``: Kubeflow Trainer v2) of ``nnodes`` pods x ``nproc_per_node`` processes
+    mirroring its run to ``job_store``/train-jobs/<job>, follows its conditions and node 0's
+    log, deletes it on cancel or after ``job_timeout_s``, and downloads its outputs. The step
+    needs the RBAC of k8s/base/rbac.yaml (service account ``detpipe-pipeline``).
     The artifact holds ``weights/{best,last}.pt``, ``results.csv`` and ``train_summary.json``.
     """
     import tempfile
@@ -45,9 +62,7 @@ def train_op(
 
     start = time.perf_counter()
     configure_offline()
-    scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
-    yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=subsets.path)
-    data_yaml = scratch / "yolo" / Path(list_name(TRAIN_SPLIT, fraction, strategy)).with_suffix(".yaml")
+    data_name = Path(list_name(TRAIN_SPLIT, fraction, strategy)).with_suffix(".yaml").name
     flags = {
         "epochs": epochs,
         "imgsz": imgsz,
@@ -56,17 +71,42 @@ def train_op(
         "workers": workers,
         "plots": False,
     }
-    cfg = build_config(str(data_yaml), arch, model.path, flags=flags, sets=train_overrides, device=device)
-    launch.check_inputs(cfg, nproc_per_node)
-    if nproc_per_node > 1:
-        summary = launch.run_torchrun(cfg, launch.TorchrunOptions(nproc_per_node=nproc_per_node))
+    if nnodes > 1:
+        from detpipe.train import cluster
+
+        step = cluster.StepJob(
+            launcher=launcher,
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            job_store=job_store,
+            timeout_s=job_timeout_s,
+            image=job_image,
+            namespace=job_namespace,
+            node_selector=job_node_selector,
+            tolerations=tuple(job_tolerations),
+            data_pvc=job_data_pvc,
+            data_mount=job_data_mount,
+        )
+        cfg = build_config(data_name, arch, model.path, flags=flags, sets=train_overrides, device=device)
+        summary = cluster.train_step(step, cfg, dataset.path, subsets.path)
     else:
-        summary = launch.run_local(cfg)
-    assert summary is not None  # rank 0 runs in this pod
+        scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
+        yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=subsets.path)
+        data_yaml = scratch / "yolo" / data_name
+        cfg = build_config(str(data_yaml), arch, model.path, flags=flags, sets=train_overrides, device=device)
+        launch.check_inputs(cfg, nproc_per_node)
+        if nproc_per_node > 1:
+            summary = launch.run_torchrun(cfg, launch.TorchrunOptions(nproc_per_node=nproc_per_node))
+        else:
+            summary = launch.run_local(cfg)
+    assert summary is not None  # rank 0 runs in this pod, or the job's outputs were fetched
     for key in ("best_map5095", "best_map50", "best_epoch", "images_per_s"):
         if summary.get(key) is not None:
             metrics.log_metric(key, summary[key])
     model.metadata.update({"arch": arch, "fraction": fraction, "strategy": strategy, "seed": seed})
+    model.metadata["nodes"] = nnodes
+    if nnodes > 1:
+        model.metadata["launcher"] = launcher
     model.metadata["framework"] = "ultralytics"
     metrics.log_metric("wall_time_s", round(time.perf_counter() - start, 3))
 

@@ -1,13 +1,14 @@
-"""``detpipe train``: train a YOLO detector here, with torchrun, or as a Kubeflow PyTorchJob.
+"""``detpipe train``: train a YOLO detector here, with torchrun, or as a Kubeflow cluster job.
 
 Parses the flags into a :class:`~detpipe.train.config.TrainConfig`, checks the inputs before
 anything starts (exit 2 with one line), and hands over to a launcher
-(:mod:`detpipe.train.launch`, :mod:`detpipe.train.pytorchjob`); prints the run's
-``train_summary.json`` on stdout::
+(:mod:`detpipe.train.launch`, or :mod:`detpipe.train.cluster` for a PyTorchJob or a Kubeflow
+Trainer v2 TrainJob); prints the run's ``train_summary.json`` on stdout::
 
     detpipe train --data runs/demo/yolo/dataset.yaml --model yolo12n.yaml --out runs/demo/train
     detpipe train ... --launcher torchrun --nproc-per-node 4
     detpipe train ... --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/x
+    detpipe train ... --launcher trainjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/x
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ examples:
   # Kubeflow PyTorchJob: 4 pods x 4 GPUs, checkpoints mirrored to MinIO (print it with --dry-run)
   detpipe train --data /data/coco/train2017_5_p.yaml --model yolo12n.yaml --out runs/y12n-5p \\
       --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p
+  # the same as a Kubeflow Trainer v2 TrainJob (runtime torch-distributed), for new clusters
+  detpipe train ... --launcher trainjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
-        help="train a YOLO detector (local, torchrun, or a Kubeflow PyTorchJob)",
+        help="train a YOLO detector (local, torchrun, a Kubeflow PyTorchJob or TrainJob)",
         description=(
             "Train an ultralytics YOLO detector (v8, v9, v10, 11, 12 at any scale) from scratch or\n"
             "from local/S3 weights, never downloading from a hub. Writes OUT/weights/{best,last}.pt,\n"
@@ -61,24 +64,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("launch")
     run.add_argument(
         "--launcher",
-        choices=("local", "torchrun", "pytorchjob"),
+        choices=("local", "torchrun", "pytorchjob", "trainjob"),
         default="local",
         help="local: in this process; torchrun: one process per GPU on this machine (or one node of a "
-        "multi-node job); pytorchjob: submit to Kubernetes and follow it (default: local)",
+        "multi-node job); pytorchjob: submit a Training Operator v1 PyTorchJob and follow it; trainjob: "
+        "the same as a Kubeflow Trainer v2 TrainJob (default: local)",
     )
     run.add_argument("--dry-run", action="store_true", help="print what would run (config, command or YAML)")
     run.add_argument("--overwrite", action="store_true", help="replace a previous run in OUT")
     run.add_argument("--nproc-per-node", type=positive_int, default=None, help="processes (GPUs) per node")
-    run.add_argument("--nnodes", type=positive_int, default=1, help="nodes (torchrun) or pods (pytorchjob)")
+    run.add_argument(
+        "--nnodes", type=positive_int, default=1, help="nodes (torchrun) or pods (pytorchjob, trainjob)"
+    )
     run.add_argument("--node-rank", type=non_negative_int, default=0, help="this node's rank (torchrun)")
     run.add_argument("--master-addr", default=None, help="address of node 0 (torchrun, --nnodes > 1)")
     run.add_argument(
         "--master-port", type=positive_int, default=29500, help="rendezvous port (default: 29500)"
     )
-    job = parser.add_argument_group("pytorchjob (--launcher pytorchjob)")
+    job = parser.add_argument_group("cluster job (--launcher pytorchjob or trainjob)")
     job.add_argument("--image", default=None, help="training image (default: detpipe.images.TRAIN_IMAGE)")
     job.add_argument("--namespace", default="detpipe", help="Kubernetes namespace (default: detpipe)")
-    job.add_argument("--job-name", default=None, help="PyTorchJob name (default: derived from model and run)")
+    job.add_argument("--job-name", default=None, help="job name (default: derived from model and run)")
     job.add_argument("--shm-size", default="16Gi", help="/dev/shm size per pod (default: 16Gi)")
     job.add_argument("--cpu", default="8", help="CPU request per pod (default: 8)")
     job.add_argument("--memory", default="64Gi", help="memory request/limit per pod (default: 64Gi)")
@@ -116,8 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if args.launcher == "pytorchjob":
-        return _pytorchjob(args, cfg)
+    if args.launcher in ("pytorchjob", "trainjob"):
+        return _cluster_job(args, cfg)
     from detpipe.train import launch
 
     opts = None
@@ -146,18 +152,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pytorchjob(args: argparse.Namespace, cfg: TrainConfig) -> int:
-    from detpipe.train import jobwatch, pytorchjob
+def _cluster_job(args: argparse.Namespace, cfg: TrainConfig) -> int:
+    from detpipe.train import cluster, pytorchjob
 
     job = pytorchjob.JobConfig.from_args(args, cfg)
-    manifest = pytorchjob.render(cfg, job)
     if args.dry_run:
-        print(pytorchjob.to_yaml(manifest), end="")
+        print(pytorchjob.to_yaml(cluster.render(args.launcher, cfg, job)), end="")
         return 0
-    api = jobwatch.KubernetesJobApi.connect(job.namespace, job.name)
-    api.create(manifest)
-    jobwatch.watch(api, timeout_s=args.timeout, poll_s=args.poll)
-    summary = pytorchjob.fetch_outputs(cfg)
+    summary = cluster.run_job(cfg, job, args.launcher, timeout_s=args.timeout, poll_s=args.poll)
     _report(summary, cfg)
     return 0
 

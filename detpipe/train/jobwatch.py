@@ -1,16 +1,21 @@
-"""Submit a PyTorchJob and follow it to its end: conditions, the master's log, timeout, cancel.
+"""Submit a training job and follow it to its end: conditions, node 0's log, timeout, cancel.
 
-The watch loop talks to the cluster only through a :class:`JobApi` (get/delete/logs), so it
-runs the same against the Kubernetes API (:class:`KubernetesJobApi`) and against recorded
-status sequences in tests::
+Two job kinds, one loop: the Training Operator's ``PyTorchJob`` (``kubeflow.org/v1``) and
+Kubeflow Trainer v2's ``TrainJob`` (``trainer.kubeflow.org/v1alpha1``), each described by a
+:class:`JobKind` (API path, the condition that means success, where node 0's log is). The
+watch loop talks to the cluster only through a :class:`JobApi` (get/delete/logs), so it runs
+the same against the Kubernetes API (:class:`KubernetesJobApi`) and against recorded status
+sequences in tests::
 
-    api = KubernetesJobApi.connect("detpipe", "train-yolo12n-1a2b3c4d")
+    api = KubernetesJobApi.connect("detpipe", "train-yolo12n-1a2b3c4d", TRAINJOB)
     api.create(manifest)
     state = watch(api, timeout_s=72 * 3600)      # Succeeded, or raises; deletes on timeout/Ctrl-C
 
 The Training Operator keeps ``status.conditions`` (types Created, Running, Restarting,
 Succeeded, Failed, Suspended), updating a type in place and moving the newest to the end;
-the job's phase is Succeeded or Failed once one of them is True, else the last True one.
+Trainer v2 writes Suspended, Complete and Failed (``pkg/apis/trainer/v1alpha1/
+trainjob_types.go``) and reports running pods in ``status.jobsStatus``. The job's phase is
+Succeeded or Failed once one of those is True, else the last True one.
 """
 
 from __future__ import annotations
@@ -31,8 +36,54 @@ from detpipe.errors import DetpipeError, InvalidInput, NotFound, Unavailable
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """One custom resource the launchers create, and how to follow it.
+
+    Attributes:
+        kind, group, version, plural: the resource's API identity.
+        succeeded: the condition type that means the job finished well.
+        container: the training container's name in its pods.
+        node0_selector: label selector of the pod running global rank 0 (``{name}``: the job).
+    """
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    succeeded: str
+    container: str
+    node0_selector: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+PYTORCHJOB = JobKind(
+    kind="PyTorchJob",
+    group="kubeflow.org",
+    version="v1",
+    plural="pytorchjobs",
+    succeeded="Succeeded",
+    container="pytorch",  # the Training Operator requires this name
+    node0_selector="training.kubeflow.org/job-name={name},training.kubeflow.org/replica-type=master",
+)
+TRAINJOB = JobKind(
+    kind="TrainJob",
+    group="trainer.kubeflow.org",
+    version="v1alpha1",
+    plural="trainjobs",
+    succeeded="Complete",
+    container="node",  # the trainer container of the torch-distributed ClusterTrainingRuntime
+    # JobSet labels its pods; node 0 is completion index 0 of the replicated job "node".
+    node0_selector="jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name=node,"
+    "batch.kubernetes.io/job-completion-index=0",
+)
+
+
 class JobFailed(DetpipeError):
-    """The PyTorchJob ended Failed (the reason and message are the operator's)."""
+    """The job ended Failed (the reason and message are the operator's)."""
 
 
 class JobTimeout(DetpipeError):
@@ -40,7 +91,7 @@ class JobTimeout(DetpipeError):
 
 
 class Phase(enum.StrEnum):
-    """Where a PyTorchJob stands."""
+    """Where a job stands."""
 
     PENDING = "Pending"  # no condition yet: the operator has not picked it up
     CREATED = "Created"
@@ -68,9 +119,14 @@ class JobApi(Protocol):
     """What the watch loop needs from a cluster, for one job."""
 
     name: str
+    kind: JobKind
+
+    def create(self, manifest: Mapping[str, Any]) -> None:
+        """Submit the job (the launchers call it; the watch loop does not)."""
+        ...
 
     def get(self) -> Mapping[str, Any]:
-        """The PyTorchJob object; raises NotFound when it is gone."""
+        """The job object; raises NotFound when it is gone."""
         ...
 
     def delete(self) -> None:
@@ -78,29 +134,32 @@ class JobApi(Protocol):
         ...
 
     def logs(self) -> list[str]:
-        """Master log lines not returned before (``[]`` while there is no container)."""
+        """Node 0's log lines not returned before (``[]`` while there is no container)."""
         ...
 
 
-def job_state(job: Mapping[str, Any]) -> JobState:
-    """The phase of a PyTorchJob object from its ``status.conditions``."""
-    conditions = [
-        c for c in (job.get("status") or {}).get("conditions") or [] if str(c.get("status")) == "True"
-    ]
+def job_state(job: Mapping[str, Any], kind: JobKind = PYTORCHJOB) -> JobState:
+    """The phase of a job object from its ``status.conditions`` (and ``jobsStatus``)."""
+    status = job.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if str(c.get("status")) == "True"]
     by_type = {c.get("type"): c for c in conditions}
-    for terminal in (Phase.FAILED, Phase.SUCCEEDED):
-        if terminal.value in by_type:
-            current = by_type[terminal.value]
-            break
-    else:
-        if not conditions:
-            return JobState(Phase.PENDING)
-        current = conditions[-1]
+    terminal = {"Failed": Phase.FAILED, kind.succeeded: Phase.SUCCEEDED}
+    for type_, phase in terminal.items():
+        if type_ in by_type:
+            return _state(phase, by_type[type_])
+    if not conditions:
+        running = any(int(j.get("active") or 0) > 0 for j in status.get("jobsStatus") or [])
+        return JobState(Phase.RUNNING if running else Phase.PENDING)
+    current = conditions[-1]
     try:
         phase = Phase(current.get("type"))
     except ValueError:
-        return JobState(Phase.PENDING, str(current.get("reason") or ""), str(current.get("message") or ""))
-    return JobState(phase, str(current.get("reason") or ""), str(current.get("message") or ""))
+        phase = Phase.PENDING
+    return _state(phase, current)
+
+
+def _state(phase: Phase, condition: Mapping[str, Any]) -> JobState:
+    return JobState(phase, str(condition.get("reason") or ""), str(condition.get("message") or ""))
 
 
 def watch(
@@ -130,19 +189,21 @@ def watch(
         KeyboardInterrupt: Ctrl-C or SIGTERM; the job was deleted.
     """
     emit = emit or (lambda line: print(line, file=sys.stderr))
+    kind = api.kind
+    what = f"{kind.kind} {api.name}"
     deadline = clock() + timeout_s
     last: JobState | None = None
     with _sigterm_as_interrupt():
         try:
             while True:
                 try:
-                    state = job_state(api.get())
+                    state = job_state(api.get(), kind)
                 except NotFound:
-                    raise JobFailed(f"PyTorchJob {api.name} disappeared (deleted by someone else?)") from None
+                    raise JobFailed(f"{what} disappeared (deleted by someone else?)") from None
                 if state != last:
                     log.info(
-                        "PyTorchJob %s: %s%s",
-                        api.name,
+                        "%s: %s%s",
+                        what,
                         state.phase,
                         f" ({state.reason})" if state.reason else "",
                     )
@@ -153,16 +214,14 @@ def watch(
                     return state
                 if state.phase is Phase.FAILED:
                     why = ": ".join(x for x in (state.reason, state.message) if x) or "no reason given"
-                    raise JobFailed(f"PyTorchJob {api.name} failed: {why}")
+                    raise JobFailed(f"{what} failed: {why}")
                 if clock() >= deadline:
-                    log.warning("PyTorchJob %s: no result after %.0f s, deleting it", api.name, timeout_s)
+                    log.warning("%s: no result after %.0f s, deleting it", what, timeout_s)
                     api.delete()
-                    raise JobTimeout(
-                        f"PyTorchJob {api.name} timed out after {timeout_s:.0f} s and was deleted"
-                    )
+                    raise JobTimeout(f"{what} timed out after {timeout_s:.0f} s and was deleted")
                 sleep(poll_s)
         except KeyboardInterrupt:
-            log.warning("cancelled: deleting PyTorchJob %s", api.name)
+            log.warning("cancelled: deleting %s", what)
             api.delete()
             raise
 
@@ -186,17 +245,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class KubernetesJobApi:
-    """:class:`JobApi` over the Kubernetes API (kubernetes client), for one PyTorchJob."""
+    """:class:`JobApi` over the Kubernetes API (kubernetes client), for one job of ``kind``."""
 
-    MASTER_SELECTOR = "training.kubeflow.org/job-name={name},training.kubeflow.org/replica-type=master"
-
-    def __init__(self, namespace: str, name: str, custom: Any, core: Any) -> None:
-        self.namespace, self.name = namespace, name
+    def __init__(self, namespace: str, name: str, custom: Any, core: Any, kind: JobKind = PYTORCHJOB) -> None:
+        self.namespace, self.name, self.kind = namespace, name, kind
         self._custom, self._core = custom, core
         self._last_log: datetime | None = None
 
     @classmethod
-    def connect(cls, namespace: str, name: str) -> KubernetesJobApi:
+    def connect(cls, namespace: str, name: str, kind: JobKind = PYTORCHJOB) -> KubernetesJobApi:
         """Use the in-cluster service account, else the local kubeconfig.
 
         Raises:
@@ -213,10 +270,10 @@ class KubernetesJobApi:
                 raise Unavailable(
                     f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}"
                 ) from None
-        return cls(namespace, name, client.CustomObjectsApi(), client.CoreV1Api())
+        return cls(namespace, name, client.CustomObjectsApi(), client.CoreV1Api(), kind)
 
     def create(self, manifest: Mapping[str, Any]) -> None:
-        """Submit the PyTorchJob.
+        """Submit the job.
 
         Raises:
             InvalidInput: a job of that name exists, or the API rejected the manifest.
@@ -225,36 +282,36 @@ class KubernetesJobApi:
 
         try:
             self._custom.create_namespaced_custom_object(
-                group="kubeflow.org",
-                version="v1",
+                group=self.kind.group,
+                version=self.kind.version,
                 namespace=self.namespace,
-                plural="pytorchjobs",
+                plural=self.kind.plural,
                 body=dict(manifest),
             )
         except ApiException as e:
             if e.status == 409:
                 raise InvalidInput(
-                    f"PyTorchJob {self.namespace}/{self.name} exists: pick another --job-name"
+                    f"{self.kind.kind} {self.namespace}/{self.name} exists: pick another --job-name"
                 ) from None
             raise InvalidInput(
-                f"PyTorchJob {self.name} rejected ({e.status} {e.reason}): {_api_message(e)}"
+                f"{self.kind.kind} {self.name} rejected ({e.status} {e.reason}): {_api_message(e)}"
             ) from None
-        log.info("submitted PyTorchJob %s/%s", self.namespace, self.name)
+        log.info("submitted %s %s/%s", self.kind.kind, self.namespace, self.name)
 
     def get(self) -> Mapping[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             return self._custom.get_namespaced_custom_object(
-                group="kubeflow.org",
-                version="v1",
+                group=self.kind.group,
+                version=self.kind.version,
                 namespace=self.namespace,
-                plural="pytorchjobs",
+                plural=self.kind.plural,
                 name=self.name,
             )
         except ApiException as e:
             if e.status == 404:
-                raise NotFound(f"PyTorchJob {self.namespace}/{self.name} not found") from None
+                raise NotFound(f"{self.kind.kind} {self.namespace}/{self.name} not found") from None
             raise
 
     def delete(self) -> None:
@@ -262,21 +319,21 @@ class KubernetesJobApi:
 
         with contextlib.suppress(ApiException):
             self._custom.delete_namespaced_custom_object(
-                group="kubeflow.org",
-                version="v1",
+                group=self.kind.group,
+                version=self.kind.version,
                 namespace=self.namespace,
-                plural="pytorchjobs",
+                plural=self.kind.plural,
                 name=self.name,
                 propagation_policy="Foreground",
             )
 
     def logs(self) -> list[str]:
-        """New lines of the master container's log (by timestamp, so restarts are followed)."""
+        """New lines of node 0's training container log (by timestamp, so restarts are followed)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
             pods = self._core.list_namespaced_pod(
-                self.namespace, label_selector=self.MASTER_SELECTOR.format(name=self.name)
+                self.namespace, label_selector=self.kind.node0_selector.format(name=self.name)
             ).items
             if not pods:
                 return []
@@ -286,7 +343,7 @@ class KubernetesJobApi:
             text = self._core.read_namespaced_pod_log(
                 pods[0].metadata.name,
                 self.namespace,
-                container="pytorch",
+                container=self.kind.container,
                 timestamps=True,
                 since_seconds=since,
             )

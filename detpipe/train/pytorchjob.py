@@ -35,12 +35,14 @@ from detpipe.errors import InvalidInput
 from detpipe.io import read_json
 from detpipe.train import checkpoints as ck
 from detpipe.train.config import TrainConfig, parse_device
+from detpipe.train.jobwatch import PYTORCHJOB
 from detpipe.train.summary import model_name
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
-CONTAINER = "pytorch"  # the Training Operator requires this container name
+GROUP, VERSION, PLURAL, KIND = PYTORCHJOB.group, PYTORCHJOB.version, PYTORCHJOB.plural, PYTORCHJOB.kind
+CONTAINER = PYTORCHJOB.container
+WORKER_COMMAND = ["torchrun", "-m", "detpipe.train.worker"]  # layout from the operator's PET_* env
 SCRATCH = "/scratch"  # per-pod emptyDir: the run directory and ultralytics' settings
 POD_RUN_DIR = f"{SCRATCH}/run"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -138,7 +140,7 @@ class JobConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, cfg: TrainConfig) -> JobConfig:
-        """Build from ``detpipe train`` flags (pytorchjob group)."""
+        """Build from ``detpipe train`` flags (the cluster job group)."""
         nproc = args.nproc_per_node or 1
         cpu_job = parse_device(cfg.device)[0] == "cpu"
         selector = {}
@@ -182,7 +184,7 @@ def default_job_name(cfg: TrainConfig) -> str:
     return f"train-{model}-{digest}"
 
 
-def pod_config(cfg: TrainConfig) -> TrainConfig:
+def pod_config(cfg: TrainConfig, launcher: str = "pytorchjob") -> TrainConfig:
     """The run as the pods see it: scratch run directory, device by local rank.
 
     Raises:
@@ -191,7 +193,7 @@ def pod_config(cfg: TrainConfig) -> TrainConfig:
     """
     if not cfg.resume or not cfg.resume.startswith("s3://"):
         raise InvalidInput(
-            "--launcher pytorchjob needs --resume s3://BUCKET/PREFIX: the run is mirrored there, "
+            f"--launcher {launcher} needs --resume s3://BUCKET/PREFIX: the run is mirrored there, "
             "pods continue from it after a restart, and the outputs are fetched from it"
         )
     device = "cpu" if parse_device(cfg.device)[0] == "cpu" else "cuda"
@@ -205,15 +207,8 @@ def render(cfg: TrainConfig, job: JobConfig) -> dict[str, Any]:
         InvalidInput: see :func:`pod_config`; a data YAML outside the dataset mount.
     """
     pod_cfg = pod_config(cfg)
-    if job.data_pvc and not PurePosixPath(cfg.data).is_relative_to(job.data_mount):
-        raise InvalidInput(
-            f"--data {cfg.data}: pods see datasets under {job.data_mount} (the PVC {job.data_pvc})"
-        )
-    labels = {
-        "app.kubernetes.io/part-of": "detpipe",
-        "app.kubernetes.io/component": "train",
-        "detpipe.io/model": re.sub(r"[^A-Za-z0-9_.-]", "-", model_name(cfg.model))[:63],
-    }
+    check_data_mount(cfg, job)
+    labels = job_labels(cfg)
     replicas = {"Master": _replica(1, pod_cfg, job, labels)}
     if job.nnodes > 1:
         replicas["Worker"] = _replica(job.nnodes - 1, pod_cfg, job, labels)
@@ -238,7 +233,29 @@ def _replica(count: int, cfg: TrainConfig, job: JobConfig, labels: Mapping[str, 
     return {"replicas": count, "restartPolicy": "OnFailure", "template": _pod_template(cfg, job, labels)}
 
 
-def _pod_template(cfg: TrainConfig, job: JobConfig, labels: Mapping[str, str]) -> dict[str, Any]:
+def check_data_mount(cfg: TrainConfig, job: JobConfig) -> None:
+    """The pods read ``--data`` from the dataset PVC, so it must lie under its mount.
+
+    Raises:
+        InvalidInput: a data YAML outside the mount.
+    """
+    if job.data_pvc and not PurePosixPath(cfg.data).is_relative_to(job.data_mount):
+        raise InvalidInput(
+            f"--data {cfg.data}: pods see datasets under {job.data_mount} (the PVC {job.data_pvc})"
+        )
+
+
+def job_labels(cfg: TrainConfig) -> dict[str, str]:
+    """Labels of the job and its pods."""
+    return {
+        "app.kubernetes.io/part-of": "detpipe",
+        "app.kubernetes.io/component": "train",
+        "detpipe.io/model": re.sub(r"[^A-Za-z0-9_.-]", "-", model_name(cfg.model))[:63],
+    }
+
+
+def pod_volumes(job: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volume mounts): in-memory /dev/shm, scratch, the dataset PVC read-only."""
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}},
         {"name": "scratch", "emptyDir": {}},
@@ -252,11 +269,21 @@ def _pod_template(cfg: TrainConfig, job: JobConfig, labels: Mapping[str, str]) -
             {"name": "datasets", "persistentVolumeClaim": {"claimName": job.data_pvc, "readOnly": True}}
         )
         mounts.append({"name": "datasets", "mountPath": job.data_mount, "readOnly": True})
-    env = [
+    return volumes, mounts
+
+
+def secret_env(job: JobConfig) -> list[dict[str, Any]]:
+    """Store credentials as references to the Secret, and the scratch cache directory."""
+    env: list[dict[str, Any]] = [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": job.secret, "key": key}}}
         for var, key in CREDENTIAL_ENV
     ]
     env.append({"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"})  # ultralytics settings, fonts
+    return env
+
+
+def node_resources(job: JobConfig) -> dict[str, dict[str, str]]:
+    """Requests/limits per pod: CPU, memory, ``nvidia.com/gpu``."""
     resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
     if job.cpu:
         resources["requests"]["cpu"] = job.cpu
@@ -264,30 +291,44 @@ def _pod_template(cfg: TrainConfig, job: JobConfig, labels: Mapping[str, str]) -
         resources["requests"]["memory"] = resources["limits"]["memory"] = job.memory
     if job.gpus_per_node:
         resources["requests"][GPU_RESOURCE] = resources["limits"][GPU_RESOURCE] = str(job.gpus_per_node)
-    container = {
-        "name": CONTAINER,
-        "image": job.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["torchrun", "-m", "detpipe.train.worker"],  # layout from the operator's PET_* env
-        "args": cfg.to_argv(),
-        "env": env,
-        "envFrom": [{"configMapRef": {"name": job.config_map}}],
-        "resources": {k: v for k, v in resources.items() if v},
-        "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-    }
-    spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": volumes,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-    }
+    return {k: v for k, v in resources.items() if v}
+
+
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def pod_placement(job: JobConfig) -> dict[str, Any]:
+    """Pod spec fields shared by both launchers: security context, node selector, tolerations."""
+    spec: dict[str, Any] = {"securityContext": dict(POD_SECURITY)}
     if job.node_selector:
         spec["nodeSelector"] = dict(job.node_selector)
     if job.tolerations:
         spec["tolerations"] = [t.to_k8s() for t in job.tolerations]
-    # Sidecar proxies (Istio in Kubeflow installs) break torchrun's rendezvous between pods.
-    metadata = {"labels": dict(labels), "annotations": {"sidecar.istio.io/inject": "false"}}
-    return {"metadata": metadata, "spec": spec}
+    return spec
+
+
+def pod_metadata(labels: Mapping[str, str]) -> dict[str, Any]:
+    """Pod labels, and no Istio sidecar: proxies break torchrun's rendezvous between pods."""
+    return {"labels": dict(labels), "annotations": {"sidecar.istio.io/inject": "false"}}
+
+
+def _pod_template(cfg: TrainConfig, job: JobConfig, labels: Mapping[str, str]) -> dict[str, Any]:
+    volumes, mounts = pod_volumes(job)
+    container = {
+        "name": CONTAINER,
+        "image": job.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(WORKER_COMMAND),
+        "args": cfg.to_argv(),
+        "env": secret_env(job),
+        "envFrom": [{"configMapRef": {"name": job.config_map}}],
+        "resources": node_resources(job),
+        "volumeMounts": mounts,
+        "securityContext": dict(CONTAINER_SECURITY),
+    }
+    spec: dict[str, Any] = {"containers": [container], "volumes": volumes, **pod_placement(job)}
+    return {"metadata": pod_metadata(labels), "spec": spec}
 
 
 def to_yaml(manifest: Mapping[str, Any]) -> str:

@@ -1,13 +1,15 @@
-"""A loopback stand-in for the Kubernetes API: just the PyTorchJob calls, replaying recorded states.
+"""A loopback stand-in for the Kubernetes API: just the job calls, replaying recorded states.
 
-``detpipe train --launcher pytorchjob`` talks to it through the real kubernetes client (a
-kubeconfig pointing here), so the tests exercise the actual URLs, verbs and parameters:
+``detpipe train --launcher pytorchjob|trainjob`` (and the pipeline's train step) talk to it
+through the real kubernetes client (a kubeconfig pointing here), so the tests exercise the
+actual URLs, verbs and parameters, for PyTorchJobs (``kubeflow.org/v1``, ``pytorchjobs``) and
+TrainJobs (``trainer.kubeflow.org/v1alpha1``, ``trainjobs``) alike:
 
-* ``POST   /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs``            -> 201, body recorded
-* ``GET    /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}``     -> next recorded status
-* ``DELETE /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{name}``     -> recorded
-* ``GET    /api/v1/namespaces/{ns}/pods?labelSelector=...``              -> the master pod
-* ``GET    /api/v1/namespaces/{ns}/pods/{pod}/log``                      -> next recorded log lines
+* ``POST   /apis/{group}/{version}/namespaces/{ns}/{plural}``            -> 201, body recorded
+* ``GET    /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}``     -> next recorded status
+* ``DELETE /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}``     -> recorded
+* ``GET    /api/v1/namespaces/{ns}/pods?labelSelector=...``             -> node 0's pod
+* ``GET    /api/v1/namespaces/{ns}/pods/{pod}/log?container=...``       -> next recorded log lines
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+JOB_PREFIXES = ("/apis/kubeflow.org/v1/", "/apis/trainer.kubeflow.org/v1alpha1/")
 
 
 def condition(kind: str, status: str = "True", reason: str = "", message: str = "") -> dict[str, str]:
@@ -43,6 +47,7 @@ class FakeKube:
         self.created: list[dict[str, Any]] = []
         self.deleted: list[str] = []
         self.requests: list[str] = []
+        self.selectors: list[str] = []
         self.gets = 0
         self._lock = threading.Lock()
 
@@ -90,13 +95,17 @@ class FakeKube:
                 kube.requests.append(f"GET {self.path}")
                 url = urlparse(self.path)
                 parts = url.path.strip("/").split("/")
-                if url.path.startswith("/apis/kubeflow.org/v1/") and parts[-2] == "pytorchjobs":
+                if url.path.startswith(JOB_PREFIXES) and parts[-2] in ("pytorchjobs", "trainjobs"):
                     self._send(200, kube._job(parts[-1]))
                 elif url.path.endswith("/log"):
                     self._send(200, kube._log(), "text/plain")
                 elif url.path.endswith("/pods"):
                     selector = parse_qs(url.query).get("labelSelector", [""])[0]
-                    job = selector.split("training.kubeflow.org/job-name=")[-1].split(",")[0]
+                    kube.selectors.append(selector)
+                    labels = dict(item.partition("=")[::2] for item in selector.split(","))
+                    job = labels.get("training.kubeflow.org/job-name") or labels.get(
+                        "jobset.sigs.k8s.io/jobset-name", ""
+                    )
                     pod = {"metadata": {"name": f"{job}-master-0", "namespace": parts[3]}}
                     self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]})
                 else:

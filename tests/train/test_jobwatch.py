@@ -20,7 +20,7 @@ import pytest
 from store_servers import S3Server
 
 from detpipe.errors import NotFound
-from detpipe.train.jobwatch import JobFailed, JobTimeout, Phase, job_state, watch
+from detpipe.train.jobwatch import PYTORCHJOB, JobFailed, JobTimeout, Phase, job_state, watch
 
 from .conftest import cli, cli_popen
 from .fake_kube import FakeKube, condition, serve
@@ -40,6 +40,7 @@ class RecordedJob:
     """A JobApi replaying recorded statuses (the last one repeats) and log chunks."""
 
     name = "train-x"
+    kind = PYTORCHJOB
 
     def __init__(self, statuses: Sequence[Any], logs: Sequence[list[str]] = ()) -> None:
         self.statuses, self.chunks = list(statuses), list(logs)

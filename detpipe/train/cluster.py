@@ -1,0 +1,207 @@
+"""Train as a cluster job: render, submit, follow and fetch a PyTorchJob or a TrainJob.
+
+One path for ``detpipe train --launcher pytorchjob|trainjob`` and for the pipeline's train
+step with ``nnodes > 1``::
+
+    summary = run_job(cfg, job, "trainjob", timeout_s=72 * 3600)   # outputs now in cfg.out
+
+The step also stages its dataset where the pods can read it (the shared dataset PVC) and
+names the run's mirror in the store (:func:`mirror_uri`); :func:`train_step` does all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from detpipe.errors import InvalidInput
+from detpipe.train import pytorchjob, trainjob
+from detpipe.train.config import TrainConfig, parse_device
+from detpipe.train.jobwatch import PYTORCHJOB, TRAINJOB, JobApi, JobKind, KubernetesJobApi, watch
+
+log = logging.getLogger(__name__)
+
+Renderer = Callable[[TrainConfig, pytorchjob.JobConfig], dict[str, Any]]
+LAUNCHERS: dict[str, tuple[JobKind, Renderer]] = {
+    "pytorchjob": (PYTORCHJOB, pytorchjob.render),
+    "trainjob": (TRAINJOB, trainjob.render),
+}
+"""Cluster launchers: Training Operator v1 (PyTorchJob) and Kubeflow Trainer v2 (TrainJob)."""
+JOBS_DIR = "jobs"  # under the dataset mount: one staging directory per job
+MIRRORS_DIR = "train-jobs"  # under the store: one mirror prefix per job
+
+
+def launcher(name: str) -> tuple[JobKind, Renderer]:
+    """The job kind and renderer of a cluster launcher.
+
+    Raises:
+        InvalidInput: not ``pytorchjob`` or ``trainjob``.
+    """
+    try:
+        return LAUNCHERS[name]
+    except KeyError:
+        raise InvalidInput(f"launcher {name!r}: choose from {', '.join(LAUNCHERS)}") from None
+
+
+def render(name: str, cfg: TrainConfig, job: pytorchjob.JobConfig) -> dict[str, Any]:
+    """The manifest of ``cfg`` as launcher ``name``'s job."""
+    return launcher(name)[1](cfg, job)
+
+
+def run_job(
+    cfg: TrainConfig,
+    job: pytorchjob.JobConfig,
+    name: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 10.0,
+    api: JobApi | None = None,
+) -> dict[str, Any]:
+    """Submit the job, follow it to Succeeded, download its outputs into ``cfg.out``.
+
+    Args:
+        name: ``pytorchjob`` or ``trainjob``.
+        api: the cluster access (default: the Kubernetes API from in-cluster config or kubeconfig).
+
+    Returns:
+        The run's ``train_summary.json``.
+
+    Raises:
+        InvalidInput: a bad manifest input, or the API refused the job.
+        Unavailable: no cluster configured.
+        JobFailed, JobTimeout: see :func:`detpipe.train.jobwatch.watch`; KeyboardInterrupt on
+            Ctrl-C or SIGTERM (the job is deleted).
+    """
+    kind, renderer = launcher(name)
+    manifest = renderer(cfg, job)
+    api = api or KubernetesJobApi.connect(job.namespace, job.name, kind)
+    api.create(manifest)
+    watch(api, timeout_s=timeout_s, poll_s=poll_s)
+    return pytorchjob.fetch_outputs(cfg)
+
+
+def mirror_uri(job_store: str, job_name: str) -> str:
+    """``<job_store>/train-jobs/<job>``: where the job's pods mirror the run (and resume from).
+
+    Raises:
+        InvalidInput: ``job_store`` is not an ``s3://`` URI (pods cannot reach anything else).
+    """
+    if not job_store.startswith("s3://"):
+        raise InvalidInput(
+            f"job_store {job_store!r}: the job's pods mirror the run to S3; give s3://BUCKET[/PREFIX]"
+        )
+    return f"{job_store.rstrip('/')}/{MIRRORS_DIR}/{job_name}"
+
+
+def stage_dataset(
+    dataset_root: str | Path, subsets_dir: str | Path | None, stage: Path, mount: str | Path
+) -> Path:
+    """Write the YOLO layout the pods read into ``stage`` (on the dataset PVC); its root.
+
+    A COCO root that already lies on the mount (``coco_root`` on the PVC) is linked; one
+    elsewhere (a synthetic set in the step's artifact) is copied under ``stage`` first, since
+    the pods see only the PVC.
+
+    Raises:
+        InvalidInput: ``stage`` is not under ``mount``.
+    """
+    from detpipe.data.layout import yolo_dataset
+
+    mount = Path(mount)
+    if not stage.resolve().is_relative_to(mount.resolve()):
+        raise InvalidInput(f"{stage}: job staging must lie on the dataset mount {mount}")
+    coco = (Path(dataset_root) / "images").resolve().parent
+    if not coco.is_relative_to(mount.resolve()):
+        log.info("copying the dataset to %s for the job's pods", stage / "coco")
+        shutil.copytree(coco, stage / "coco", symlinks=False)
+        coco = stage / "coco"
+    yolo_dataset(coco, stage / "yolo", subsets_dir=subsets_dir)
+    return stage / "yolo"
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """The cluster side of the pipeline's train step (from the pipeline's settings).
+
+    Attributes:
+        launcher: ``pytorchjob`` or ``trainjob``.
+        nnodes: pods (nodes) of the job.
+        nproc_per_node: processes (GPUs) per pod.
+        job_store: ``s3://`` prefix for the run's mirror.
+        timeout_s: the job is deleted and the step fails after this long.
+        image, namespace, node_selector, tolerations, data_pvc, data_mount: see
+            :class:`detpipe.train.pytorchjob.JobConfig`.
+        poll_s: seconds between status polls.
+    """
+
+    launcher: str
+    nnodes: int
+    nproc_per_node: int
+    job_store: str
+    timeout_s: int
+    image: str = ""
+    namespace: str = "detpipe"
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[str, ...] = ()
+    data_pvc: str = "detpipe-datasets"
+    data_mount: str = "/data"
+    poll_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        launcher(self.launcher)
+        if self.timeout_s < 1:
+            raise InvalidInput(f"job_timeout_s {self.timeout_s}: must be >= 1")
+
+    def job_config(self, cfg: TrainConfig, name: str) -> pytorchjob.JobConfig:
+        """The job's shape for ``cfg`` (GPUs per pod = processes, none for a CPU run)."""
+        cpu = parse_device(cfg.device)[0] == "cpu"
+        tolerations = () if cpu else tuple(pytorchjob.Toleration.parse(t) for t in self.tolerations)
+        return pytorchjob.JobConfig(
+            name=name,
+            image=self.image or pytorchjob.default_image(),
+            namespace=self.namespace,
+            nnodes=self.nnodes,
+            nproc_per_node=self.nproc_per_node,
+            gpus_per_node=0 if cpu else self.nproc_per_node,
+            node_selector=dict(self.node_selector),
+            tolerations=tolerations,
+            data_pvc=self.data_pvc,
+            data_mount=self.data_mount,
+            active_deadline_s=self.timeout_s,
+        )
+
+
+def train_step(
+    step: StepJob,
+    cfg: TrainConfig,
+    dataset_root: str | Path,
+    subsets_dir: str | Path | None,
+    api_factory: Callable[[str, str, JobKind], JobApi] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` as a cluster job from a pipeline step; outputs land in ``cfg.out``.
+
+    ``cfg.data`` names the dataset YAML relative to the YOLO layout (``train2017_5_p.yaml``).
+    The job is named after the run (unique per step execution, since ``cfg.out`` is the
+    step's output artifact); its staged dataset is removed when the step ends.
+
+    Returns:
+        The run's ``train_summary.json``.
+    """
+    kind, _ = launcher(step.launcher)
+    world = step.nnodes * step.nproc_per_node
+    if cfg.batch % world:
+        raise InvalidInput(f"batch {cfg.batch} (global) does not split evenly over {world} processes")
+    name = pytorchjob.default_job_name(cfg)
+    stage = Path(step.data_mount) / JOBS_DIR / name
+    try:
+        yolo = stage_dataset(dataset_root, subsets_dir, stage, step.data_mount)
+        job_cfg = replace(cfg, data=str(yolo / cfg.data), resume=mirror_uri(step.job_store, name))
+        job = step.job_config(job_cfg, name)
+        api = (api_factory or KubernetesJobApi.connect)(job.namespace, name, kind)
+        return run_job(job_cfg, job, step.launcher, timeout_s=step.timeout_s, poll_s=step.poll_s, api=api)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
