@@ -18,7 +18,9 @@ from detpipe import __version__
 from detpipe.errors import DetpipeError, InvalidInput, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
-SUBCOMMANDS = ("data", "subsets", "train", "evaluate", "report", "export", "bench", "serve", "pipeline")
+SUBCOMMANDS = (
+    "data", "subsets", "train", "evaluate", "report", "export", "bench", "serve", "deploy", "pipeline",
+)  # fmt: skip
 
 
 # Exit code of an OSError (a file or directory the command cannot read or write: permission,

@@ -1,0 +1,244 @@
+"""``detpipe deploy``: roll a release of the inference server out as a canary, judge it, finish it.
+
+Subcommands parse flags, call :mod:`detpipe.deploy` and print::
+
+    detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --dry-run
+    detpipe deploy status [--prometheus http://127.0.0.1:9090] [--json]
+    detpipe deploy promote | rollback
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+
+from detpipe.cli.options import positive_int, unit_float
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = """\
+examples:
+  # print what would be applied (no cluster needed)
+  detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --dry-run
+  # apply with the current kube context: 10 % -> 50 % -> 100 %, 10 minutes and an analysis each
+  detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --steps 10,50,100 --pause 10m
+  # a cluster without Argo Rollouts: Gateway API weights, moved by `deploy promote`
+  detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --strategy gateway --pause manual
+  detpipe deploy status --prometheus http://prometheus.monitoring:9090
+  detpipe deploy promote        # next step (what `kubectl argo rollouts promote` does)
+  detpipe deploy rollback       # back to stable (what `kubectl argo rollouts abort` does)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="canary rollout of the inference server (Argo Rollouts or Gateway API)",
+        description=textwrap.fill(
+            "Roll a published release out to the serving pods as a canary and finish it. 'canary' renders "
+            "the objects (one function per object, detpipe.deploy) and applies them server-side (field "
+            "manager 'detpipe') with the in-cluster account or the current kube context; --dry-run prints "
+            "them as multi-document YAML instead. Under Argo Rollouts every step sets a weight, pauses, then "
+            "runs AnalysisTemplates whose Prometheus queries read the server's own metrics for the canary's "
+            "model version (5xx error rate, p95 latency against stable, shadow agreement with --shadow); a "
+            "failed analysis aborts the rollout back to stable. With --strategy gateway an HTTPRoute splits "
+            "traffic between stable and canary Deployments and 'promote' moves the weights.",
+            width=88,
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    c = actions.add_parser(
+        "canary",
+        help="render and apply a canary of a release",
+        description="Render (and unless --dry-run apply) a canary of MODEL_URI.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("--model-uri", required=True, help="the release: s3://BUCKET/models/NAME/VERSION")
+    c.add_argument("--image", default="", help="serving image (default: detpipe.images.SERVE_IMAGE / _GPU_)")
+    c.add_argument(
+        "--steps", default="10,50,100", help="canary weights in %%, ending at 100 (default: 10,50,100)"
+    )
+    c.add_argument(
+        "--pause",
+        default="10m",
+        help="hold per step before its analysis: 30s, 10m, 1h or 'manual' (default: 10m)",
+    )
+    c.add_argument("--format", default="onnx", help="file of the release to serve: onnx, onnx-int8, engine")
+    c.add_argument("--replicas", type=positive_int, default=2, help="serving pods (default: 2)")
+    c.add_argument(
+        "--gpu", action="store_true", help="GPU pods: nvidia.com/gpu 1 each, the GPU serving image"
+    )
+    g = c.add_argument_group("analysis (Argo Rollouts)")
+    g.add_argument(
+        "--prometheus-url",
+        default="http://prometheus-operated.monitoring.svc:9090",
+        help="Prometheus the AnalysisRuns query (default: %(default)s)",
+    )
+    g.add_argument("--analysis-window", default="2m", help="PromQL rate window (default: 2m)")
+    g.add_argument("--analysis-interval", default="1m", help="time between measurements (default: 1m)")
+    g.add_argument(
+        "--analysis-count", type=positive_int, default=3, help="measurements per step (default: 3)"
+    )
+    g.add_argument(
+        "--max-error-rate", type=unit_float, default=0.01, help="5xx share that fails (default: 0.01)"
+    )
+    g.add_argument(
+        "--max-latency-ratio", type=float, default=1.25, help="canary/stable p95 that fails (default: 1.25)"
+    )
+    g.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the release ran as --shadow of stable: gate on its agreement first",
+    )
+    g.add_argument("--min-agreement", type=unit_float, default=0.9, help="with --shadow (default: 0.9)")
+    gw = c.add_argument_group("Gateway API (--strategy gateway)")
+    gw.add_argument("--gateway", default="detpipe-gateway", help="Gateway the HTTPRoute attaches to")
+    gw.add_argument(
+        "--stable-model-uri",
+        default=None,
+        help="release of the stable Deployment (default: leave it as it is)",
+    )
+    c.add_argument("--dry-run", action="store_true", help="print the objects as YAML; touch no cluster")
+    _common(c)
+    c.set_defaults(func=_canary)
+
+    for name, helptext, func in (
+        ("promote", "next step, or full promotion after the last", _promote),
+        ("rollback", "abort: all traffic and replicas back to stable", _rollback),
+        ("status", "phase, step, weight (and the checks with --prometheus)", _status),
+    ):
+        a = actions.add_parser(name, help=helptext, description=helptext)
+        _common(a)
+        a.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "status":
+            a.add_argument(
+                "--prometheus", default=None, help="run the analysis checks against this Prometheus"
+            )
+            a.add_argument("--analysis-window", default="2m", help="PromQL rate window (default: 2m)")
+        a.set_defaults(func=func)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default="rollout", choices=("rollout", "gateway"), help="(default: rollout)")
+    p.add_argument("--namespace", default="detpipe", help="namespace (default: detpipe)")
+    p.add_argument(
+        "--name", default="detpipe-serve", help="Rollout / Deployment name (default: detpipe-serve)"
+    )
+    p.add_argument("--context", default=None, help="kube context (default: in-cluster, else the current one)")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~detpipe.deploy.config.CanaryConfig` of ``deploy canary``'s flags."""
+    from detpipe.deploy.config import CanaryConfig, parse_pause, parse_steps
+
+    return CanaryConfig(
+        model_uri=args.model_uri,
+        image=args.image,
+        steps=parse_steps(args.steps),
+        pause=parse_pause(args.pause),
+        strategy=args.strategy,
+        namespace=args.namespace,
+        name=args.name,
+        model_format=args.format,
+        replicas=args.replicas,
+        gpu=args.gpu,
+        prometheus_url=args.prometheus_url,
+        analysis_window=args.analysis_window,
+        analysis_interval=args.analysis_interval,
+        analysis_count=args.analysis_count,
+        max_error_rate=args.max_error_rate,
+        max_latency_ratio=args.max_latency_ratio,
+        min_agreement=args.min_agreement if args.shadow else None,
+        gateway=args.gateway,
+        stable_model_uri=args.stable_model_uri,
+    )
+
+
+def _canary(args: argparse.Namespace) -> int:
+    from detpipe.deploy.render import render, to_yaml
+
+    cfg = config_from_args(args)
+    docs = render(cfg)
+    if args.dry_run:
+        sys.stdout.write(to_yaml(docs))
+        return 0
+    from detpipe.deploy.cluster import Kube
+
+    kube = Kube.connect(args.context)
+    for doc in docs:
+        kube.apply(doc)
+        print(f"applied {doc['kind']} {cfg.namespace}/{doc['metadata']['name']}")
+    print(f"canary {cfg.model_name} {cfg.version}: {cfg.strategy}, steps {','.join(map(str, cfg.steps))}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from detpipe.deploy import actions
+    from detpipe.deploy.cluster import Kube
+
+    kube = Kube.connect(args.context)
+    if args.strategy == "rollout":
+        actions.promote_rollout(kube, args.namespace, args.name)
+    else:
+        actions.promote_gateway(kube, args.namespace, args.name)
+    return _print_status(kube, args)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from detpipe.deploy import actions
+    from detpipe.deploy.cluster import Kube
+
+    kube = Kube.connect(args.context)
+    if args.strategy == "rollout":
+        actions.abort_rollout(kube, args.namespace, args.name)
+    else:
+        actions.rollback_gateway(kube, args.namespace, args.name)
+    return _print_status(kube, args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from detpipe.deploy.cluster import Kube
+
+    return _print_status(Kube.connect(args.context), args)
+
+
+def _print_status(kube, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from detpipe.deploy import actions, queries
+    from detpipe.deploy.config import release_identity
+    from detpipe.deploy.prometheus import evaluate
+
+    get = actions.rollout_status if args.strategy == "rollout" else actions.gateway_status
+    status = get(kube, args.namespace, args.name)
+    if getattr(args, "prometheus", None):
+        model, version = release_identity(status.model_uri)
+        checks = queries.checks(model, version, window=args.analysis_window)
+        status = replace(status, checks=evaluate(args.prometheus, checks))
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+        return 0
+    rows = [
+        ("name", f"{args.namespace}/{status.name} ({status.strategy})"),
+        ("phase", status.phase),
+        ("step", status.step),
+        ("canary weight", f"{status.canary_weight}%"),
+        ("canary version", status.canary_version),
+        ("release", status.model_uri),
+    ]
+    if status.message:
+        rows.append(("message", status.message))
+    for c in status.checks:
+        value = "no data" if c["value"] is None else f"{c['value']:.4g}"
+        rows.append((f"check {c['name']}", f"{value} (limit {c['limit']:g}): {c['verdict']}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
