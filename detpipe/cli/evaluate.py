@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from detpipe.cli.options import existing_file, positive_int
+from detpipe.device import DEVICE_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ Two modes:
       evaluate a COCO results file ([{image_id, category_id, bbox [x,y,w,h], score}, ...]).
   --weights MODEL.pt --data DATASET.yaml [--gt VAL.json]
       first run ultralytics YOLO(weights).predict on the YAML's val images (batched,
-      conf 0.001, max 100 boxes per image, CPU unless --device), write detections.json,
+      conf 0.001, max 100 boxes per image, GPU 0 when present unless --device), write detections.json,
       then evaluate. Class i (the YAML's names[i]) is the i-th category of the val COCO
       json sorted by id. The val json is --gt, or else the YAML's 'val_annotations' key
       (absolute, or relative to the YAML's 'path').
@@ -71,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("prediction (with --weights)")
     g.add_argument("--imgsz", type=positive_int, default=640, help="inference size in px (default: 640)")
     g.add_argument("--batch", type=positive_int, default=16, help="images per forward pass (default: 16)")
-    g.add_argument("--device", default="cpu", help="torch device: cpu, 0, cuda:0, ... (default: cpu)")
+    g.add_argument(
+        "--device", default="auto", help=f"{DEVICE_FORMS} (default: auto = GPU 0 if present, else CPU)"
+    )
     g.add_argument("--conf", type=_unit_float, default=0.001, help="confidence floor (default: 0.001)")
     g.add_argument("--nms-iou", type=_unit_float, default=0.7, help="NMS IoU threshold (default: 0.7)")
     g.add_argument("--max-det", type=positive_int, default=100, help="boxes kept per image (default: 100)")

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detpipe.data.coco import CocoDataset
+from detpipe.device import resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.evaluate.detections import Detections
 from detpipe.io import read_text
@@ -77,7 +78,7 @@ class PredictConfig:
 
     weights: Path
     imgsz: int = 640
-    device: str = "cpu"
+    device: str = "auto"
     conf: float = 0.001
     iou: float = 0.7
     max_det: int = 100
@@ -93,6 +94,7 @@ class UltralyticsPredictor:
         from ultralytics import YOLO
 
         self.cfg = cfg
+        self.device = resolve_device(cfg.device)  # "auto" -> "0" or "cpu"; ultralytics' spelling
         try:
             self.model = YOLO(str(cfg.weights), task="detect")
         except Exception as e:  # ultralytics raises many types for a bad checkpoint
@@ -111,7 +113,7 @@ class UltralyticsPredictor:
             conf=self.cfg.conf,
             iou=self.cfg.iou,
             max_det=self.cfg.max_det,
-            device=self.cfg.device,
+            device=self.device,
             verbose=False,
         )
         return [

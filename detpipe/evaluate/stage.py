@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from detpipe.data.coco import CocoDataset, load_coco
+from detpipe.device import parse_device
 from detpipe.errors import InvalidInput
 from detpipe.evaluate.analysis import DEFAULT_CM_IOU, DEFAULT_CM_SCORE
 from detpipe.evaluate.cocoeval import EvalResult, evaluate_bbox
@@ -70,7 +71,7 @@ class EvaluateConfig:
     weights: Path | None = None
     data: Path | None = None
     imgsz: int = 640
-    device: str = "cpu"
+    device: str = "auto"
     batch: int = 16
     conf: float = 0.001
     nms_iou: float = 0.7
@@ -81,6 +82,7 @@ class EvaluateConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        parse_device(self.device)  # a malformed --device fails before anything is loaded
         if self.dt is not None and (self.weights is not None or self.data is not None):
             raise InvalidInput("give either --dt (with --gt) or --weights with --data, not both")
         if self.dt is None and (self.weights is None or self.data is None):
@@ -150,7 +152,13 @@ def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
             PredictConfig(cfg.weights, cfg.imgsz, cfg.device, cfg.conf, cfg.nms_iou, cfg.max_det)
         )
         inputs = {"gt": str(val.annotations), "weights": str(cfg.weights), "data": str(cfg.data)}
-        inputs["predict"] = {"imgsz": cfg.imgsz, "conf": cfg.conf, "iou": cfg.nms_iou, "max_det": cfg.max_det}
+        inputs["predict"] = {
+            "imgsz": cfg.imgsz,
+            "conf": cfg.conf,
+            "iou": cfg.nms_iou,
+            "max_det": cfg.max_det,
+            "device": predictor.device,
+        }
         dt = predict_detections(
             predictor, images, gt, cfg.batch, class_names=val.names, progress=cfg.progress
         )

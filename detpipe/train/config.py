@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from detpipe.device import DEVICE_FORMS, parse_device
 from detpipe.errors import InvalidInput
 from detpipe.overrides import parse_set
 
@@ -226,26 +226,6 @@ def _check_value(hp: Hyperparameter, value: Any) -> Any:
     return number
 
 
-_DEVICE_RE = re.compile(r"^\d+(,\d+)*$")
-
-
-def parse_device(device: str) -> tuple[str, tuple[int, ...]]:
-    """Split a ``--device`` value into (kind, GPU indices): ``("cuda", (0, 1))``, ``("cpu", ())``.
-
-    Raises:
-        InvalidInput: not ``auto``, ``cpu``, ``cuda`` or a comma list of GPU indices.
-    """
-    text = str(device).strip().lower().removeprefix("cuda:")
-    if text in ("auto", "cpu", "cuda"):
-        return text, ()
-    if _DEVICE_RE.match(text):
-        indices = tuple(int(x) for x in text.split(","))
-        if len(set(indices)) != len(indices):
-            raise InvalidInput(f"--device {device}: a GPU is listed twice")
-        return "cuda", indices
-    raise InvalidInput(f"--device {device}: expected auto, cpu, cuda or GPU indices such as 0 or 0,1")
-
-
 @functools.cache
 def ultralytics_train_keys() -> frozenset[str]:
     """Every argument in ultralytics' default.yaml (read from the package, without importing it)."""
@@ -358,7 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--device",
         default="auto",
-        help="auto (CUDA if present), cpu, cuda, or GPU indices 0,1 (default: auto)",
+        help=f"{DEVICE_FORMS} (default: auto = every visible GPU, else CPU)",
     )
     run.add_argument(
         "--pretrained",

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from detpipe.device import cuda_device_count, parse_device, resolve_device
 from detpipe.errors import InvalidInput, Unavailable
-from detpipe.train.config import parse_device
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,15 @@ class DistEnv:
             Unavailable: CUDA requested but not present.
         """
         kind, indices = parse_device(requested)
+        if kind == "mps":
+            if self.distributed:
+                raise InvalidInput(f"--device {requested}: MPS runs one process (use --launcher local)")
+            return resolve_device(requested)
         if kind == "auto":
-            kind = "cuda" if _cuda_available() else "cpu"
+            kind = "cuda" if cuda_device_count() else "cpu"
         if kind == "cpu":
             return "cpu"
-        if not _cuda_available():
+        if not cuda_device_count():
             raise Unavailable(f"--device {requested}: CUDA is not available here (use --device cpu)")
         if self.distributed:
             if indices:
@@ -130,12 +134,6 @@ class DistEnv:
                 f"--device {requested}: several GPUs need one process each: use --launcher torchrun"
             )
         return str(indices[0]) if indices else "0"
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @contextlib.contextmanager

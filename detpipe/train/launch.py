@@ -136,7 +136,7 @@ def torchrun_command(cfg: TrainConfig, opts: TorchrunOptions, python: str | None
             "--master-port", str(opts.master_port),
         ]  # fmt: skip
     kind, _ = parse_device(cfg.device)
-    worker_cfg = cfg if kind in ("auto", "cpu") else _with_device(cfg, "cuda")
+    worker_cfg = cfg if kind in ("auto", "cpu", "mps") else _with_device(cfg, "cuda")
     return [*cmd, "--nproc-per-node", str(opts.nproc_per_node), "-m", WORKER_MODULE, *worker_cfg.to_argv()]
 
 

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -43,11 +42,11 @@ def test_from_env_inconsistent(env: dict, message: str) -> None:
 
 def test_device_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     rank3 = DistEnv(world_size=8, rank=7, local_rank=3, local_world_size=4)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("detpipe.train.dist.cuda_device_count", lambda: 0)
     assert rank3.device("auto") == "cpu" and rank3.device("cpu") == "cpu"
     with pytest.raises(Unavailable):
         rank3.device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("detpipe.train.dist.cuda_device_count", lambda: 4)
     assert rank3.device("cuda") == "3" and rank3.device("auto") == "3"  # cuda:LOCAL_RANK, never RANK
     assert DistEnv().device("auto") == "0" and DistEnv().device("1") == "1"
     with pytest.raises(InvalidInput, match="choose GPUs with CUDA_VISIBLE_DEVICES"):
