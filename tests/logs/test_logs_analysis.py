@@ -1,0 +1,177 @@
+"""Training-log analysis on small fixed results.csv files: exact values per rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from logs_runs import clean, crashed, nan_loss, spiky, stopped_early
+
+from detpipe.errors import InvalidInput
+from detpipe.logs.analysis import AnalysisSettings, analyze_run, lr_phases, range_stats, stable_epoch
+from detpipe.logs.compare import compare_runs
+from detpipe.logs.runlog import load_run
+from detpipe.logs.stage import parse_milestones, parse_ranges
+
+SETTINGS = AnalysisSettings(ranges=((1, 4), (5, 12)), milestones=(1, 5, 10, 50), stable_window=5)
+
+
+def _analyze(path, settings=SETTINGS):
+    return analyze_run(load_run(path, params=False), settings)
+
+
+def test_clean_run(tmp_path):
+    a = _analyze(clean(tmp_path))
+    assert (a["status"], a["reason"]) == ("completed", "all 12 epochs")
+    assert a["losses"]["train/box_loss"] == {"first": 2.0, "last": 1.0, "change_pct": -50.0, "nan_epochs": []}
+    assert a["losses"]["val/box_loss"]["change_pct"] == -36.0
+    assert a["loss_ranges"]["train/box_loss"] == [
+        {"from": 1, "to": 4, "start": 2.0, "end": 1.5, "drop": 0.5, "drop_pct": 25.0},
+        {"from": 5, "to": 12, "start": 1.4, "end": 1.0, "drop": 0.4, "drop_pct": 28.5714},
+    ]
+    # mAP50 over 1-4: 0.1..0.4, mean 0.25, population std sqrt(0.0125)
+    assert a["ranges"]["map50"][0] == {"from": 1, "to": 4, "mean": 0.25, "std": 0.111803, "cov_pct": 44.7214}
+    assert a["ranges"]["map50"][1]["mean"] == 0.5875
+    assert list(a["milestones"]) == ["1", "5", "10"]  # 50 was not reached
+    assert a["milestones"]["10"] == {"precision": 0.5, "recall": 0.5, "map50": 0.6, "map5095": 0.33}
+    assert a["best"] == {"epoch": 10, "map5095": 0.33, "map50": 0.6}  # the earliest of the tied 0.33s
+    assert a["stable_epoch"] == 6  # windows of 5 from epoch 6 are flat; 5-9 has CoV 6.9 %
+    assert a["lr_phases"] == [
+        {"phase": "warm-up", "from": 1, "to": 2, "lr_start": 0.003, "lr_end": 0.006},
+        {"phase": "high", "from": 3, "to": 6, "lr_start": 0.0099, "lr_end": 0.007},
+        {"phase": "mid", "from": 7, "to": 9, "lr_start": 0.006, "lr_end": 0.004},
+        {"phase": "low", "from": 10, "to": 12, "lr_start": 0.003, "lr_end": 0.001},
+    ]
+    assert a["time"] == {
+        "total_s": 120.0,
+        "hours": round(120 / 3600, 6),
+        "sec_per_epoch_mean": 10.0,
+        "sec_per_epoch_median": 10.0,
+        "images_per_s": None,
+    }
+    assert a["spikes"]["train/box_loss"] == [] and a["oscillations"]["train/box_loss"] == []
+
+
+def test_nan_run(tmp_path):
+    a = _analyze(nan_loss(tmp_path))
+    assert (a["status"], a["reason"]) == ("nan", "non-finite train/box_loss from epoch 4 (3 epoch(s))")
+    assert a["losses"]["train/box_loss"] == {
+        "first": 2.0,
+        "last": 1.2,
+        "change_pct": -40.0,
+        "nan_epochs": [4, 5, 6],
+    }
+    assert a["loss_ranges"]["train/box_loss"][1] == {
+        "from": 5,
+        "to": 6,
+        "start": None,
+        "end": None,
+        "drop": None,
+        "drop_pct": None,
+    }
+
+
+def test_early_stopped_and_crashed_runs(tmp_path):
+    a = _analyze(stopped_early(tmp_path))
+    assert a["status"] == "stopped_early"
+    assert a["reason"] == "early stopping at epoch 8 of 20: no mAP50-95 gain since epoch 5 (patience 3)"
+    assert a["best"]["epoch"] == 5 and a["epochs"] == {"first": 1, "last": 8, "planned": 20, "patience": 3}
+    b = _analyze(crashed(tmp_path))
+    assert b["status"] == "crashed"
+    assert b["reason"] == "stopped at epoch 8 of 20 without meeting early stopping; no train_summary.json"
+
+
+def test_unknown_plan_without_args_yaml(tmp_path):
+    run = clean(tmp_path)
+    (run / "args.yaml").unlink()
+    a = _analyze(run)
+    assert a["status"] == "unknown" and a["epochs"]["planned"] is None
+
+
+def test_spiky_run(tmp_path):
+    a = _analyze(spiky(tmp_path), AnalysisSettings(ranges=((1, 8),), milestones=(1,)))
+    assert a["spikes"]["train/box_loss"] == [{"epoch": 6, "value": 1.2, "baseline": 0.8, "rise_pct": 50.0}]
+    assert a["oscillations"]["train/box_loss"] == [6]
+    assert a["oscillations"]["map50"] == [2, 3, 4, 5]
+    assert a["stable_epoch"] is None  # fewer epochs than a window of 10
+    assert a["lr_phases"] == [{"phase": "high", "from": 1, "to": 8, "lr_start": 0.5, "lr_end": 0.5}]
+    assert (
+        _analyze(spiky(tmp_path / "b"), AnalysisSettings(spike_factor=1.6))["spikes"]["train/box_loss"] == []
+    )
+
+
+def test_stable_epoch_needs_the_end_stable():
+    epochs = list(range(1, 9))
+    assert stable_epoch(epochs, [0.5] * 4 + [0.1, 0.9, 0.1, 0.9], window=3, cov_pct=2.0) is None
+    assert stable_epoch(epochs, [0.5] * 8, window=3, cov_pct=2.0) == 1
+    assert stable_epoch(epochs, [0.0] * 8, window=3, cov_pct=2.0) is None  # CoV undefined at mean 0
+
+
+def test_range_stats_skip_nan_and_empty_ranges():
+    out = range_stats([1, 2, 3], [0.2, math.nan, 0.4], [(1, 3), (4, 5)])
+    assert out == [
+        {"from": 1, "to": 3, "mean": 0.3, "std": 0.1, "cov_pct": 33.3333},
+        {"from": 4, "to": 5, "mean": None, "std": None, "cov_pct": None},
+    ]
+
+
+def test_lr_without_warmup_starts_high():
+    phases = lr_phases([1, 2, 3], [0.01, 0.005, 0.001])
+    assert [p["phase"] for p in phases] == ["high", "mid", "low"]
+
+
+def test_compare_runs_winners():
+    def run(best, params, hours):
+        return {
+            "status": "completed",
+            "best": {"map5095": best, "epoch": 3},
+            "epochs": {"last": 3},
+            "stable_epoch": None,
+            "params": params,
+            "time": {"hours": hours},
+        }
+
+    c = compare_runs(
+        {"n": run(0.40, 2_600_000, 1.0), "s": run(0.48, 9_300_000, 2.0), "x": run(None, None, None)}
+    )
+    assert c["winners"] == {"accuracy": "s", "accuracy_per_mparam": "n", "accuracy_per_hour": "n"}
+    assert c["table"][0]["map_per_mparam"] == round(0.40 / 2.6, 6)
+    assert c["table"][2]["map_per_hour"] is None
+    assert compare_runs({"x": run(None, None, None)})["winners"]["accuracy"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("1-10,5-20", "overlaps"),
+        ("10-1", "1 <= FROM <= TO"),
+        ("0-5", "1 <= FROM <= TO"),
+        ("a-b", "is not FROM-TO"),
+        ("1-10,", "is not FROM-TO"),
+    ],
+)
+def test_bad_ranges(text, reason):
+    with pytest.raises(InvalidInput, match=reason):
+        parse_ranges(text)
+
+
+def test_ranges_and_milestones_parse():
+    assert parse_ranges("1-10, 11-30") == ((1, 10), (11, 30))
+    assert parse_milestones("1,10,50") == (1, 10, 50)
+    with pytest.raises(InvalidInput, match="increasing"):
+        parse_milestones("10,5")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("epoch,train/box_loss\n1,x\n", "'train/box_loss' is not a number"),
+        ("epoch,train/box_loss\n", "no epochs recorded"),
+        ("epoch,train/box_loss\n2,1\n1,1\n", "epochs must increase"),
+        ("time,train/box_loss\n2,1\n", "every row needs an 'epoch'"),
+    ],
+)
+def test_bad_results_csv(tmp_path, content, reason):
+    (tmp_path / "results.csv").write_text(content)
+    with pytest.raises(InvalidInput, match=reason):
+        load_run(tmp_path, params=False)

@@ -1,0 +1,122 @@
+"""``detpipe logs analyze`` as a process: outputs, several runs, bad input, a real ultralytics run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from logs_runs import clean, nan_loss, spiky, stopped_early
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _detpipe(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "-q", "logs", "analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_several_runs(tmp_path):
+    runs = [clean(tmp_path), nan_loss(tmp_path), stopped_early(tmp_path), spiky(tmp_path)]
+    out = tmp_path / "logs"
+    proc = _detpipe(*map(str, runs), "--out", str(out), "--ranges", "1-4,5-12", "--stable-window", "5")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    expected = [
+        f"{r}_{kind}.png" for r in ("clean", "early", "nan", "spiky") for kind in ("losses", "metrics")
+    ]
+    assert names == sorted(["analysis.json", "analysis.md", "compare_map.png", *expected])
+    assert all(p.read_bytes()[:8] == PNG for p in out.glob("*.png"))
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["schema"] == "detpipe.logs/v1"
+    assert analysis["settings"]["ranges"] == [[1, 4], [5, 12]]
+    assert {n: r["status"] for n, r in analysis["runs"].items()} == {
+        "clean": "completed",
+        "nan": "nan",
+        "early": "stopped_early",
+        "spiky": "completed",
+    }
+    clean_run = analysis["runs"]["clean"]
+    assert clean_run["losses"]["train/box_loss"]["change_pct"] == -50.0
+    assert clean_run["ranges"]["map50"][0]["cov_pct"] == 44.7214 and clean_run["stable_epoch"] == 6
+    winners = analysis["comparison"]["winners"]
+    assert winners == {"accuracy": "early", "accuracy_per_mparam": None, "accuracy_per_hour": "early"}
+    md = (out / "analysis.md").read_text()
+    assert "Winner by accuracy: **early**" in md and "![clean_metrics.png](clean_metrics.png)" in md
+    assert "train/box_loss: spikes at 6" in md
+    assert proc.stdout.splitlines()[0].startswith(
+        "clean: completed (all 12 epochs); best mAP50-95 0.3300 at epoch 10"
+    )
+
+
+def test_one_run_has_no_comparison(tmp_path):
+    out = tmp_path / "logs"
+    proc = _detpipe(str(clean(tmp_path) / "results.csv"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["comparison"] is None and list(analysis["runs"]) == ["clean"]
+    assert not (out / "compare_map.png").exists()
+
+
+def test_help_explains():
+    proc = _detpipe("--help")
+    assert proc.returncode == 0
+    for word in ("results.csv", "--ranges", "--milestones", "stable", "stopped_early", "analysis.json"):
+        assert word in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_args", "reason"),
+    [
+        (lambda t: [str(t / "missing")], "missing: not a directory"),
+        (lambda t: [str(t)], "results.csv: no such file"),
+        (lambda t: [str(clean(t)), "--ranges", "5-1"], "--ranges: '5-1' must have 1 <= FROM <= TO"),
+        (lambda t: [str(clean(t)), "--milestones", "x"], "--milestones: 'x' is not a comma list"),
+        (lambda t: [str(clean(t)), str(t / "clean")], "a run directory is given twice"),
+        (lambda t: [str(clean(t)), "--spike-factor", "0.5"], "--spike-factor must be > 1"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make_args, reason):
+    work = tmp_path / "in"
+    work.mkdir()
+    out = tmp_path / "out"
+    proc = _detpipe(*make_args(work), "--out", str(out), "--no-params")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("detpipe logs: error: ")
+    assert reason in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_real_ultralytics_run(tmp_path, trained_pico: Path):
+    """The pico YOLOv8 run the export tests train (tests/conftest.py): ultralytics' own files."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    run = trained_pico.parent.parent  # <run>/weights/last.pt
+    out = tmp_path / "logs"
+    proc = _detpipe(str(run), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((out / "analysis.json").read_text())["runs"][run.name]
+    assert entry["status"] == "completed" and entry["epochs"]["last"] == entry["epochs"]["planned"] == 40
+    assert set(entry["losses"]) == {
+        "train/box_loss",
+        "train/cls_loss",
+        "train/dfl_loss",
+        "val/box_loss",
+        "val/cls_loss",
+        "val/dfl_loss",
+    }
+    assert entry["losses"]["train/box_loss"]["change_pct"] < 0  # it learned
+    assert entry["lr_phases"][0]["phase"] == "warm-up"
+    assert entry["time"]["total_s"] > 0
+    pico = Path(__file__).parents[1] / "export" / "yolov8-pico.yaml"
+    assert entry["params"] == sum(
+        p.numel() for p in DetectionModel(str(pico), nc=2, verbose=False).parameters()
+    )
