@@ -1,0 +1,255 @@
+"""``detpipe edge``: the OTA fleet, signed with TUF (keygen, publish, refresh, agent)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import tempfile
+import textwrap
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from detpipe.cli.options import existing_file, non_negative_int, positive_int
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``7d`` -> a positive timedelta."""
+    m = _DURATION.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"expected a duration like 7d, 12h, 30m or 90s, got {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def percentage(text: str) -> int:
+    """A whole percentage 0-100."""
+    value = non_negative_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 0-100, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "edge",
+        help="over-the-air updates for edge devices (TUF-signed: keygen, publish, agent)",
+        description=textwrap.fill(
+            "Edge fleet OTA on The Update Framework (python-tuf). 'keygen' makes the signing keys and "
+            "the root.json devices trust; 'publish' uploads an engine or ONNX model for a device class "
+            "and signs new metadata into the store's ota/ prefix (staged rollout by percentage or "
+            "group, signed rollback); 'refresh' re-signs the timestamp (run it more often than "
+            "--expires); 'agent' runs on the device: verify, download (resumable), install into an A/B "
+            "slot, health-check, reload the local server, roll back on failure.",
+            width=88,
+        ),
+    )
+    edge = p.add_subparsers(dest="edge_command", metavar="EDGE_COMMAND", required=True)
+    _register_keygen(edge)
+    _register_publish(edge)
+    _register_refresh(edge)
+    _register_agent(edge)
+
+
+def _register_keygen(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "keygen",
+        help="make ed25519 keys (root offline; targets/snapshot/timestamp online) and root.json",
+        description="Write DIR/{root,targets,snapshot,timestamp}.pem (mode 0600) and DIR/root.json, the "
+        "signed initial root metadata that every device is provisioned with (--trust). Keep root.pem "
+        "offline: publishing needs only the three online keys and root.json.",
+        epilog="example:\n  detpipe edge keygen --out ota-keys",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="keys directory")
+    p.add_argument("--expires", type=duration, default=timedelta(days=365), help="root validity (365d)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing keys (a new fleet)")
+    p.set_defaults(func=_keygen)
+
+
+def _register_publish(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "publish",
+        help="upload an engine/ONNX for a device class and sign it (staged rollout, rollback)",
+        description=textwrap.fill(
+            "Publish VERSION for a device class: --engine (its .json sidecar beside it gives the "
+            "TensorRT/GPU compatibility), --onnx (the device builds the engine, or serves ONNX on CPU) or "
+            "--release (the release's engines/<class>/model.engine, else its model.onnx). Without an "
+            "artifact it changes the rollout of an already published VERSION. --rollback-to V withdraws "
+            "the class's newer versions and signs V as a rollback: the only way devices go down a version.",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  detpipe edge publish --store s3://detpipe --device-class cpu --onnx model.onnx --version 3 \\\n"
+        "      --keys ota-keys --rollout 10 --group canary\n"
+        "  detpipe edge publish --store s3://detpipe --device-class cpu --version 3 --keys ota-keys \\\n"
+        "      --rollout 50\n"
+        "  detpipe edge publish --store s3://detpipe --device-class cpu --rollback-to 2 --keys ota-keys",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="store URI (s3://bucket[/prefix] or a directory)")
+    p.add_argument("--device-class", required=True, help="e.g. cpu, orin-sm87-trt10.3.0")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--engine", type=existing_file, help="a TensorRT engine (with its .json sidecar)")
+    src.add_argument("--onnx", type=existing_file, help="an ONNX model")
+    src.add_argument("--release", help="a release URI: s3://bucket/models/NAME/VERSION or a directory")
+    src.add_argument("--rollback-to", metavar="V", help="signed rollback of the class to published version V")
+    p.add_argument("--version", help="the version to publish (required unless --rollback-to)")
+    p.add_argument("--keys", type=Path, required=True, help="keys directory (online keys + root.json)")
+    p.add_argument("--rollout", type=percentage, default=None, help="percent of the class's devices (100)")
+    p.add_argument(
+        "--group", action="append", default=None, help="a device group that always gets it (repeat)"
+    )
+    p.add_argument("--expires", type=duration, default=timedelta(days=7), help="metadata validity (7d)")
+    p.set_defaults(func=_publish)
+
+
+def _register_refresh(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "refresh",
+        help="re-sign snapshot + timestamp with a new expiry (a CronJob, more often than --expires)",
+        description="Devices refuse expired metadata (freeze attack): re-sign timestamp and snapshot.",
+    )
+    p.add_argument("--store", required=True, help="store URI")
+    p.add_argument("--keys", type=Path, required=True, help="keys directory (snapshot + timestamp keys)")
+    p.add_argument("--expires", type=duration, default=timedelta(days=7), help="validity (7d)")
+    p.set_defaults(func=_refresh)
+
+
+def _register_agent(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "agent",
+        help="the device agent: verify, download, install A/B, health-check, reload, roll back",
+        description=textwrap.fill(
+            "Poll the store every --interval seconds (--once: one cycle). The active model is "
+            "DIR/current/ (a symlink to slot a or b) with manifest.json beside it; status goes to "
+            "DIR/status.json and the store's devices/<ID>/status.json. Exit 0 after --once unless the "
+            "cycle hit an error (1); bad arguments exit 2. Store settings from DETPIPE_S3_* / a mounted "
+            "Secret.",
+            width=88,
+        ),
+        epilog="example:\n"
+        "  detpipe edge agent --store s3://detpipe --device-class cpu --device-id cam-17 \\\n"
+        "      --trust /etc/detpipe/root.json --dir /var/lib/detpipe-edge \\\n"
+        "      --reload-url http://127.0.0.1:8080/v2/repository/models/yolo/load",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="store URI (s3://..., a directory, or an https:// mirror)")
+    p.add_argument("--device-class", required=True, help="this device's class")
+    p.add_argument("--device-id", required=True, help="this device's id")
+    p.add_argument("--trust", type=existing_file, required=True, help="the provisioned root.json")
+    p.add_argument("--dir", type=Path, required=True, help="state directory (slots, current, downloads)")
+    p.add_argument("--interval", type=positive_float, default=300.0, help="seconds between cycles (300)")
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--reload-url", default=None, help="the local server's model-load URL")
+    p.add_argument("--group", action="append", default=[], help="rollout group of this device (repeat)")
+    p.add_argument("--backoff-max", type=positive_float, default=600.0, help="max retry delay (600 s)")
+    p.add_argument("--max-cycles", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_agent)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from detpipe.edge.keys import keygen
+
+    root = keygen(args.out, expires=args.expires, overwrite=args.overwrite)
+    print(f"wrote keys and {root} (provision devices with it; keep {args.out / 'root.pem'} offline)")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from detpipe.edge.publish import (
+        PublishConfig,
+        artifact_from_release,
+        publish_target,
+        rollback_to,
+        set_rollout,
+    )
+    from detpipe.errors import InvalidInput
+    from detpipe.store import open_store
+
+    store = open_store(args.store)
+    groups = tuple(args.group) if args.group is not None else None
+    if args.rollback_to:
+        release = rollback_to(store, args.keys, args.device_class, args.rollback_to, args.expires)
+    elif args.version is None:
+        raise InvalidInput("--version is required (or --rollback-to V)")
+    elif args.engine is None and args.onnx is None and args.release is None:
+        if args.rollout is None and groups is None:
+            raise InvalidInput(
+                "give --engine, --onnx or --release (or --rollout/--group to change a rollout)"
+            )
+        release = set_rollout(
+            store, args.keys, args.device_class, args.version, args.rollout, groups, args.expires
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="detpipe-edge-") as work:
+            if args.release:
+                artifact, fmt = artifact_from_release(args.release, args.device_class, Path(work))
+            else:
+                artifact, fmt = (args.engine, "engine") if args.engine else (args.onnx, "onnx")
+            cfg = PublishConfig(
+                device_class=args.device_class,
+                version=args.version,
+                artifact=artifact,
+                fmt=fmt,
+                keys=args.keys,
+                rollout_pct=100 if args.rollout is None else args.rollout,
+                groups=groups or (),
+                expires=args.expires,
+            )
+            release = publish_target(store, cfg)
+    print(json.dumps({"target": release.path, **release.custom(), "sha256": release.sha256}, indent=2))
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from detpipe.edge.repository import StoreRepository
+    from detpipe.store import open_store
+
+    version = StoreRepository(open_store(args.store), args.keys, args.expires).refresh_timestamp()
+    print(f"timestamp v{version} signed, valid for {args.expires}")
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from detpipe.edge.agent import Agent, AgentConfig
+    from detpipe.store.config import RetryPolicy
+
+    cfg = AgentConfig(
+        store=args.store,
+        device_class=args.device_class,
+        device_id=args.device_id,
+        trust=args.trust,
+        dir=args.dir,
+        interval_s=args.interval,
+        reload_url=args.reload_url,
+        groups=tuple(args.group),
+        backoff=RetryPolicy(attempts=1, base_delay_s=min(5.0, args.interval), max_delay_s=args.backoff_max),
+    )
+    agent = Agent(cfg)
+    if args.once:
+        result = agent.run_once()
+        print(json.dumps(result, indent=2))
+        return 0 if result["outcome"] in ("unchanged", "installed", "rolled-back-to") else 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.run(stop, max_cycles=args.max_cycles)
+    return 0

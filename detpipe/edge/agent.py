@@ -1,0 +1,408 @@
+"""The device agent: one update cycle, and the polling loop around it.
+
+A cycle (:meth:`Agent.run_once`)::
+
+    metadata   TUF refresh against the provisioned root; list the verified targets
+    decide     device class, staged rollout (bucket / groups), never down without a signed rollback
+    download   into DIR/downloads/<sha256>.part, resuming what an earlier cycle left
+    verify     length + sha256 against the verified TargetFile (the only check that counts)
+    install    move into the inactive slot (fsync); build the engine on the device for ONNX + TensorRT
+    switch     rename the `current` symlink (atomic)
+    health     test inference through DIR/current; tell the server to reload (--reload-url)
+    commit     state.json names the slot; status.json to DIR and to the store
+
+A failed health check or reload switches ``current`` back, reloads the old model, and
+remembers the target's sha256 as refused (not retried). Before the first cycle
+:meth:`Slots.recover` finishes or discards what a killed agent left. ``run`` repeats
+cycles every ``interval_s``, backing off exponentially (with jitter) while the store is
+unreachable::
+
+    agent = Agent(AgentConfig(store="s3://detpipe", device_class="cpu", device_id="cam-17",
+                              trust=Path("/etc/detpipe/root.json"), dir=Path("/var/lib/detpipe-edge")))
+    result = agent.run_once()        # {"outcome": "installed", "version": "3", "timings_s": {...}}
+
+Crash testing: when ``DETPIPE_EDGE_KILL_AT`` names a step (``download``, ``verified``,
+``installed``, ``switched``, ``healthy``, ``committed``) the agent SIGKILLs itself there;
+the fault-injection tests use it to kill the agent at each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuf.api import exceptions as tuf_errors
+
+from detpipe.edge.engine import build_on_device
+from detpipe.edge.fetcher import OtaFetcher
+from detpipe.edge.health import HealthCheckFailed, check_model
+from detpipe.edge.rollout import choose
+from detpipe.edge.slots import Slots
+from detpipe.edge.targets import Release, check_device_class, check_group
+from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, refresh
+from detpipe.errors import DetpipeError, InvalidInput, StoreError
+from detpipe.export.sidecar import sidecar_path, write_sidecar
+from detpipe.io import write_json
+from detpipe.store.config import RetryPolicy, S3Config
+
+log = logging.getLogger(__name__)
+
+KILL_ENV = "DETPIPE_EDGE_KILL_AT"
+STATUS = "status.json"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """``detpipe edge agent`` settings.
+
+    Attributes:
+        store: the store URI (``s3://bucket[/prefix]``, a directory, or an https:// mirror).
+        device_class: this device's class (targets of other classes are ignored).
+        device_id: this device's id (rollout bucket, ``devices/<id>/status.json``).
+        trust: the provisioned root metadata (``detpipe edge keygen``'s ``root.json``).
+        dir: the agent's state directory (slots, ``current``, downloads, TUF cache).
+        interval_s: seconds between cycles.
+        reload_url: the local server's model-load endpoint (``POST .../v2/repository/models/NAME/load``).
+        groups: rollout groups this device belongs to.
+        backoff: delays while the store is unreachable (exponential, jittered).
+        health_threads: CPU threads of the health-check inference.
+    """
+
+    store: str
+    device_class: str
+    device_id: str
+    trust: Path
+    dir: Path
+    interval_s: float = 300.0
+    reload_url: str | None = None
+    groups: tuple[str, ...] = ()
+    backoff: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(attempts=1, base_delay_s=5.0, max_delay_s=600.0)
+    )
+    health_threads: int = 1
+    reload_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        check_device_class(self.device_class)
+        for g in self.groups:
+            check_group(g)
+        if not self.device_id or "/" in self.device_id or self.device_id.startswith("."):
+            raise InvalidInput(f"device id {self.device_id!r}: a non-empty name without '/'")
+        if self.interval_s <= 0:
+            raise InvalidInput(f"interval {self.interval_s}: must be > 0 seconds")
+        if self.reload_url is not None and not self.reload_url.startswith(("http://", "https://")):
+            raise InvalidInput(f"--reload-url {self.reload_url!r}: an http(s):// URL")
+
+
+def _failpoint(step: str) -> None:
+    if os.environ.get(KILL_ENV) == step:
+        log.warning("%s=%s: killing the agent here (crash test)", KILL_ENV, step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Agent:
+    """One device's agent (see the module docstring).
+
+    Args:
+        cfg: the settings.
+        fetcher: the transport (built from the environment's S3 settings when None).
+        progress: called with the partial file's size while downloading (benchmarks, tests).
+    """
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        fetcher: OtaFetcher | None = None,
+        progress: Callable[[int], None] | None = None,
+        s3: S3Config | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.s3 = s3
+        self.fetcher = fetcher or OtaFetcher(s3)
+        self.progress = progress
+        self.slots = Slots(cfg.dir)
+        self.downloads = cfg.dir / "downloads"
+        self._recovered = False
+        self.delays: list[float] = []  # waits between cycles (the backoff test reads them)
+
+    # -- one cycle --------------------------------------------------------------------------------
+
+    def run_once(self) -> dict[str, Any]:
+        """One update cycle; returns what happened (also written to status.json).
+
+        Raises:
+            InvalidInput: the configuration is unusable (bad trust anchor).
+        """
+        if not self._recovered:
+            for line in self.slots.recover():
+                log.warning("recovery: %s", line)
+            self._recovered = True
+        timings: dict[str, float] = {}
+        result: dict[str, Any] = {"outcome": "error", "timings_s": timings}
+        state = self.slots.state()
+        try:
+            t = time.perf_counter()
+            repo = refresh(self.cfg.store, self.cfg.trust, self.cfg.dir / "tuf", self.fetcher)
+            timings["metadata"] = time.perf_counter() - t
+            installed = self.slots.manifest(self.slots.active())
+            decision = choose(
+                repo.releases,
+                self.cfg.device_class,
+                self.cfg.device_id,
+                self.cfg.groups,
+                installed=installed.get("version") if installed else None,
+                installed_sha256=installed.get("sha256") if installed else None,
+                refused=state.get("refused", {}),
+            )
+            result["reason"] = decision.reason
+            if decision.action == "keep" or decision.release is None:
+                result["outcome"] = "unchanged"
+                self._clean_downloads(keep=None)
+            else:
+                result.update(self._update(repo, decision.release, state, timings))
+        except StoreUnreachable as e:
+            result.update(outcome="unreachable", error=str(e))
+        except (DetpipeError, tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
+            if (
+                isinstance(e, InvalidInput)
+                and not isinstance(e, HealthCheckFailed)
+                and "trusted root" in str(e)
+            ):
+                raise
+            msg = (
+                describe_tuf(e)
+                if isinstance(e, tuf_errors.RepositoryError | tuf_errors.DownloadError)
+                else str(e)
+            )
+            result.update(outcome="refused", error=msg)
+            log.error("update refused: %s", msg)
+        self._report(result)
+        return result
+
+    def _update(
+        self, repo: TrustedRepo, release: Release, state: dict[str, Any], timings: dict[str, float]
+    ) -> dict[str, Any]:
+        info = repo.target_info(release.path)  # from the verified set, not from our listing
+        if release.format == "engine":
+            self._check_engine(release, state)
+        part = self.downloads / f"{release.sha256}.part"
+        self._clean_downloads(keep=part)
+        t = time.perf_counter()
+        resumed_from = part.stat().st_size if part.exists() else 0
+        fetched = self.fetcher.download_to(
+            repo.target_url(release), part, info.length, self._progress_with_failpoint
+        )
+        timings["download"] = time.perf_counter() - t
+        t = time.perf_counter()
+        try:
+            with part.open("rb") as f:
+                info.verify_length_and_hashes(f)
+        except tuf_errors.LengthOrHashMismatchError as e:
+            part.unlink(missing_ok=True)  # a bad download is never resumed
+            raise StoreError(describe_tuf(e)) from None
+        timings["verify"] = time.perf_counter() - t
+        _failpoint("verified")
+        previous = self.slots.active()
+        t = time.perf_counter()
+        slot = self.slots.inactive()
+        manifest = {
+            "version": release.version,
+            "sha256": release.sha256,
+            "file": release.file,
+            "format": release.format,
+            "device_class": release.device_class,
+            "target": release.path,
+            "length": release.length,
+            "installed_at": _now(),
+        }
+        files = {release.file: part}
+        if release.sidecar is not None:
+            side = self.downloads / f"{release.sha256}.sidecar.json"
+            write_json(side, release.sidecar)
+            files[sidecar_path(Path(release.file)).name] = side
+        slot_dir = self.slots.install(slot, files, manifest)
+        serve_file = self._maybe_build_engine(slot_dir, release, manifest)
+        timings["install"] = time.perf_counter() - t
+        _failpoint("installed")
+        self.slots.switch(slot)
+        _failpoint("switched")
+        t = time.perf_counter()
+        try:
+            check_model(self.slots.current / serve_file, threads=self.cfg.health_threads)
+            timings["health"] = time.perf_counter() - t
+            if self.cfg.reload_url is not None:
+                t = time.perf_counter()
+                self._reload(self.slots.current / serve_file)
+                timings["reload"] = time.perf_counter() - t
+        except (HealthCheckFailed, StoreError) as e:
+            return self._roll_back(previous, release, state, str(e))
+        _failpoint("healthy")
+        state["committed"] = slot
+        self.slots.save_state(state)
+        _failpoint("committed")
+        log.info(
+            "installed %s %s in slot %s (fetched %d bytes)",
+            release.device_class,
+            release.version,
+            slot,
+            fetched,
+        )
+        return {
+            "outcome": "rolled-back-to" if release.rollback else "installed",
+            "version": release.version,
+            "slot": slot,
+            "fetched_bytes": fetched,
+            "resumed_from": resumed_from,
+        }
+
+    def _progress_with_failpoint(self, size: int) -> None:
+        _failpoint("download")  # mid-download: at least one chunk is in the partial file
+        if self.progress is not None:
+            self.progress(size)
+
+    def _check_engine(self, release: Release, state: dict[str, Any]) -> None:
+        """Refuse an engine built for another device before downloading it."""
+        from detpipe.export.sidecar import check_compatible, current_device_info
+
+        try:
+            problems = check_compatible(release.sidecar or {}, current_device_info())
+        except DetpipeError as e:  # no TensorRT / GPU here
+            problems = [str(e)]
+        if problems:
+            reason = f"engine {release.version} not compatible with this device: " + "; ".join(problems)
+            state.setdefault("refused", {})[release.sha256] = reason
+            self.slots.save_state(state)
+            raise StoreError(reason)
+
+    def _maybe_build_engine(self, slot_dir: Path, release: Release, manifest: dict[str, Any]) -> str:
+        """For an ONNX target on a TensorRT device: build (or reuse) the engine into the slot."""
+        if release.format != "onnx":
+            return release.file
+        engine = build_on_device(slot_dir / release.file, release.sha256, self.cfg.dir / "engine-cache")
+        if engine is None:
+            return release.file
+        shutil.copy2(engine, slot_dir / "model.engine")
+        write_sidecar(slot_dir / "model.engine", json.loads(sidecar_path(engine).read_text()))
+        manifest["engine"] = "model.engine"
+        write_json(slot_dir / "manifest.json", manifest)
+        return "model.engine"
+
+    def _roll_back(
+        self, previous: str | None, release: Release, state: dict[str, Any], reason: str
+    ) -> dict[str, Any]:
+        log.error("version %s failed its check (%s): switching back", release.version, reason)
+        if previous is not None:
+            self.slots.switch(previous)
+            old = self.slots.manifest(previous) or {}
+            try:
+                self._reload(self.slots.current / str(old.get("engine") or old.get("file", "")))
+            except StoreError as e:
+                log.error("reloading the previous model failed too: %s", e)
+        else:
+            self.slots.current.unlink(missing_ok=True)
+        state.setdefault("refused", {})[release.sha256] = reason
+        state["committed"] = previous
+        self.slots.save_state(state)
+        return {"outcome": "rolled-back", "version": release.version, "error": reason, "slot": previous}
+
+    def _reload(self, model_path: Path) -> None:
+        if self.cfg.reload_url is None:
+            return
+        body = json.dumps({"parameters": {"uri": str(model_path)}}).encode()
+        req = urllib.request.Request(
+            self.cfg.reload_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.cfg.reload_timeout_s) as resp:
+                resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read()).get("error", "")
+            except ValueError:
+                detail = ""
+            raise StoreError(f"server reload refused (HTTP {e.code}): {detail}") from None
+        except OSError as e:
+            raise StoreError(f"server reload failed: {e}") from None
+        log.info("server reloaded %s", model_path)
+
+    def _clean_downloads(self, keep: Path | None) -> None:
+        if not self.downloads.is_dir():
+            return
+        for p in self.downloads.iterdir():
+            if keep is None or not p.name.startswith(keep.name.split(".")[0]):
+                p.unlink(missing_ok=True)
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def _report(self, result: dict[str, Any]) -> None:
+        active = self.slots.active()
+        manifest = self.slots.manifest(active) or {}
+        previous = {}
+        with contextlib.suppress(OSError, ValueError):
+            previous = json.loads((self.cfg.dir / STATUS).read_text())
+        status = {
+            "device_id": self.cfg.device_id,
+            "device_class": self.cfg.device_class,
+            "version": manifest.get("version"),
+            "sha256": manifest.get("sha256"),
+            "slot": active,
+            "outcome": result["outcome"],
+            "last_error": result.get("error"),
+            "reason": result.get("reason"),
+            "last_check": _now(),
+            "last_update": _now()
+            if result["outcome"] in ("installed", "rolled-back-to")
+            else previous.get("last_update"),
+            "rolled_back": result["outcome"] == "rolled-back",
+            "timings_s": {k: round(v, 4) for k, v in result.get("timings_s", {}).items()},
+        }
+        write_json(self.cfg.dir / STATUS, status)
+        if self.cfg.store.startswith(("http://", "https://")):
+            return  # a read-only mirror
+        try:
+            from detpipe.store import open_store
+
+            store = open_store(self.cfg.store, s3=self.s3)
+            store.put_bytes(f"devices/{self.cfg.device_id}/{STATUS}", json.dumps(status, indent=2).encode())
+        except DetpipeError as e:
+            log.warning("could not report status to the store: %s", e)
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, max_cycles: int | None = None) -> int:
+        """Cycle until ``stop`` is set (SIGTERM) or ``max_cycles`` ran; returns cycles run."""
+        stop = stop or threading.Event()
+        failures, cycles = 0, 0
+        rng = random.Random()
+        while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            result = self.run_once()
+            cycles += 1
+            if result["outcome"] == "unreachable":
+                failures += 1
+                cap = min(self.cfg.backoff.max_delay_s, self.cfg.backoff.base_delay_s * 2 ** (failures - 1))
+                delay = rng.uniform(cap / 2, cap)
+                log.warning("store unreachable (%d in a row): next try in %.2fs", failures, delay)
+            else:
+                failures = 0
+                delay = self.cfg.interval_s
+            self.delays.append(delay)
+            stop.wait(delay)
+        return cycles

@@ -1,0 +1,165 @@
+"""What an OTA target is: its path, its custom metadata, and how to read them back.
+
+A target is one artifact for one device class and version, at the TUF target path
+``<device-class>/<version>/<file>`` (``file`` is ``model.engine`` or ``model.onnx``). Its
+``custom`` metadata (signed with the targets key, like its length and hashes)::
+
+    {"version": "3", "device_class": "orin-sm87-trt10.3.0", "format": "engine",
+     "file": "model.engine", "rollout_pct": 10, "groups": ["canary"],
+     "rollback": false, "sidecar": {...}}      # the engine's sidecar (TensorRT, GPU, JetPack)
+
+``rollback: true`` is set only by ``detpipe edge publish --rollback-to V``: it is the one
+signed statement that lets a device go *down* to that version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuf.api.metadata import TargetFile
+
+from detpipe.errors import InvalidInput
+from detpipe.store import version_key
+
+FORMATS = {"engine": "model.engine", "onnx": "model.onnx"}
+_CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_device_class(name: str) -> str:
+    """A device class is a path segment: lower-case letters, digits, ``.``, ``_``, ``-``."""
+    if not _CLASS_RE.match(name):
+        raise InvalidInput(
+            f"device class {name!r}: use lower-case letters, digits, '.', '_' or '-' (e.g. cpu)"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    """A version is a path segment (``1.2.0``, ``3``, ``2026-12-01``)."""
+    if not _VERSION_RE.match(version):
+        raise InvalidInput(f"version {version!r}: use letters, digits, '.', '_', '+' or '-'")
+    return version
+
+
+def check_group(group: str) -> str:
+    """A rollout group name (``canary``, ``site-7``)."""
+    if not _GROUP_RE.match(group):
+        raise InvalidInput(f"group {group!r}: use letters, digits, '.', '_' or '-'")
+    return group
+
+
+def check_pct(pct: int) -> int:
+    """A rollout percentage: an integer in [0, 100] (TUF's canonical JSON has no floats)."""
+    if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+        raise InvalidInput(f"rollout {pct!r}: a whole percentage from 0 to 100")
+    return pct
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with floats written as strings: canonical JSON (TUF signing) has no floats."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def target_path(device_class: str, version: str, fmt: str) -> str:
+    """``<device-class>/<version>/model.<engine|onnx>``."""
+    return f"{check_device_class(device_class)}/{check_version(version)}/{FORMATS[fmt]}"
+
+
+def target_key(path: str, sha256: str) -> str:
+    """The object key of a target below the store root: ``ota/targets/<dir>/<sha256>.<file>``.
+
+    The hash-prefixed name is TUF's consistent-snapshot target name (spec 5.7.3), so a new
+    artifact never overwrites one a device may be downloading.
+    """
+    directory, _, name = path.rpartition("/")
+    return f"ota/targets/{directory}/{sha256}.{name}"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A target's signed description, as the agent reads it.
+
+    Attributes:
+        path: the TUF target path.
+        version: the model version.
+        device_class: the class it was published for.
+        format: ``engine`` or ``onnx``.
+        sha256: from the target's TUF hashes.
+        length: bytes, from the target's TUF length.
+        rollout_pct: share of the class's devices it goes to (by hash of device id and version).
+        groups: device groups it goes to regardless of the percentage.
+        rollback: a signed rollback target (may replace a newer version).
+        sidecar: the engine's sidecar (engines only).
+    """
+
+    path: str
+    version: str
+    device_class: str
+    format: str
+    sha256: str
+    length: int
+    rollout_pct: int = 100
+    groups: tuple[str, ...] = ()
+    rollback: bool = False
+    sidecar: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def file(self) -> str:
+        """The file name in the slot (``model.onnx`` / ``model.engine``)."""
+        return FORMATS[self.format]
+
+    @property
+    def sort_key(self) -> tuple[Any, ...]:
+        return version_key(self.version)
+
+    @classmethod
+    def from_target(cls, target: TargetFile) -> Release:
+        """Read a :class:`TargetFile` published by :mod:`detpipe.edge.publish`.
+
+        Raises:
+            InvalidInput: custom metadata missing or malformed (not a detpipe target).
+        """
+        c = target.custom
+        try:
+            fmt = str(c["format"])
+            if fmt not in FORMATS:
+                raise ValueError(f"format {fmt!r}")
+            return cls(
+                path=target.path,
+                version=str(c["version"]),
+                device_class=str(c["device_class"]),
+                format=fmt,
+                sha256=target.hashes["sha256"],
+                length=int(target.length),
+                rollout_pct=check_pct(int(c.get("rollout_pct", 100))),
+                groups=tuple(str(g) for g in c.get("groups", ())),
+                rollback=bool(c.get("rollback", False)),
+                sidecar=c.get("sidecar"),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise InvalidInput(f"target {target.path}: not a detpipe OTA target ({e})") from None
+
+    def custom(self) -> dict[str, Any]:
+        """The ``custom`` dict to sign."""
+        out: dict[str, Any] = {
+            "version": self.version,
+            "device_class": self.device_class,
+            "format": self.format,
+            "file": self.file,
+            "rollout_pct": self.rollout_pct,
+            "groups": list(self.groups),
+            "rollback": self.rollback,
+        }
+        if self.sidecar is not None:
+            out["sidecar"] = self.sidecar
+        return canonical(out)

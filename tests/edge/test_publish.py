@@ -1,0 +1,149 @@
+"""keygen and publish: key files, the TUF repository in the store, rollout edits, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tuf.api.metadata import Metadata, Root, Targets, Timestamp
+
+from detpipe.edge.fetcher import OtaFetcher
+from detpipe.edge.keys import ROLES, keygen
+from detpipe.edge.publish import PublishConfig, publish_target, rollback_to, set_rollout
+from detpipe.edge.trust import refresh
+from detpipe.errors import InvalidInput, NotFound
+from detpipe.store import LocalStore
+
+
+def detpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_keygen_writes_private_keys_0600_and_a_self_signed_root(tmp_path: Path):
+    root_path = keygen(tmp_path / "k")
+    for role in ROLES:
+        mode = stat.S_IMODE((tmp_path / "k" / f"{role}.pem").stat().st_mode)
+        assert mode == 0o600, (role, oct(mode))
+    md = Metadata[Root].from_file(str(root_path))
+    root = md.signed
+    assert root.version == 1 and root.consistent_snapshot
+    root.verify_delegate(Root.type, md.signed_bytes, md.signatures)  # raises when unsigned
+    assert {r: len(root.roles[r].keyids) for r in ROLES} == dict.fromkeys(ROLES, 1)
+    assert b"PRIVATE" not in root_path.read_bytes()
+    with pytest.raises(InvalidInput, match="keys already exist"):
+        keygen(tmp_path / "k")
+
+
+def test_publish_layout_and_verified_listing(tmp_path: Path):
+    keys = tmp_path / "keys"
+    keygen(keys)
+    store = LocalStore(tmp_path / "store")
+    art = tmp_path / "a.onnx"
+    art.write_bytes(b"one")
+    r1 = publish_target(store, PublishConfig("cpu", "1", art, "onnx", keys))
+    art.write_bytes(b"two!")
+    r2 = publish_target(
+        store, PublishConfig("cpu", "2", art, "onnx", keys, rollout_pct=10, groups=("canary",))
+    )
+    listed = store.list("ota/")
+    assert f"ota/targets/cpu/1/{r1.sha256}.model.onnx" in listed
+    assert f"ota/targets/cpu/2/{r2.sha256}.model.onnx" in listed
+    for name in (
+        "1.root.json",
+        "root.json",
+        "1.targets.json",
+        "2.targets.json",
+        "2.snapshot.json",
+        "timestamp.json",
+    ):
+        assert f"ota/metadata/{name}" in listed
+    ts = Metadata[Timestamp].from_bytes(store.get_bytes("ota/metadata/timestamp.json")).signed
+    assert ts.version == 2 and ts.snapshot_meta.version == 2
+    targets = Metadata[Targets].from_bytes(store.get_bytes("ota/metadata/2.targets.json")).signed
+    custom = targets.targets["cpu/2/model.onnx"].custom
+    assert custom == {
+        "version": "2", "device_class": "cpu", "format": "onnx", "file": "model.onnx",
+        "rollout_pct": 10, "groups": ["canary"], "rollback": False,
+    }  # fmt: skip
+    repo = refresh(str(store.root), keys / "root.json", tmp_path / "cache", OtaFetcher())
+    assert sorted((r.version, r.rollout_pct) for r in repo.releases) == [("1", 100), ("2", 10)]
+
+    set_rollout(store, keys, "cpu", "2", 50)
+    rollback_to(store, keys, "cpu", "1")
+    repo = refresh(str(store.root), keys / "root.json", tmp_path / "cache", OtaFetcher())
+    assert [(r.version, r.rollback) for r in repo.releases] == [("1", True)]
+    with pytest.raises(NotFound, match="no published version 7"):
+        set_rollout(store, keys, "cpu", "7", 50)
+
+
+def test_engine_targets_carry_the_sidecar(tmp_path: Path):
+    keys = tmp_path / "keys"
+    keygen(keys)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 64)
+    with pytest.raises(InvalidInput, match="no sidecar"):
+        publish_target(LocalStore(tmp_path / "s"), PublishConfig("orin", "1", engine, "engine", keys))
+    gpu = {"name": "Orin", "compute_capability": "8.7", "dla_cores": 2}
+    sidecar = {
+        "schema": "detpipe.engine-sidecar/1",
+        "tensorrt_version": "10.3.0",
+        "gpu": gpu,
+        "workspace_gib": 4.0,
+    }
+    (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
+    r = publish_target(LocalStore(tmp_path / "s"), PublishConfig("orin", "1", engine, "engine", keys))
+    assert r.custom()["sidecar"]["gpu"]["name"] == "Orin"
+    assert r.custom()["sidecar"]["workspace_gib"] == "4.0"  # canonical JSON: no floats
+
+
+def test_cli_keygen_publish_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture):
+    keys, store = tmp_path / "keys", tmp_path / "store"
+    assert detpipe("edge", "keygen", "--out", str(keys)).returncode == 0
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"m")
+    ok = detpipe("edge", "publish", "--store", str(store), "--device-class", "cpu", "--onnx", str(model),
+                 "--version", "1", "--keys", str(keys), "--rollout", "25", "--group", "canary")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["rollout_pct"] == 25
+    cases = {
+        ("--version", "1", "--rollout", "101"): "argument --rollout: must be 0-100, got 101",
+        (
+            "--version",
+            "9",
+            "--rollout",
+            "5",
+        ): "detpipe edge: error: no published version 9 for device class cpu",
+        ("--version", "2"): "detpipe edge: error: give --engine, --onnx or --release",
+        ("--onnx", str(model)): "detpipe edge: error: --version is required",
+        ("--version", "2", "--onnx", str(tmp_path / "nope")): "nope: no such file",
+        ("--version", "2", "--onnx", str(model), "--expires", "7w"): "expected a duration like 7d",
+    }
+    cases[("--version", "2", "--onnx", str(model), "--keys", str(tmp_path / "none"))] = (
+        "none/targets.pem: no such key"
+    )
+    for extra, message in cases.items():
+        code, err = main_in_process(capsys, "edge", "publish", "--store", str(store), "--device-class", "cpu",
+                                    "--keys", str(keys), *extra)  # fmt: skip
+        assert code == 2, (extra, err)
+        assert message in err.strip().splitlines()[-1], (extra, err)
+    assert not [
+        k for k in LocalStore(store).list("ota/targets/") if "/2/" in k
+    ]  # nothing uploaded by a failure
+
+
+def main_in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """The CLI in this process (argparse errors exit through SystemExit); returns (code, stderr)."""
+    from detpipe.cli.main import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
