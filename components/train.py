@@ -61,7 +61,6 @@ def train_op(
     from detpipe.ultralytics_env import configure_offline
 
     start = time.perf_counter()
-    configure_offline()
     data_name = Path(list_name(TRAIN_SPLIT, fraction, strategy)).with_suffix(".yaml").name
     flags = {
         "epochs": epochs,
@@ -90,6 +89,7 @@ def train_op(
         cfg = build_config(data_name, arch, model.path, flags=flags, sets=train_overrides, device=device)
         summary = cluster.train_step(step, cfg, dataset.path, subsets.path)
     else:
+        configure_offline()  # before anything imports ultralytics (the cluster path trains nothing here)
         scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
         yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=subsets.path)
         data_yaml = scratch / "yolo" / data_name

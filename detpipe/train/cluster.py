@@ -134,7 +134,8 @@ class StepJob:
         job_store: ``s3://`` prefix for the run's mirror.
         timeout_s: the job is deleted and the step fails after this long.
         image, namespace, node_selector, tolerations, data_pvc, data_mount: see
-            :class:`detpipe.train.pytorchjob.JobConfig`.
+            :class:`detpipe.train.pytorchjob.JobConfig` (``namespace`` empty: the step's own,
+            from its service account, else ``detpipe``; tolerations as ``KEY[=VALUE]:EFFECT``).
         poll_s: seconds between status polls.
     """
 
@@ -144,7 +145,7 @@ class StepJob:
     job_store: str
     timeout_s: int
     image: str = ""
-    namespace: str = "detpipe"
+    namespace: str = ""
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[str, ...] = ()
     data_pvc: str = "detpipe-datasets"
@@ -163,7 +164,7 @@ class StepJob:
         return pytorchjob.JobConfig(
             name=name,
             image=self.image or pytorchjob.default_image(),
-            namespace=self.namespace,
+            namespace=self.namespace or current_namespace(),
             nnodes=self.nnodes,
             nproc_per_node=self.nproc_per_node,
             gpus_per_node=0 if cpu else self.nproc_per_node,
@@ -173,6 +174,17 @@ class StepJob:
             data_mount=self.data_mount,
             active_deadline_s=self.timeout_s,
         )
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def current_namespace(default: str = "detpipe") -> str:
+    """The namespace this pod runs in (its service account's), else ``default``."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or default
+    except OSError:
+        return default
 
 
 def train_step(

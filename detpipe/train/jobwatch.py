@@ -155,6 +155,8 @@ def job_state(job: Mapping[str, Any], kind: JobKind = PYTORCHJOB) -> JobState:
         phase = Phase(current.get("type"))
     except ValueError:
         phase = Phase.PENDING
+    if phase is Phase.SUCCEEDED:  # the other kind's word for success: not this job's
+        phase = Phase.PENDING
     return _state(phase, current)
 
 

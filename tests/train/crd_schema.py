@@ -21,7 +21,8 @@ CRDS = Path(__file__).parent / "crds"
 @cache
 def crd_schema(file: str, version: str) -> dict[str, Any]:
     """The strict openAPIV3Schema of ``version`` in the vendored CRD ``file``."""
-    crd = yaml.safe_load((CRDS / file).read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on these 600 kB
+    crd = yaml.load((CRDS / file).read_text(), Loader=loader)
     (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
     return _closed(copy.deepcopy(entry["schema"]["openAPIV3Schema"]))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,9 +39,19 @@ def condition(kind: str, status: str = "True", reason: str = "", message: str = 
 
 
 class FakeKube:
-    """The recorded cluster: a status sequence (the last one repeats) and log chunks."""
+    """The recorded cluster: a status sequence (the last one repeats) and log chunks.
 
-    def __init__(self, statuses: Sequence[list[dict[str, str]]], logs: Sequence[list[str]] = ()) -> None:
+    A status is a list of conditions, or a whole ``status`` object (a dict).
+    """
+
+    def __init__(
+        self,
+        statuses: Sequence[list[dict[str, str]] | dict[str, Any]],
+        logs: Sequence[list[str]] = (),
+        on_create: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``on_create(manifest)`` runs when a job is submitted (what its pods would do, in tests)."""
+        self.on_create = on_create
         self.statuses = list(statuses)
         self.logs = list(logs)
         self.created: list[dict[str, Any]] = []
@@ -54,9 +64,9 @@ class FakeKube:
     def _job(self, name: str) -> dict[str, Any]:
         with self._lock:
             self.gets += 1
-            conditions = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+            status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         job = dict(self.created[-1]) if self.created else {"metadata": {"name": name}}
-        return {**job, "status": {"conditions": conditions}}
+        return {**job, "status": status if isinstance(status, dict) else {"conditions": status}}
 
     def _log(self) -> str:
         with self._lock:
@@ -84,6 +94,8 @@ class FakeKube:
                 kube.requests.append(f"POST {self.path}")
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 kube.created.append(body)
+                if kube.on_create:
+                    kube.on_create(body)
                 self._send(201, body)
 
             def do_DELETE(self) -> None:
