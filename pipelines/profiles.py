@@ -1,8 +1,14 @@
-"""Named argument sets for the pipelines: the study's defaults and a quick local profile.
+"""Named argument sets for the pipelines: the study's defaults, its cluster layout, a quick profile.
 
 The pipelines' own parameter defaults are the study's settings (COCO, 640 px, long
 training); ``QUICK`` shrinks everything so a whole run fits a laptop or CI box (synthetic
-data, tiny images, a few epochs, ONNX formats only).
+data, tiny images, a few epochs, ONNX formats only). ``STUDY_4X4`` is the layout the study
+trained every sweep cell with: 4 nodes x 4 GPUs as one PyTorchJob per cell, global batch
+256 (16 per GPU, README "Training" recipe)::
+
+    args = arguments("small_data_sweep", quick=False, profile="study-4x4")
+    # the same from the CLI: detpipe pipeline submit --pipeline small_data_sweep \
+    #     --set nnodes=4 --set nproc_per_node=4 --set batch=256 --set launcher=pytorchjob
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ QUICK_TRAIN = {"nbs": 8, "optimizer": "AdamW", "lr0": 0.002, "lrf": 0.1, "warmup
 
 QUICK: dict[str, dict[str, Any]] = {
     "train_to_edge": {
-        "release_name": "yolov8n-synth",
         "release_version": "0.1.0",
         "synth_images": 160,
         "synth_imgsz": 256,
@@ -53,15 +58,30 @@ QUICK: dict[str, dict[str, Any]] = {
 }
 
 
-def arguments(pipeline: str, quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pipeline arguments: the quick profile (when asked) updated with ``overrides``.
+STUDY_4X4: dict[str, Any] = {"nnodes": 4, "nproc_per_node": 4, "launcher": "pytorchjob", "batch": 256}
+"""Every cell of ``small_data_sweep`` (or the ``train_to_edge`` model) as a 4-pod x 4-GPU job;
+``launcher="trainjob"`` runs the same on Kubeflow Trainer v2."""
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": QUICK,
+    "study-4x4": {"small_data_sweep": STUDY_4X4, "train_to_edge": STUDY_4X4},
+}
+
+
+def arguments(
+    pipeline: str, quick: bool, overrides: dict[str, Any] | None = None, profile: str | None = None
+) -> dict[str, Any]:
+    """Pipeline arguments: a profile (``quick``, or ``profile`` by name) updated with ``overrides``.
 
     Override values are checked against the pipeline's parameters: unknown names are refused
     and ints given for float parameters become floats (``--set fraction=5``).
 
     Raises:
-        InvalidInput: an unknown parameter or a value of the wrong type.
+        InvalidInput: an unknown profile or parameter, or a value of the wrong type.
     """
+    if profile is not None and profile not in PROFILES:
+        raise InvalidInput(f"profile {profile!r}: choose from {', '.join(PROFILES)}")
+    base = PROFILES[profile][pipeline] if profile else (QUICK[pipeline] if quick else {})
     params = inspect.signature(build(pipeline).pipeline_func).parameters
     checked = {}
     for key, value in (overrides or {}).items():
@@ -73,4 +93,4 @@ def arguments(pipeline: str, quick: bool, overrides: dict[str, Any] | None = Non
         if kind in (int, float, str, bool, list, dict) and not isinstance(value, kind):
             raise InvalidInput(f"--set {key}={value!r}: expected {kind.__name__}")
         checked[key] = value
-    return {**(QUICK[pipeline] if quick else {}), **checked}
+    return {**base, **checked}

@@ -30,6 +30,9 @@ class PipelineSettings:
         retries: retries of the steps that can fail transiently (store I/O, data).
         caching: let KFP reuse outputs of identical steps (off for training by design).
         sweep_parallelism: sweep cells trained at the same time.
+        data_pvc: ReadWriteMany PVC the train step stages a multi-node job's dataset on
+            (k8s/base/dataset-pvc.yaml); the job's pods mount it read-only.
+        data_mount: where that PVC is mounted, in the step and in the job's pods.
     """
 
     target: Literal["local", "cluster"] = "local"
@@ -43,3 +46,5 @@ class PipelineSettings:
     retries: int = 2
     caching: bool = True
     sweep_parallelism: int = 4
+    data_pvc: str = "detpipe-datasets"
+    data_mount: str = "/data"

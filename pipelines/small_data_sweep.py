@@ -4,9 +4,13 @@
          -> report
 
 Each cell records its ``train_summary.json`` and COCO ``metrics.json`` under ``runs`` (a
-store prefix); the report step reads them all. The default grid is the study's: YOLOv12
-n/s/m/l/x on the proportional subsets at every fraction, with three seeds in the
-0.3125-5 % range where run-to-run variance matters most.
+store prefix); the report step reads them all. With ``nnodes`` > 1 every cell trains as a
+cluster job (``launcher``: ``pytorchjob`` or ``trainjob``) whose run is mirrored under
+``job_store``/train-jobs/ (kept apart from ``runs``, which the report reads);
+:data:`detpipe.pipelines.profiles.STUDY_4X4` is the study's 4 nodes x 4 GPUs layout.
+
+The default grid is the study's: YOLOv12 n/s/m/l/x on the proportional subsets at every
+fraction, with three seeds in the 0.3125-5 % range where run-to-run variance matters most.
 """
 
 from collections.abc import Callable, Sequence
@@ -73,6 +77,10 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         workers: int = 8,
         nproc_per_node: int = 1,
         train_overrides: dict = {},  # noqa: B006
+        nnodes: int = 1,
+        launcher: str = "pytorchjob",
+        job_store: str = "s3://detpipe",
+        job_timeout_s: int = 72 * 3600,
         target: float = 0.4,
     ) -> None:
         data = configure(
@@ -99,6 +107,10 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
                 workers=workers,
                 nproc_per_node=nproc_per_node,
                 train_overrides=train_overrides,
+                nnodes=nnodes,
+                launcher=launcher,
+                job_store=job_store,
+                job_timeout_s=job_timeout_s,
             )
             record = configure(
                 record_op(

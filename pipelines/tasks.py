@@ -65,20 +65,38 @@ def configure(
     return task
 
 
+def job_settings(settings: PipelineSettings) -> dict[str, Any]:
+    """``train_op``'s cluster-job parameters fixed at build time (image, placement, dataset PVC)."""
+    return {
+        "job_image": settings.image,
+        "job_node_selector": dict(settings.gpu_node_selector),
+        "job_tolerations": [f"{key}:NoSchedule" for key in settings.gpu_tolerations],
+        "job_data_pvc": settings.data_pvc,
+        "job_data_mount": settings.data_mount,
+    }
+
+
 def train_and_evaluate(
     settings: PipelineSettings, dataset: Any, subsets: Any, **train_args: Any
 ) -> tuple[PipelineTask, PipelineTask]:
     """The train step and the evaluate step on its model, as both pipelines use them.
 
-    ``train_args`` are ``train_op``'s parameters (arch, fraction, epochs, imgsz, device ...).
+    ``train_args`` are ``train_op``'s parameters (arch, fraction, epochs, imgsz, device,
+    nnodes, launcher, job_store, job_timeout_s ...). On a cluster the train step also mounts
+    the dataset PVC (where it stages data for a multi-node job) and gets the store's
+    credentials (to fetch the job's outputs); it launches jobs as the run's service account
+    (``detpipe-pipeline``, k8s/base/rbac.yaml).
     """
     train = configure(
-        train_op(dataset=dataset, subsets=subsets, **train_args),
+        train_op(dataset=dataset, subsets=subsets, **job_settings(settings), **train_args),
         settings,
         gpu=True,
+        store=True,
         cache=False,
         name="train",
     )
+    if settings.target == "cluster":
+        kubernetes.mount_pvc(train, pvc_name=settings.data_pvc, mount_path=settings.data_mount)
     evaluation = configure(
         evaluate_op(
             model=train.outputs["model"],

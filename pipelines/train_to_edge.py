@@ -49,6 +49,9 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         workers: int = 8,
         nproc_per_node: int = 1,
         train_overrides: dict = {},  # noqa: B006
+        nnodes: int = 1,
+        launcher: str = "pytorchjob",
+        job_timeout_s: int = 72 * 3600,
         formats: list = ENGINE_FORMATS,
         max_drop: str = "fp16=1.0,int8=2.0",
         calib_images: int = 300,
@@ -78,6 +81,10 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             workers=workers,
             nproc_per_node=nproc_per_node,
             train_overrides=train_overrides,
+            nnodes=nnodes,
+            launcher=launcher,
+            job_store=store,
+            job_timeout_s=job_timeout_s,
         )
         model = train.outputs["model"]
         export = configure(

@@ -77,7 +77,8 @@ def test_cluster_settings(compiled):
         "MINIO_SECRET_KEY",
     }
     assert publish["configMapAsEnv"][0]["configMapName"] == "detpipe-config"
-    assert "secretAsEnv" not in train  # only store steps see credentials
+    # only store steps see credentials (train fetches a multi-node job's outputs from the store)
+    assert "secretAsEnv" not in k8s["exec-evaluate-op"] and "secretAsEnv" in train
 
 
 def test_no_credentials_in_compiled_yaml(compiled, monkeypatch):
