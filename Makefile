@@ -16,7 +16,7 @@ SERVE_MODEL ?= $(RUN_DIR)/store/models/yolov8n-synth
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run sweep serve compile submit images test lint format clean
+.PHONY: help venv run sweep serve compile submit images test test-deps lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -50,8 +50,17 @@ images:  ## build the container images (needs a Docker engine)
 	docker build -f docker/Dockerfile.serve -t $(SERVE_IMAGE) .
 	docker build -f docker/Dockerfile.jetson -t $(JETSON_IMAGE) .
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP) test-deps  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# System binaries the tests run for real (tests skip with the reason where they are missing):
+# Prometheus for the canary analysis queries (tests/deploy). Installed only as root with apt.
+test-deps:
+	@if [ "$$(id -u)" = 0 ] && ! command -v prometheus >/dev/null && command -v apt-get >/dev/null; then \
+		echo "installing prometheus (Debian package) for tests/deploy"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus >/dev/null; \
+	fi
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -1,0 +1,235 @@
+"""Fixtures for the canary analysis tests: a real Prometheus, and models that pass or fail at run time.
+
+``prometheus`` starts Debian's ``/usr/bin/prometheus`` on a loopback port with a temporary
+config and storage, scraping the targets it is given every second; the tests skip with the
+reason when the binary is missing (``make test`` installs it where it runs as root).
+
+``canary_models["failing"]`` is the pico model with one data-dependent branch added: it
+counts the input values further than 0.02 from mid-gray 114/255 (K) and adds a zero vector
+of length K + 1 to the output. On the server's warm-up image (114-gray, letterboxed) K = 0
+and the vector broadcasts; on a real image K is in the thousands, onnxruntime fails to
+broadcast and the server answers 500.
+No code of the server knows about it.
+
+``serve`` starts real ``detpipe serve`` processes (as tests/serving does), stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from store_servers import free_port
+
+PROMETHEUS = "/usr/bin/prometheus"
+SCRAPE_S = 1
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Served:
+    """A running ``detpipe serve`` process on loopback."""
+
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def request(self, path: str, data: bytes | None = None, content_type: str = "") -> Reply:
+        headers = {"Content-Type": content_type} if content_type else {}
+        req = urllib.request.Request(self.url + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start ``detpipe serve ARGS`` on a free loopback port; ready (``/readyz`` 200) when returned."""
+    started: list[Served] = []
+
+    def start(*args: str) -> Served:
+        port = free_port()
+        log = tmp_path / f"serve-{port}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "detpipe.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+            *args,
+        ]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+        server = Served(proc, f"http://127.0.0.1:{port}", log)
+        started.append(server)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"detpipe serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if server.request("/readyz").status == 200:
+                    return server
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"detpipe serve not ready:\n{log.read_text()}")
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.terminate()
+            try:
+                server.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def val_jpegs(small_data) -> list[bytes]:
+    """The first 8 val images as JPEG bytes."""
+    return [p.read_bytes() for p in sorted(small_data.val_images.glob("*.jpg"))[:8]]
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
+    """``start(["127.0.0.1:PORT", ...])`` -> the URL of a Prometheus scraping those targets."""
+    binary = shutil.which("prometheus") or PROMETHEUS
+    if not Path(binary).is_file():
+        pytest.skip(f"{PROMETHEUS} not installed (apt-get install prometheus; `make test` does it as root)")
+    procs: list[subprocess.Popen] = []
+
+    def start(targets: list[str]) -> str:
+        port = free_port()
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(
+            f"global:\n  scrape_interval: {SCRAPE_S}s\n  evaluation_interval: {SCRAPE_S}s\n"
+            "scrape_configs:\n  - job_name: detpipe\n    static_configs:\n"
+            f"      - targets: [{', '.join(repr(t) for t in targets)}]\n"
+        )
+        log = (tmp_path / "prometheus.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={cfg}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if procs[-1].poll() is not None:
+                raise RuntimeError((tmp_path / "prometheus.log").read_text())
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return url
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"prometheus not ready:\n{(tmp_path / 'prometheus.log').read_text()}")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _copy_with_metadata(src: Path, dst: Path, **props: str) -> Path:
+    """The same network with other metadata: same outputs, another sha256 (another version)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def build_failing_onnx(src: Path, dst: Path, tolerance: float = 0.02) -> Path:
+    """``src`` plus the data-dependent broadcast described above; outputs keep their names."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    image, out = graph.input[0].name, graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [f"{o}_raw" if o == out else o for o in node.output]
+    consts = {
+        "fail_gray": np.array(114 / 255, dtype=np.float32),
+        "fail_tolerance": np.array(tolerance, dtype=np.float32),
+        "fail_one": np.array([1], dtype=np.int64),
+        "fail_start": np.array([1], dtype=np.int64),
+        "fail_end": np.array([2], dtype=np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    graph.node.extend(
+        [
+            helper.make_node("Sub", [image, "fail_gray"], ["fail_offset"]),
+            helper.make_node("Abs", ["fail_offset"], ["fail_distance"]),
+            helper.make_node("Greater", ["fail_distance", "fail_tolerance"], ["fail_not_gray"]),
+            helper.make_node("NonZero", ["fail_not_gray"], ["fail_where"]),
+            helper.make_node("Shape", ["fail_where"], ["fail_shape"]),
+            helper.make_node("Slice", ["fail_shape", "fail_start", "fail_end"], ["fail_k"]),
+            helper.make_node("Add", ["fail_k", "fail_one"], ["fail_len"]),
+            helper.make_node(
+                "ConstantOfShape",
+                ["fail_len"],
+                ["fail_zeros"],
+                value=numpy_helper.from_array(np.zeros(1, dtype=np.float32)),
+            ),
+            helper.make_node("Add", [f"{out}_raw", "fail_zeros"], [out]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def canary_models(pico_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``stable``, ``shadow`` (same network, other version) and ``failing``: all named ``pico``."""
+    root = tmp_path_factory.mktemp("canary-models")
+    paths = {k: root / k / "pico.onnx" for k in ("stable", "shadow", "failing")}
+    for p in paths.values():
+        p.parent.mkdir()
+    shutil.copy(pico_onnx, paths["stable"])
+    _copy_with_metadata(pico_onnx, paths["shadow"], release="shadow")
+    build_failing_onnx(pico_onnx, paths["failing"])
+    return paths
