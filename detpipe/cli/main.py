@@ -19,7 +19,8 @@ from detpipe.errors import DetpipeError, InvalidInput, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
 SUBCOMMANDS = (
-    "data", "subsets", "train", "evaluate", "report", "logs", "export", "bench", "serve", "deploy", "edge", "pipeline",
+    "data", "subsets", "train", "evaluate", "report", "logs", "recommend",
+    "export", "bench", "serve", "deploy", "edge", "pipeline",
 )  # fmt: skip
 
 
