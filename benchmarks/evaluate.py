@@ -1,4 +1,4 @@
-"""Benchmark: detpipe's COCO bbox evaluator against pycocotools' COCOeval on a val2017-sized problem.
+"""Benchmark: detpipe's COCO bbox evaluator against pycocotools and faster-coco-eval, val2017-sized.
 
     .venv/bin/python benchmarks/evaluate.py                 # 5000 images, 100 dets/image, 80 classes
     .venv/bin/python benchmarks/evaluate.py --images 500    # quicker
@@ -10,11 +10,14 @@ some empty and some crowded images, COCO's small/medium/large mix, ~1 % crowd re
 detections near most ground truth with box noise, sometimes a wrong class or a duplicate,
 plus false positives on random boxes, scores at 4 decimals (so ties happen), 100 per image.
 
-Both evaluators load the same two JSON files, then run in the same process:
-pycocotools ``COCOeval.evaluate() + accumulate() + summarize()`` and
-:func:`detpipe.evaluate.cocoeval.evaluate_bbox`. The script asserts that the 12 stats and
-the full precision/recall arrays are identical, and prints the times and the speed-up.
-Loading (``COCO()``/``loadRes`` vs ``load_coco``/``load_detections``) is timed separately.
+Peers: pycocotools ``COCOeval`` (the reference) and faster-coco-eval's ``COCOeval_faster``
+(C++; what ultralytics adopted), each ``evaluate() + accumulate() + summarize()``, against
+:func:`detpipe.evaluate.cocoeval.evaluate_bbox`. Every evaluator runs ``--rounds`` times, each
+time in a fresh process (interleaved, the order rotating per round), and the figures are
+medians: the evaluate phase, loading (``COCO()``/``loadRes`` vs ``load_coco``/
+``load_detections``), and the whole process as the parent saw it (interpreter start, imports,
+load, evaluate). The script asserts that detpipe's 12 stats and full precision/recall arrays
+equal pycocotools' and reports faster-coco-eval's largest difference.
 """
 
 from __future__ import annotations
@@ -25,13 +28,19 @@ import io
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+PEERS = ("pycocotools", "faster-coco-eval")
+EVALUATORS = ("detpipe", *PEERS)
 
 
 def make_problem(images: int, classes: int, dets_per_image: int, seed: int) -> tuple[dict, list[dict]]:
@@ -115,36 +124,73 @@ def _timed(fn):  # (result, seconds)
     return out, time.perf_counter() - t0
 
 
-def run_pycocotools(gt_path: Path, dt_path: Path) -> tuple[object, float, float]:
-    """COCOeval on the files; returns (COCOeval, load seconds, evaluate+accumulate+summarize seconds)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def _cocoeval(module_coco, module_eval, gt_path: Path, dt_path: Path) -> tuple[dict, float, float]:
     with contextlib.redirect_stdout(io.StringIO()):
         (coco_gt, coco_dt), t_load = _timed(
-            lambda: (lambda g: (g, g.loadRes(str(dt_path))))(COCO(str(gt_path)))
+            lambda: (lambda g: (g, g.loadRes(str(dt_path))))(module_coco(str(gt_path)))
         )
 
-        def run() -> COCOeval:
-            e = COCOeval(coco_gt, coco_dt, "bbox")
+        def run():
+            e = module_eval(coco_gt, coco_dt, "bbox")
             e.evaluate()
             e.accumulate()
             e.summarize()
             return e
 
         e, t_eval = _timed(run)
-    return e, t_load, t_eval
+    arrays = {"stats": np.asarray(e.stats), "precision": e.eval["precision"], "recall": e.eval["recall"]}
+    return arrays, t_load, t_eval
 
 
-def run_detpipe(gt_path: Path, dt_path: Path) -> tuple[object, float, float]:
-    """detpipe's evaluator on the files; returns (EvalResult, load seconds, evaluation seconds)."""
+def run_pycocotools(gt_path: Path, dt_path: Path) -> tuple[dict, float, float]:
+    """COCOeval on the files: (arrays, load seconds, evaluate+accumulate+summarize seconds)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    return _cocoeval(COCO, COCOeval, gt_path, dt_path)
+
+
+def run_faster_coco_eval(gt_path: Path, dt_path: Path) -> tuple[dict, float, float]:
+    """faster-coco-eval's COCOeval_faster on the files, same phases."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    return _cocoeval(COCO, COCOeval_faster, gt_path, dt_path)
+
+
+def run_detpipe(gt_path: Path, dt_path: Path) -> tuple[dict, float, float]:
+    """detpipe's evaluator on the files: (arrays, load seconds, evaluation seconds)."""
     from detpipe.data.coco import load_coco
     from detpipe.evaluate.cocoeval import evaluate_bbox
     from detpipe.evaluate.detections import load_detections
 
     (gt, dt), t_load = _timed(lambda: (lambda g: (g, load_detections(dt_path, g)))(load_coco(gt_path)))
     result, t_eval = _timed(lambda: evaluate_bbox(gt, dt))
-    return result, t_load, t_eval
+    return {"stats": result.stats, "precision": result.precision, "recall": result.recall}, t_load, t_eval
+
+
+RUNNERS = {"detpipe": run_detpipe, "pycocotools": run_pycocotools, "faster-coco-eval": run_faster_coco_eval}
+
+
+def worker(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> None:
+    """One evaluator in this process: prints its phase times as JSON, saves its arrays when asked."""
+    arrays, t_load, t_eval = RUNNERS[name](gt_path, dt_path)
+    if arrays_out is not None:
+        np.savez(arrays_out, **arrays)
+    print(json.dumps({"load_s": t_load, "eval_s": t_eval}))
+
+
+def run_process(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> dict[str, float]:
+    """The evaluator as a fresh process: its phases and the whole process's wall time."""
+    cmd = [sys.executable, __file__, "--worker", name, str(gt_path), str(dt_path)]
+    if arrays_out is not None:
+        cmd.append(str(arrays_out))
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    phases = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**phases, "process_s": wall}
 
 
 def cpu_model() -> str:
@@ -156,12 +202,18 @@ def cpu_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:  # one evaluator in a fresh process (see run_process)
+        worker(argv[1], Path(argv[2]), Path(argv[3]), Path(argv[4]) if len(argv) > 4 else None)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=5000, help="images (default: 5000, val2017)")
     parser.add_argument("--classes", type=int, default=80, help="classes (default: 80)")
     parser.add_argument("--dets", type=int, default=100, help="detections per image (default: 100)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=1, help="time detpipe this many times, keep the best")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of every evaluator, interleaved (default: 3)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -169,51 +221,80 @@ def main(argv: list[str] | None = None) -> int:
     n_crowd = sum(a["iscrowd"] for a in gt["annotations"])
     print(
         f"problem: {len(gt['images'])} images, {len(gt['annotations'])} gt boxes ({n_crowd} crowd), "
-        f"{len(dts)} detections, {len(gt['categories'])} classes"
+        f"{len(dts)} detections, {len(gt['categories'])} classes; {args.rounds} rounds"
     )
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in EVALUATORS}
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, dt_path = Path(tmp) / "gt.json", Path(tmp) / "dt.json"
         gt_path.write_text(json.dumps(gt))
         dt_path.write_text(json.dumps(dts))
-        ours, ours_load, ours_eval = run_detpipe(gt_path, dt_path)
-        for _ in range(args.repeat - 1):
-            ours_eval = min(ours_eval, run_detpipe(gt_path, dt_path)[2])
-        ref, ref_load, ref_eval = run_pycocotools(gt_path, dt_path)
+        for r in range(args.rounds):
+            order = EVALUATORS[r % 3 :] + EVALUATORS[: r % 3]  # rotate: no evaluator always goes first
+            for name in order:
+                arrays = Path(tmp) / f"{name}.npz" if r == 0 else None
+                runs[name].append(run_process(name, gt_path, dt_path, arrays))
+                t = runs[name][-1]
+                print(
+                    f"  round {r + 1}/{args.rounds} {name:<17} evaluate {t['eval_s']:7.2f} s  "
+                    f"load {t['load_s']:6.2f} s  process {t['process_s']:7.2f} s"
+                )
+        arrays = {name: dict(np.load(Path(tmp) / f"{name}.npz")) for name in EVALUATORS}
 
-    identical = (
-        np.array_equal(ours.stats, ref.stats)
-        and np.array_equal(ours.precision, ref.eval["precision"])
-        and np.array_equal(ours.recall, ref.eval["recall"])
+    ours, ref = arrays["detpipe"], arrays["pycocotools"]
+    identical = all(np.array_equal(ours[k], ref[k]) for k in ("stats", "precision", "recall"))
+    max_diff = {peer: float(np.abs(ours["stats"] - arrays[peer]["stats"]).max()) for peer in PEERS}
+    med = {
+        name: {
+            phase: statistics.median(t[phase] for t in runs[name])
+            for phase in ("eval_s", "load_s", "process_s")
+        }
+        for name in EVALUATORS
+    }
+    for name in EVALUATORS:
+        med[name]["load_eval_s"] = statistics.median(t["load_s"] + t["eval_s"] for t in runs[name])
+    phases = (
+        ("eval_s", "evaluate+accumulate+summarize"),
+        ("load_s", "load gt + detections"),
+        ("load_eval_s", "load + evaluate"),
+        ("process_s", "whole process (start, imports, load, evaluate)"),
     )
-    max_diff = float(np.abs(ours.stats - ref.stats).max())
+    ratios = {
+        peer: {phase: round(med[peer][phase] / med["detpipe"][phase], 2) for phase, _ in phases}
+        for peer in PEERS
+    }
     figures = {
         "date": date.today().isoformat(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "versions": {"pycocotools": version("pycocotools"), "faster-coco-eval": version("faster-coco-eval")},
         "images": len(gt["images"]),
         "gt_boxes": len(gt["annotations"]),
         "detections": len(dts),
         "classes": len(gt["categories"]),
-        "pycocotools_eval_s": round(ref_eval, 3),
-        "detpipe_eval_s": round(ours_eval, 3),
-        "speedup_eval": round(ref_eval / ours_eval, 2),
-        "pycocotools_load_s": round(ref_load, 3),
-        "detpipe_load_s": round(ours_load, 3),
-        "speedup_load_plus_eval": round((ref_load + ref_eval) / (ours_load + ours_eval), 2),
-        "stats_identical": identical,
+        "rounds": args.rounds,
+        "median_s": {name: {k: round(v, 3) for k, v in m.items()} for name, m in med.items()},
+        "runs_s": {name: [{k: round(v, 3) for k, v in t.items()} for t in ts] for name, ts in runs.items()},
+        "ratio_peer_over_detpipe": ratios,
+        "stats_identical_to_pycocotools": identical,
         "max_abs_stat_diff": max_diff,
-        "stats": [round(float(s), 6) for s in ours.stats],
+        "stats": [round(float(s), 6) for s in ours["stats"]],
     }
-    print(f"machine: {figures['cpu']}, {figures['cores']} cores, {figures['date']}")
-    print(f"{'':28}{'pycocotools':>12}{'detpipe':>10}{'ratio':>8}")
     print(
-        f"{'evaluate+accumulate+summ.':28}{ref_eval:>11.2f}s{ours_eval:>9.2f}s{ref_eval / ours_eval:>7.1f}x"
+        f"machine: {figures['cpu']}, {figures['cores']} cores, {figures['date']}; "
+        f"medians of {args.rounds} runs"
     )
-    print(f"{'load gt + detections':28}{ref_load:>11.2f}s{ours_load:>9.2f}s{ref_load / ours_load:>7.1f}x")
-    print(f"stats: {' '.join(f'{s:.4f}' for s in ours.stats)}")
-    print(f"identical stats and precision/recall arrays: {identical} (max |diff| of stats {max_diff:.1e})")
+    print(f"{'':48}{'detpipe':>9}{'pycocotools':>13}{'ratio':>7}{'faster-coco':>13}{'ratio':>7}")
+    for phase, label in phases:
+        cells = "".join(f"{med[p][phase]:>12.2f}s{ratios[p][phase]:>6.1f}x" for p in PEERS)
+        print(f"{label:48}{med['detpipe'][phase]:>8.2f}s{cells}")
+    print(f"stats: {' '.join(f'{s:.4f}' for s in ours['stats'])}")
+    print(
+        f"identical to pycocotools (stats, precision, recall): {identical} "
+        f"(max |diff| {max_diff['pycocotools']:.1e})"
+    )
+    print(f"max |diff| of the 12 stats vs faster-coco-eval: {max_diff['faster-coco-eval']:.1e}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if not identical:

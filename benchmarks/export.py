@@ -17,7 +17,11 @@ What it does (everything cached under ``--workdir``, default ``runs/bench-export
    detpipe's evaluator (mAP, delta to PyTorch at that size);
 4. latency at that size, batch 1, infer-only and end-to-end, the same thread count for every
    CPU backend, in ``--rounds`` interleaved rounds (each round times every model once, so
-   background load hits all of them alike); ratios are of the median latencies.
+   background load hits all of them alike); ratios are of the median latencies, and ONNX
+   INT8/FP32 is also given as the median of the per-round ratios with their spread
+   (min, quartiles, max);
+5. ``--profile-ops``: onnxruntime's own profiler on the FP32 and INT8 models (per operator
+   type, ms per run: where INT8 gains and loses, e.g. QLinearConv vs Conv).
 
 Ratios printed (targets in brackets):
 
@@ -156,6 +160,44 @@ def time_interleaved(
     return out
 
 
+def round_ratios(latency: dict[str, Any], slow: str, fast: str, mode: str = "infer") -> dict[str, Any] | None:
+    """``slow``/``fast`` per interleaved round (same round, same background load): median and spread."""
+    if slow not in latency or fast not in latency:
+        return None
+    per_round = np.array(latency[slow][mode]["round_p50_ms"]) / np.array(latency[fast][mode]["round_p50_ms"])
+    q1, median, q3 = np.percentile(per_round, [25, 50, 75])
+    return {
+        "median": float(median),
+        "min": float(per_round.min()),
+        "q1": float(q1),
+        "q3": float(q3),
+        "max": float(per_round.max()),
+        "per_round": [round(float(v), 3) for v in per_round],
+    }
+
+
+def op_profile(model: Path, x: np.ndarray, threads: int, runs: int, tmp: Path) -> dict[str, float]:
+    """ms per run spent in each operator type (onnxruntime's profiler), largest first."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp / model.stem)
+    session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(runs):
+        session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    n = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run") or 1
+    totals: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + e["dur"] / 1000.0 / n
+    return {op: round(ms, 3) for op, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
 def ratio(latency: dict[str, Any], slow: str, fast: str, mode: str = "infer") -> float | None:
     """How many times faster ``fast`` is than ``slow`` (median latency ratio)."""
     if slow not in latency or fast not in latency:
@@ -222,8 +264,20 @@ def measure_size(args: argparse.Namespace, weights: Path, data: Dataset, imgsz: 
     x, _ = preprocess([cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR)], imgsz, 1)
     print(f"[{imgsz} px] timing {len(entries)} models, batch 1, {threads} threads, {args.rounds} rounds ...")
     latency = time_interleaved(entries, x, jpegs, args.rounds, args.iters, args.warmup)
+    profile = None
+    if args.profile_ops:
+        print(f"[{imgsz} px] profiling operators (onnxruntime profiler, {args.iters} runs per model) ...")
+        profile = {
+            fmt: op_profile(export_dir / name, x, threads, args.iters, export_dir)
+            for fmt, name in (("onnx-fp32", "model.onnx"), ("onnx-int8", "model.int8.onnx"))
+        }
     acc = report["accuracy"]
     return {
+        "op_profile_ms": profile,
+        "round_ratios": {
+            "onnx_int8_vs_fp32_cpu": round_ratios(latency, "onnx-fp32-cpu", "onnx-int8-cpu"),
+            "onnx_int8_vs_fp32_cpu_e2e": round_ratios(latency, "onnx-fp32-cpu", "onnx-int8-cpu", "e2e"),
+        },
         "imgsz": imgsz,
         "accuracy": acc,
         "latency_ms": latency,
@@ -265,6 +319,12 @@ def print_size(result: dict) -> None:
 
     show("ONNX INT8 vs ONNX FP32, onnxruntime CPU, infer", r["onnx_int8_vs_fp32_cpu"], 1.5)
     show("ONNX INT8 vs ONNX FP32, onnxruntime CPU, end to end", r["onnx_int8_vs_fp32_cpu_e2e"])
+    for mode, rr in result["round_ratios"].items():
+        if rr:
+            print(
+                f"  {'  per round: ' + mode:<52} median {rr['median']:.2f}x, min {rr['min']:.2f} "
+                f"q1 {rr['q1']:.2f} q3 {rr['q3']:.2f} max {rr['max']:.2f} ({len(rr['per_round'])} rounds)"
+            )
     drop = result["int8_map50_95_drop_points"]
     print(f"  {'ONNX INT8 mAP50-95 drop vs PyTorch (points)':<52} {drop:6.2f}   [<= 1.0]"
           f"{'  OK' if drop <= 1.0 else '  ABOVE TARGET'}")  # fmt: skip
@@ -273,6 +333,9 @@ def print_size(result: dict) -> None:
     show("TensorRT FP16 vs onnxruntime CUDA FP32 (GPU)", r["trt_fp16_vs_onnx_cuda_fp32"])
     show("TensorRT INT8 vs TensorRT FP16 (GPU)", r["trt_int8_vs_trt_fp16"])
     show("TensorRT FP16 vs PyTorch CUDA (GPU)", r["trt_fp16_vs_pytorch_cuda"])
+    for fmt, ops in (result.get("op_profile_ms") or {}).items():
+        top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(ops.items())[:6])
+        print(f"  ops {fmt:<10} ms/run: {top} (total {sum(ops.values()):.1f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=30, help="timed iterations per model per round")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--reuse-export", action="store_true", help="time an earlier run's exports again")
+    p.add_argument(
+        "--profile-ops", action="store_true", help="per-operator time of ONNX FP32/INT8 (onnxruntime)"
+    )
     p.add_argument(
         "--json", type=Path, default=None, help="write the figures here (default: WORKDIR/result.json)"
     )
