@@ -207,9 +207,17 @@ class Agent:
         self._clean_downloads(keep=part)
         t = time.perf_counter()
         resumed_from = part.stat().st_size if part.exists() else 0
-        fetched = self.fetcher.download_to(
-            repo.target_url(release), part, info.length, self._progress_with_failpoint
-        )
+        try:
+            fetched = self.fetcher.download_to(
+                repo.target_url(release), part, info.length, self._progress_with_failpoint
+            )
+        except tuf_errors.DownloadLengthMismatchError as e:
+            part.unlink(missing_ok=True)
+            raise StoreError(describe_tuf(e)) from None
+        except tuf_errors.DownloadHTTPError as e:
+            raise StoreError(f"artifact {release.path} missing from the store: {e}") from None
+        except tuf_errors.DownloadError as e:  # the partial file stays: the next cycle resumes it
+            raise StoreUnreachable(describe_tuf(e)) from None
         timings["download"] = time.perf_counter() - t
         t = time.perf_counter()
         try:

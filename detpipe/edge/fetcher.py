@@ -101,6 +101,8 @@ class OtaFetcher(FetcherInterface):
         except S3Error as e:
             if e.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket"):
                 raise exceptions.DownloadHTTPError(f"{url}: {e.code}", 404) from None
+            if e.code == "InvalidRange" and offset:  # nothing past offset
+                return Stream(offset, iter(()), lambda: None)
             if e.code in _AUTH:
                 raise exceptions.DownloadHTTPError(f"{url}: access denied ({e.code})", 403) from None
             raise
@@ -191,6 +193,8 @@ class OtaFetcher(FetcherInterface):
         part.parent.mkdir(parents=True, exist_ok=True)
         if part.exists() and part.stat().st_size > max_length:
             part.unlink()
+        if part.exists() and part.stat().st_size == max_length:
+            return 0  # complete already (a restart after the download): the caller verifies the hash
         fetched = 0
         with part.open("ab") as f:
 

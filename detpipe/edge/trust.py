@@ -121,11 +121,9 @@ def refresh(store_uri: str, trust: Path, cache: Path, fetcher: OtaFetcher) -> Tr
     except tuf_errors.RepositoryError as e:
         raise StoreError(describe_tuf(e)) from None
     except tuf_errors.DownloadError as e:
-        err = StoreError(describe_tuf(e))
-        err.unreachable = not isinstance(
-            e, tuf_errors.DownloadLengthMismatchError | tuf_errors.DownloadHTTPError
-        )  # type: ignore[attr-defined]
-        raise err from None
+        if isinstance(e, tuf_errors.DownloadLengthMismatchError | tuf_errors.DownloadHTTPError):
+            raise StoreError(describe_tuf(e)) from None
+        raise StoreUnreachable(describe_tuf(e)) from None
     # the updater persists targets.json only after verifying it: list what it trusts
     targets = Metadata[Targets].from_file(str(cache / "targets.json")).signed
     releases = []

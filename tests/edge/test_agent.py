@@ -31,7 +31,9 @@ def current(d: Path) -> dict:
     return json.loads((d / "current" / "manifest.json").read_text())
 
 
-def test_install_update_broken_rollback_and_signed_rollback(tmp_path: Path, keys: Path, models: Models):
+def test_install_update_broken_rollback_and_signed_rollback(
+    tmp_path: Path, keys: Path, models: Models, faults
+):
     store, d = LocalStore(tmp_path / "store"), tmp_path / "device"
     publish(store, keys, models.good, "1")
     a = agent(store, keys, d)
@@ -58,6 +60,7 @@ def test_install_update_broken_rollback_and_signed_rollback(tmp_path: Path, keys
     assert status["rolled_back"] is True and status["version"] == "2" and "non-finite" in status["last_error"]
     assert a.run_once()["outcome"] == "unchanged"  # the refused version is not retried
     check_model(d / "current" / "model.onnx")
+    faults.record("health-check-failed", bad_activation=current(d)["version"] != "2")
 
     rollback_to(store, keys, "cpu", "1")
     r = a.run_once()
