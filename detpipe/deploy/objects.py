@@ -47,14 +47,25 @@ def metadata(name: str, namespace: str, labels: Mapping[str, str], **annotations
     return meta
 
 
+# Batching on a GPU: up to 8 images per model call, waiting at most 2 ms to fill a batch
+# (docs/BENCHMARKS.md "Serving": on CPU batching does not pay, so CPU pods take the ConfigMap's 1).
+GPU_BATCHING = ("--max-batch=8", "--max-delay-ms=2")
+
+
 def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool = False) -> Obj:
-    """The ``serve`` container: ``detpipe serve`` on ``model_uri``, batching from the ConfigMap."""
+    """The ``serve`` container: ``detpipe serve`` on ``model_uri``.
+
+    CPU pods batch as the ``detpipe-serve`` ConfigMap says; GPU pods as :data:`GPU_BATCHING`,
+    with one ``nvidia.com/gpu`` and room for the CUDA context and TensorRT's workspace.
+    """
     resources: Obj = {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    batching = ("--max-batch=$(MAX_BATCH)", "--max-delay-ms=$(MAX_DELAY_MS)")
     if gpu:
         resources = {
             "requests": {"cpu": "2", "memory": "4Gi", GPU_RESOURCE: "1"},
             "limits": {"memory": "8Gi", GPU_RESOURCE: "1"},
         }
+        batching = GPU_BATCHING
     return {
         "name": "serve",
         "image": image,
@@ -62,8 +73,7 @@ def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool 
         "args": [
             f"--model={model_uri}",
             f"--format={model_format}",
-            "--max-batch=$(MAX_BATCH)",
-            "--max-delay-ms=$(MAX_DELAY_MS)",
+            *batching,
             "--max-queue=$(MAX_QUEUE)",
             "--threads=2",
             f"--graceful-timeout={GRACEFUL_S}",
@@ -164,6 +174,38 @@ def deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "selector": {"matchLabels": dict(selector)},
             "template": template,
+        },
+    }
+
+
+def hpa(
+    name: str,
+    namespace: str,
+    target: Mapping[str, str],
+    min_replicas: int,
+    max_replicas: int,
+    labels: Mapping[str, str],
+) -> Obj:
+    """A CPU HorizontalPodAutoscaler of ``target`` (``{"apiVersion", "kind", "name"}``).
+
+    70 % of the CPU request adds pods; scale-down waits 5 minutes, so a lull between canary
+    steps does not drain warm pods (as k8s/serving/serve-hpa.yaml).
+    """
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(name, namespace, labels),
+        "spec": {
+            "scaleTargetRef": dict(target),
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
         },
     }
 

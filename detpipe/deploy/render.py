@@ -126,6 +126,32 @@ def _gateway(cfg: CanaryConfig) -> list[dict[str, Any]]:
     return out
 
 
+def rollout_variant(cfg: CanaryConfig, max_replicas: int = 6) -> list[dict[str, Any]]:
+    """k8s/serving/rollout: the canary's objects (less k8s/serving's Service) and an HPA of the Rollout."""
+    docs = [d for d in _rollout(cfg) if not (d["kind"] == "Service" and d["metadata"]["name"] == cfg.name)]
+    target = {"apiVersion": o.ARGO, "kind": "Rollout", "name": cfg.name}
+    return [
+        *docs,
+        o.hpa(f"{cfg.name}-rollout", cfg.namespace, target, cfg.replicas, max_replicas, _labels(cfg)),
+    ]
+
+
+def gpu_variant(cfg: CanaryConfig, max_replicas: int = 6) -> list[dict[str, Any]]:
+    """k8s/serving/gpu: the stable Deployment on GPU pods (release from the ConfigMap) and its HPA.
+
+    Same name and selector as k8s/serving's Deployment, so applying it replaces that one in place.
+    """
+    stable = track_selector(cfg.name, "stable")
+    labels = {**_labels(cfg), **stable}
+    container = o.serve_container(cfg.image, "$(MODEL_URI)", "$(MODEL_FORMAT)", gpu=True)
+    pod = o.pod_template(labels, container, gpu=True)
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": cfg.name}
+    return [
+        o.deployment(cfg.name, cfg.namespace, cfg.replicas, stable, pod, labels),
+        o.hpa(cfg.name, cfg.namespace, target, cfg.replicas, max_replicas, _labels(cfg)),
+    ]
+
+
 def to_yaml(docs: Iterable[Mapping[str, Any]]) -> str:
     """Multi-document YAML (block style, keys in the order written), as ``kubectl apply -f`` takes."""
     return yaml.safe_dump_all(
