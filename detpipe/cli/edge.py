@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_keygen(edge)
     _register_publish(edge)
     _register_refresh(edge)
+    _register_rotate(edge)
     _register_agent(edge)
 
 
@@ -131,6 +132,23 @@ def _register_refresh(edge: argparse._SubParsersAction) -> None:
     p.add_argument("--keys", type=Path, required=True, help="keys directory (snapshot + timestamp keys)")
     p.add_argument("--expires", type=duration, default=timedelta(days=7), help="validity (7d)")
     p.set_defaults(func=_refresh)
+
+
+def _register_rotate(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "rotate",
+        help="replace a role's key: new root version signed by the old root key (offline ceremony)",
+        description="Devices follow the chain of root versions on their next cycle (TUF spec 5.3).",
+        epilog="example:\n  detpipe edge rotate --store s3://detpipe --keys ota-keys --role targets",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="store URI")
+    p.add_argument("--keys", type=Path, required=True, help="keys directory, with root.pem")
+    p.add_argument("--role", required=True, choices=("root", "targets", "snapshot", "timestamp"), help="role")
+    p.add_argument(
+        "--expires", type=duration, default=timedelta(days=7), help="validity of re-signed metadata"
+    )
+    p.set_defaults(func=_rotate)
 
 
 def _register_agent(edge: argparse._SubParsersAction) -> None:
@@ -225,6 +243,15 @@ def _refresh(args: argparse.Namespace) -> int:
 
     version = StoreRepository(open_store(args.store), args.keys, args.expires).refresh_timestamp()
     print(f"timestamp v{version} signed, valid for {args.expires}")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from detpipe.edge.rotate import rotate_key
+    from detpipe.store import open_store
+
+    version = rotate_key(open_store(args.store), args.keys, args.role, args.expires)
+    print(f"rotated the {args.role} key: root v{version} (devices follow it on their next cycle)")
     return 0
 
 

@@ -14,8 +14,9 @@ from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.keys import ROLES, keygen
 from detpipe.edge.publish import PublishConfig, publish_target, rollback_to, set_rollout
+from detpipe.edge.rotate import rotate_key
 from detpipe.edge.trust import refresh
-from detpipe.errors import InvalidInput, NotFound
+from detpipe.errors import InvalidInput, NotFound, StoreError
 from detpipe.store import LocalStore
 
 
@@ -147,3 +148,39 @@ def main_in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str
     except SystemExit as e:
         code = int(e.code or 0)
     return code, capsys.readouterr().err
+
+
+def test_devices_follow_key_rotations_and_retired_keys_stop_working(tmp_path: Path):
+    keys, store = tmp_path / "keys", LocalStore(tmp_path / "store")
+    keygen(keys)
+    art = tmp_path / "m.onnx"
+
+    def put(version: str, key_dir: Path = keys) -> None:
+        art.write_bytes(version.encode())
+        publish_target(store, PublishConfig("cpu", version, art, "onnx", key_dir))
+
+    def versions() -> list[str]:  # a device provisioned with root v1, keeping its TUF cache
+        repo = refresh(str(store.root), keys / "root.json", tmp_path / "device-cache", OtaFetcher())
+        return sorted(r.version for r in repo.releases)
+
+    put("1")
+    assert versions() == ["1"]
+    assert rotate_key(store, keys, "targets") == 2
+    retired = next(keys.glob("targets.*.retired.pem"))
+    put("2")
+    assert versions() == ["1", "2"]
+    assert rotate_key(store, keys, "root") == 3
+    assert rotate_key(store, keys, "timestamp") == 4
+    put("3")
+    assert versions() == ["1", "2", "3"]
+    assert Metadata[Root].from_bytes(store.get_bytes("ota/metadata/4.root.json")).signed.version == 4
+    old = tmp_path / "old-keys"  # someone still signing with the retired targets key
+    old.mkdir()
+    for role in ("snapshot", "timestamp"):
+        (old / f"{role}.pem").write_bytes((keys / f"{role}.pem").read_bytes())
+    (old / "targets.pem").write_bytes(retired.read_bytes())
+    put("4", old)
+    with pytest.raises(StoreError, match="signature check failed"):
+        versions()
+    with pytest.raises(InvalidInput, match=r"root\.pem"):
+        rotate_key(store, old, "targets")
