@@ -14,6 +14,7 @@ from kfp import dsl
 
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
+from detpipe.components.deploy import deploy_op
 from detpipe.components.export import export_op, gate_op
 from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
@@ -57,6 +58,8 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         calib_images: int = 300,
         export_batch: int = 1,
         bench_iters: int = 200,
+        deploy: bool = False,
+        deploy_strategy: str = "rollout",
     ) -> str:
         data = configure(
             data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz, seed=seed),
@@ -124,6 +127,16 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             name="publish",
         )
         publish.after(gate)
+        # a canary of the new release; without a cluster (kfp.local) rendered only, as an artifact
+        with dsl.If(deploy == True, "deploy"):  # noqa: E712 (a condition on a pipeline parameter)
+            configure(
+                deploy_op(
+                    release=publish.output, strategy=deploy_strategy, dry_run=settings.target != "cluster"
+                ),
+                settings,
+                cache=False,  # applying is an action, never served from cache
+                name="deploy canary",
+            )
         return publish.output
 
     return train_to_edge

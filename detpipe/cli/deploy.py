@@ -162,18 +162,15 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _canary(args: argparse.Namespace) -> int:
-    from detpipe.deploy.render import render, to_yaml
+    from detpipe.deploy.canary import roll_out
+    from detpipe.deploy.render import to_yaml
 
     cfg = config_from_args(args)
-    docs = render(cfg)
+    docs = roll_out(cfg, dry_run=args.dry_run, context=args.context)
     if args.dry_run:
         sys.stdout.write(to_yaml(docs))
         return 0
-    from detpipe.deploy.cluster import Kube
-
-    kube = Kube.connect(args.context)
     for doc in docs:
-        kube.apply(doc)
         print(f"applied {doc['kind']} {cfg.namespace}/{doc['metadata']['name']}")
     print(f"canary {cfg.model_name} {cfg.version}: {cfg.strategy}, steps {','.join(map(str, cfg.steps))}")
     return 0

@@ -20,6 +20,7 @@ TRAIN_TO_EDGE_ORDER = {
     "gate-op": {"export-op"},
     "bench-op": {"export-op", "gate-op"},
     "publish-op": {"train-op", "evaluate-op", "export-op", "bench-op", "subsets-op", "gate-op"},
+    "condition-1": {"publish-op"},  # dsl.If(deploy): the canary (tests/deploy/test_pipeline_step.py)
 }
 
 
