@@ -10,7 +10,8 @@ from detpipe.components.images import DEFAULT_IMAGE
 def report_op(runs: str, report: Output[Artifact], target: float = 0.4) -> None:
     """Build the data-scaling report (table, retention, cliff, power-law fit, plots) from ``runs``.
 
-    ``runs`` is a directory or store URI prefix holding the sweep's ``train_summary.json`` files.
+    ``runs`` is a directory or store URI prefix holding the sweep's ``train_summary.json`` files
+    (and each cell's ``logs/analysis.json``, which the report links).
     """
     import tempfile
     from pathlib import Path
@@ -23,6 +24,6 @@ def report_op(runs: str, report: Output[Artifact], target: float = 0.4) -> None:
         store = open_store(runs)
         local = Path(tempfile.mkdtemp(prefix="detpipe-runs-"))
         for key in store.list(""):
-            if key.endswith("train_summary.json"):
+            if key.endswith(("train_summary.json", "/logs/analysis.json", "/logs/analysis.md")):
                 store.get_file(key, local / key)
     write_report(ReportConfig(runs=local, out=Path(report.path), target=target))

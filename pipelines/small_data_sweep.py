@@ -1,11 +1,12 @@
 """small_data_sweep: the data-scaling study as a pipeline.
 
-    data -> subsets -> ParallelFor(cells: model x fraction x seed) [train -> evaluate -> record]
-         -> report
+    data -> subsets -> ParallelFor(cells: model x fraction x seed) [train -> evaluate -> record
+         -> logs] -> report
 
 Each cell records its ``train_summary.json`` and COCO ``metrics.json`` under ``runs`` (a
-store prefix); the report step reads them all. With ``nnodes`` > 1 every cell trains as a
-cluster job (``launcher``: ``pytorchjob`` or ``trainjob``) whose run is mirrored under
+store prefix), and its training-log analysis (``detpipe logs analyze``) under the cell's
+``logs/``; the report step reads them all and links the analyses. With ``nnodes`` > 1 every
+cell trains as a cluster job (``launcher``: ``pytorchjob`` or ``trainjob``) whose run is mirrored under
 ``job_store``/train-jobs/ (kept apart from ``runs``, which the report reads);
 :data:`detpipe.pipelines.profiles.STUDY_4X4` is the study's 4 nodes x 4 GPUs layout.
 
@@ -19,6 +20,7 @@ from typing import Any
 from kfp import dsl
 
 from detpipe.components.data import data_op
+from detpipe.components.logs import logs_op
 from detpipe.components.report import report_op
 from detpipe.components.subsets import subsets_op
 from detpipe.components.train import record_op
@@ -121,9 +123,12 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
                 retry=True,
                 name="record",
             )
+            logs = configure(
+                logs_op(model=train.outputs["model"], cell=record.output), settings, store=True, name="logs"
+            )
         if fan_in:
             report = configure(report_op(runs=runs, target=target), settings, store=True, name="report")
-            report.after(record)
+            report.after(record, logs)
 
     return small_data_sweep
 

@@ -22,7 +22,14 @@ from typing import Any
 from detpipe.errors import InvalidInput
 from detpipe.io import atomic_dir, write_json, write_text
 from detpipe.report.analysis import Cell, ModelAnalysis, analyze_model, order_models
-from detpipe.report.collect import fraction_key, group_runs, load_runs, load_table, select_strategy
+from detpipe.report.collect import (
+    find_log_analyses,
+    fraction_key,
+    group_runs,
+    load_runs,
+    load_table,
+    select_strategy,
+)
 from detpipe.report.fit import FitResult, fit_power_law
 from detpipe.report.reproduction import MAX_REL_DIFF_PCT, compare, load_reference
 
@@ -253,6 +260,7 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         "fractions": fractions,
         "models": models,
         "late_peaks": late_peaks,
+        "logs": find_log_analyses(runs, config.runs) if config.runs is not None else [],
         "reproduction": reproduction,
         "reproduction_ok": reproduction_ok,
         "notes": notes,

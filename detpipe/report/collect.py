@@ -308,3 +308,40 @@ def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
         if len(set(seeds)) != len(seeds):
             raise InvalidInput(f"duplicate seed for {model} at {key} % ({sources})")
     return dict(groups)
+
+
+LOGS_ANALYSIS = "logs/analysis.json"
+"""Where a sweep cell's training-log analysis lies, beside its train_summary.json (the
+pipeline's logs step files it there; ``detpipe logs analyze --out <cell>/logs`` does too)."""
+
+
+def find_log_analyses(runs: list[Run], root: Path) -> list[dict[str, Any]]:
+    """The training-log analyses beside the runs' summaries, one entry per run that has one.
+
+    Each entry: ``model``, ``fraction``, ``seed``, ``analysis`` (the analysis.md path relative
+    to ``root``), and the run's ``status``, ``reason`` and ``stable_epoch`` from analysis.json.
+    An unreadable analysis is skipped with a warning (it never fails the report).
+    """
+    found = []
+    for run in runs:
+        path = Path(run.source).parent / LOGS_ANALYSIS
+        if not path.is_file():
+            continue
+        try:
+            entries = list(read_json(path)["runs"].values())
+            entry = entries[0]
+        except (InvalidInput, KeyError, TypeError, IndexError, AttributeError):
+            log.warning("%s: not a training-log analysis, not linked", path)
+            continue
+        found.append(
+            {
+                "model": run.model,
+                "fraction": fraction_key(run.fraction),
+                "seed": run.seed,
+                "analysis": path.with_suffix(".md").relative_to(root).as_posix(),
+                "status": entry.get("status"),
+                "reason": entry.get("reason"),
+                "stable_epoch": entry.get("stable_epoch"),
+            }
+        )
+    return found

@@ -214,6 +214,27 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     if report.get("reproduction"):
         out += _reproduction_lines(report)
 
+    if report.get("logs"):
+        out += [
+            "",
+            "## Training logs",
+            "",
+            f"`detpipe logs analyze` per run (paths under `{source['path']}`).",
+            "",
+        ]
+        rows = [
+            [
+                e["model"],
+                _frac(e["fraction"]),
+                "—" if e["seed"] is None else str(e["seed"]),
+                e["status"] or "—",
+                "—" if e["stable_epoch"] is None else str(e["stable_epoch"]),
+                f"[{e['analysis']}]({e['analysis']})",
+            ]
+            for e in report["logs"]
+        ]
+        out += _table(["model", "fraction", "seed", "status", "stable from", "analysis"], rows, align="l")
+
     if plots:
         out += ["", "## Plots", ""]
         out += [f"![{_PLOT_TITLES.get(p, p)}]({p})\n" for p in plots]

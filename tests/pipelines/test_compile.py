@@ -95,7 +95,7 @@ def test_sweep_loops_over_cells_then_reports(compiled):
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("cells")
     assert set(tasks["report-op"]["dependentTasks"]) == {next(n for n in tasks if n.startswith("for-loop"))}
     loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(loop_tasks) == {"train-op", "evaluate-op", "record-op"}
+    assert set(loop_tasks) == {"train-op", "evaluate-op", "record-op", "logs-op"}
     default_cells = spec["root"]["inputDefinitions"]["parameters"]["cells"]["defaultValue"]
     assert default_cells == sweep_grid()
 

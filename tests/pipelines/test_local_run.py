@@ -20,6 +20,7 @@ TINY = {
     "formats": "[onnx]",
     "bench_iters": 5,
     "release_name": "tiny",
+    "min_map": 0.0,  # one epoch at 64 px learns nothing; the floor would (rightly) stop the run
 }
 
 
@@ -97,7 +98,7 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert summary["status"] == "SUCCESS"
     names = sorted(t["task"] for t in summary["tasks"])
-    steps = ("evaluate-op", "record-op", "train-op")
+    steps = ("evaluate-op", "logs-op", "record-op", "train-op")
     loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1) for op in steps]
     assert names == sorted(["data-op", "subsets-op", "report-op", *loop])
     assert all(t["wall_time_s"] > 0 for t in summary["tasks"])
@@ -110,3 +111,7 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     model = report["models"]["yolov8n"]
     assert set(model["best_map5095"]) == {"50", "100"}  # one epoch: scores near 0, no retention
     assert {"map_vs_size.png", "retention_vs_size.png", "cliff.png"} <= {p.name for p in report_dir.iterdir()}
+    # every cell's training-log analysis is filed beside its summary and linked by the report
+    assert all((p / "logs" / "analysis.json").is_file() for p in runs.iterdir())
+    linked = sorted((e["fraction"], e["status"]) for e in report["logs"])
+    assert linked == [("100", "completed"), ("50", "completed")]
