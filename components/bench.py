@@ -15,11 +15,16 @@ def bench_op(
     warmup: int = 10,
     iters: int = 100,
     threads: int = 0,
+    device: str = "auto",
 ) -> None:
     """Benchmark each exported model (infer-only and end-to-end): percentiles, FPS, power on Jetson.
 
-    The artifact holds ``bench.json``, ``bench.md`` and ``bench.png``; p50/p99 and images/s
-    of each model are logged as metrics.
+    ``device`` (``auto``: GPU 0 when present) picks the backends: on a GPU, onnxruntime's CUDA
+    provider, TensorRT for engines. Every result records what really ran (the providers the
+    onnxruntime session uses, the TensorRT device), and publish files each result under the
+    device class it ran on. The artifact holds ``bench.json``, ``bench.md`` and ``bench.png``;
+    p50/p99 and images/s of each model are logged as metrics, keyed by format, backend and
+    the device it ran on.
     """
     import time
     from pathlib import Path
@@ -36,13 +41,15 @@ def bench_op(
         batch=batch,
         schedule=Schedule(warmup_iters=warmup, iters=iters),
         threads=threads or None,
+        device=device,
     )
     report = run_bench(cfg)
     for row in report["results"]:
         if row["status"] != "ok":
             continue
         for mode in ("infer", "e2e"):
-            key = f"{row['format']}_{row['backend']}_{mode}".replace(".", "_").replace("-", "_")
+            where = row["ran_on"]["device"].replace(":", "")
+            key = f"{row['format']}_{row['backend']}_{where}_{mode}".replace(".", "_").replace("-", "_")
             metrics.log_metric(f"{key}_p50_ms", row[mode]["p50_ms"])
             metrics.log_metric(f"{key}_images_per_s", row[mode]["throughput_ips"])
     metrics.log_metric("wall_time_s", round(time.perf_counter() - start, 3))

@@ -19,8 +19,13 @@ def publish_op(
     fraction: float = 100.0,
     strategy: str = "p",
     force: bool = False,
+    arch: str = "",
+    coco_root: str = "",
 ) -> str:
     """Upload ``models/<name>/<version>/...`` with a manifest (hashes, metrics, lineage) written last.
+
+    An empty ``name`` is derived from the model and the data actually used
+    (:func:`detpipe.publish.release_name`: ``yolov8n-synth``, ``yolov8n-coco-5p`` ...).
 
     Returns the release URI. Store credentials come from the environment (on the cluster:
     the ``detpipe-minio`` Secret), never from parameters.
@@ -28,12 +33,12 @@ def publish_op(
     from pathlib import Path
 
     from detpipe.data.layout import TRAIN_SPLIT
-    from detpipe.publish import PublishConfig, publish_run
+    from detpipe.publish import PublishConfig, publish_run, release_name
     from detpipe.subsets.config import list_name
 
     cfg = PublishConfig(
         store=store,
-        name=name,
+        name=name or release_name(arch, coco_root, fraction, strategy),
         version=version,
         train_dir=Path(model.path),
         evaluation_dir=Path(evaluation.path),

@@ -5,7 +5,7 @@ The release layout (DESIGN.md) maps run outputs as follows::
     weights.pt                                  <- train/weights/best.pt
     model.onnx, model.int8.onnx                 <- export/ (when built)
     metrics.json                                <- evaluation/metrics.json
-    bench/<device-class>.json                   <- bench.json (device class of the machine it ran on)
+    bench/<device-class>.json                   <- bench.json, split by the device each result ran on
     engines/<device-class>/model.engine(.json)  <- export/model.fp16.engine (or int8) + sidecar
 
     cfg = PublishConfig(store="runs/store", name="yolov8n-synth", version="1",
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from detpipe.bench.device import split_by_device_class
 from detpipe.errors import InvalidInput
-from detpipe.io import read_json
+from detpipe.io import read_json, write_json
 from detpipe.store import Lineage, Manifest, publish, release_uri
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,31 @@ class PublishConfig:
     force: bool = False
 
 
-def device_class(meta: dict[str, Any]) -> str:
-    """Path-safe device class of a ``bench.json`` ``device`` block: Jetson model, GPU or CPU arch."""
-    if meta.get("jetson"):
-        name = str(meta["jetson"].get("model", "jetson"))
-    elif meta.get("gpu"):
-        name = str(meta["gpu"][0].get("name", "gpu")).replace("NVIDIA", "")
-    else:
-        name = f"{meta.get('cpu', {}).get('machine', 'unknown')}-cpu"
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "unknown"
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
 
 
-def release_files(cfg: PublishConfig) -> dict[str, Path]:
-    """Release path -> local file, for every output the run produced."""
+def release_name(arch: str, coco_root: str = "", fraction: float = 100.0, strategy: str = "p") -> str:
+    """A release name after the model and the data it was actually trained on.
+
+    ``yolov8n.yaml`` on synthetic data -> ``yolov8n-synth``; on ``/data/coco`` -> ``yolov8n-coco``;
+    on 5 % of it (proportional) -> ``yolov8n-coco-5p``. The data part is the COCO root's folder
+    name, so a 128-image subset at ``/data/coco-val128`` is never published as the full set.
+    """
+    from detpipe.subsets.config import format_pct
+
+    model = _slug(Path(arch).name.removesuffix(".yaml").removesuffix(".yml").removesuffix(".pt")) or "model"
+    data = _slug(Path(coco_root.rstrip("/")).name) if coco_root else "synth"
+    name = f"{model}-{data or 'coco'}"
+    return name if fraction >= 100 else f"{name}-{format_pct(fraction)}{_slug(strategy)}"
+
+
+def release_files(cfg: PublishConfig, scratch: Path) -> dict[str, Path]:
+    """Release path -> local file, for every output the run produced.
+
+    ``bench.json`` is filed per device class its results ran on (CPU figures never under a
+    GPU class): one ``bench/<class>.json`` each, written under ``scratch``.
+    """
     files: dict[str, Path] = {}
     weights = Path(cfg.train_dir) / "weights" / "best.pt"
     if not weights.is_file():
@@ -89,7 +103,8 @@ def release_files(cfg: PublishConfig) -> dict[str, Path]:
             files[f"engines/{cls}/model.engine"] = engine
             files[f"engines/{cls}/model.engine.json"] = sidecar
     if cfg.bench_json is not None:
-        files[f"bench/{device_class(read_json(cfg.bench_json)['device'])}.json"] = Path(cfg.bench_json)
+        for cls, part in split_by_device_class(read_json(cfg.bench_json)).items():
+            files[f"bench/{cls}.json"] = write_json(scratch / f"bench-{cls}.json", part)
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise InvalidInput(f"cannot publish, missing: {', '.join(missing)}")
@@ -98,7 +113,11 @@ def release_files(cfg: PublishConfig) -> dict[str, Path]:
 
 def publish_run(cfg: PublishConfig) -> tuple[str, Manifest]:
     """Publish the run's outputs as ``models/<name>/<version>``; returns (release URI, manifest)."""
-    files = release_files(cfg)
+    with tempfile.TemporaryDirectory(prefix="detpipe-publish-") as scratch:
+        return _publish(cfg, release_files(cfg, Path(scratch)))
+
+
+def _publish(cfg: PublishConfig, files: dict[str, Path]) -> tuple[str, Manifest]:
     summary = read_json(Path(cfg.train_dir) / "train_summary.json")
     metrics: dict[str, Any] = {
         "train": {k: summary.get(k) for k in ("best_map5095", "best_map50", "best_epoch", "last_epoch")}

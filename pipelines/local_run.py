@@ -129,6 +129,7 @@ def collect_tasks(run: LocalRun) -> list[dict[str, Any]]:
                     entry["metrics"].update(artifact.get("metadata", {}))
                 else:
                     entry["artifacts"][name] = artifact["uri"]
+                    entry.setdefault("metadata", {})[name] = artifact.get("metadata", {})
         entry["wall_time_s"] = run.clock.take(output.parent.name, output.stat().st_mtime)
         entry["step_time_s"] = entry["metrics"].pop("wall_time_s", None)
         tasks.append(entry)
@@ -170,6 +171,7 @@ def run_local(
         "run_dir": str(run.run_dir),
         "arguments": arguments,
         "tasks": tasks,
+        "skipped": skipped_formats(tasks),
     }
     write_json(summary_path or workdir / "run_summary.json", summary)
     return summary
@@ -185,6 +187,17 @@ def _with_local_store(pipeline: str, arguments: dict[str, Any], workdir: Path) -
     return args
 
 
+def skipped_formats(tasks: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Requested formats a step skipped (engines on a CPU-only run), from its ``<fmt>_skipped`` metadata."""
+    return [
+        {"task": t["task"], "format": key.removesuffix("_skipped"), "reason": str(reason)}
+        for t in tasks
+        for meta in t.get("metadata", {}).values()
+        for key, reason in meta.items()
+        if key.endswith("_skipped")
+    ]
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The run summary as a table: task, status, wall time, key metrics, artifacts."""
     lines = [f"pipeline {summary['pipeline']}: {summary['status']} in {summary['wall_time_s']:.1f} s", ""]
@@ -198,6 +211,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{pad}  {name}: {uri}")
         for name, value in t.get("parameters", {}).items():
             lines.append(f"{pad}  {name} = {value}")
+    for s in summary.get("skipped", []):
+        lines += ["", f"!! SKIPPED {s['format']} in {s['task']} (CPU-only run, not released): {s['reason']}"]
     return "\n".join(lines)
 
 

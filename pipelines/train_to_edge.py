@@ -34,7 +34,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
     )
     def train_to_edge(
         store: str = "s3://detpipe",
-        release_name: str = "yolov8n-coco",
+        release_name: str = "",
         release_version: str = "0.1.0",
         coco_root: str = "",
         synth_images: int = 240,
@@ -55,6 +55,8 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         job_timeout_s: int = 72 * 3600,
         formats: list = ENGINE_FORMATS,
         max_drop: str = "fp16=1.0,int8=2.0",
+        min_map: float = 0.01,
+        allow_missing: bool = False,
         calib_images: int = 300,
         export_batch: int = 1,
         bench_iters: int = 200,
@@ -99,14 +101,22 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 imgsz=imgsz,
                 calib_images=calib_images,
                 max_batch=export_batch,
+                device=device,
+                require_gpu=settings.target == "cluster" and settings.gpus > 0,
             ),
             settings,
             gpu=True,
             name="export",
         )
         exported = export.outputs["exported"]
-        gate = configure(gate_op(exported=exported, max_drop=max_drop), settings, name="accuracy gate")
-        bench = configure(bench_op(exported=exported, iters=bench_iters), settings, gpu=True, name="bench")
+        gate = configure(
+            gate_op(exported=exported, max_drop=max_drop, min_map=min_map, allow_missing=allow_missing),
+            settings,
+            name="accuracy gate",
+        )
+        bench = configure(
+            bench_op(exported=exported, iters=bench_iters, device=device), settings, gpu=True, name="bench"
+        )
         bench.after(gate)
         publish = configure(
             publish_op(
@@ -118,6 +128,8 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 store=store,
                 name=release_name,
                 version=release_version,
+                arch=arch,
+                coco_root=coco_root,
                 fraction=fraction,
                 strategy=strategy,
             ),

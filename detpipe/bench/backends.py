@@ -14,8 +14,12 @@ pytorch             .pt, .yaml   the PyTorch model on the CPU (the ONNX peer)
 pytorch-cuda        .pt, .yaml   the PyTorch model on the GPU
 ==================  ===========  =====================================================
 
-``auto`` picks per file: ONNX on CUDA when a GPU and the CUDA provider exist (else CPU),
-engines on TensorRT, PyTorch on the GPU when there is one::
+``auto`` picks per file for the run's device (:func:`detpipe.device.resolve_device`; ``auto``:
+GPU 0 when there is one): on a GPU, ONNX on the CUDA provider when onnxruntime has it (else
+the CPU one), engines on TensorRT, PyTorch on CUDA; on ``cpu`` the CPU backends only.
+Every result says what really ran (:func:`ran_on`: the providers onnxruntime actually
+uses, the TensorRT/torch device), and its device class follows from that, never from the
+machine's GPU alone::
 
     models = discover_models([Path("runs/export"), Path("runs/train/weights/best.pt")])
     for m in models:
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from detpipe.device import cuda_device_count, is_gpu
 from detpipe.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -117,32 +122,28 @@ def discover_models(paths: Sequence[str | Path]) -> list[ModelFile]:
     return out
 
 
-def _gpu_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except ImportError:
-        return False
-
-
 def _ort_cuda_available() -> bool:
     import onnxruntime as ort
 
-    return "CUDAExecutionProvider" in ort.get_available_providers() and _gpu_available()
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def backends_for(model: ModelFile, requested: Sequence[str]) -> list[str]:
-    """The backends (of ``requested``, 'auto' resolved) that can run ``model``."""
+def backends_for(model: ModelFile, requested: Sequence[str], device: str = "cpu") -> list[str]:
+    """The backends (of ``requested``, 'auto' resolved for the resolved ``device``) that can run ``model``.
+
+    ``auto`` on ``cpu`` picks CPU backends (an engine keeps TensorRT, its only runtime); on a
+    GPU the GPU backend of each kind (onnxruntime's CUDA provider only when this build has it).
+    """
+    gpu = is_gpu(device)
     out: list[str] = []
     for name in requested:
         if name == "auto":
             if model.kind == "onnx":
-                name = "onnxruntime-cuda" if _ort_cuda_available() else "onnxruntime"
+                name = "onnxruntime-cuda" if gpu and _ort_cuda_available() else "onnxruntime"
             elif model.kind == "engine":
-                name = "tensorrt"
+                name = "tensorrt"  # its only runtime: without a GPU the row says why it was skipped
             else:
-                name = "pytorch-cuda" if _gpu_available() else "pytorch"
+                name = "pytorch-cuda" if gpu else "pytorch"
         elif name not in BACKENDS:
             raise InvalidInput(f"--backend {name!r}: expected auto or one of {', '.join(BACKENDS)}")
         if name in _KIND_BACKENDS[model.kind] and name not in out:
@@ -151,7 +152,11 @@ def backends_for(model: ModelFile, requested: Sequence[str]) -> list[str]:
 
 
 def load_predictor(
-    model: ModelFile, backend: str, imgsz: tuple[int, int] | None = None, threads: int | None = None
+    model: ModelFile,
+    backend: str,
+    imgsz: tuple[int, int] | None = None,
+    threads: int | None = None,
+    gpu: int = 0,
 ) -> Any:
     """A predictor for ``model`` on ``backend``.
 
@@ -161,6 +166,8 @@ def load_predictor(
         imgsz: input size for PyTorch models (exported files have theirs built in; a
             different size is refused for them).
         threads: CPU intra-op threads (onnxruntime CPU, PyTorch CPU).
+        gpu: CUDA device of the TensorRT and PyTorch backends (onnxruntime's CUDA provider
+            uses its default device, recorded by :func:`ran_on`).
 
     Raises:
         Unavailable: the backend's runtime or device is missing here.
@@ -175,14 +182,14 @@ def load_predictor(
     elif backend == "tensorrt":
         from detpipe.export.tensorrt_runtime import TensorRTPredictor
 
-        predictor = TensorRTPredictor(model.path)
+        predictor = TensorRTPredictor(model.path, device_index=gpu)
     else:
         from detpipe.errors import Unavailable
         from detpipe.export.runtime import TorchPredictor
 
-        device = "cuda" if backend == "pytorch-cuda" else "cpu"
-        if device == "cuda" and not _gpu_available():
-            raise Unavailable("pytorch-cuda: no CUDA GPU here")
+        device = f"cuda:{gpu}" if backend == "pytorch-cuda" else "cpu"
+        if device != "cpu" and cuda_device_count() <= gpu:
+            raise Unavailable(f"pytorch-cuda: no CUDA GPU {gpu} here")
         return TorchPredictor(model.path, imgsz=imgsz or 640, device=device, threads=threads)
     if imgsz is not None and tuple(imgsz) != tuple(predictor.imgsz):
         raise InvalidInput(
@@ -190,3 +197,29 @@ def load_predictor(
             f"{imgsz[0]}x{imgsz[1]}; re-export with --imgsz"
         )
     return predictor
+
+
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def ran_on(predictor: Any, backend: str, gpu: int = 0) -> dict[str, Any]:
+    """What a loaded predictor really runs on: runtime, ``device`` ('cpu' or 'cuda:N') and, for
+    onnxruntime, the providers the session uses (``get_providers()``: a CUDA provider that
+    failed to initialize falls back to CPU, and the result says so)."""
+    if backend in _ORT_DEVICE:
+        session = predictor.session
+        providers = list(session.get_providers())
+        device = "cpu"
+        if providers and providers[0] in _GPU_PROVIDERS:
+            options = session.get_provider_options().get(providers[0], {})
+            device = f"cuda:{options.get('device_id', 0)}"
+        if backend != "onnxruntime" and device == "cpu":
+            log.warning("%s: onnxruntime fell back to %s; labelled as CPU", backend, ", ".join(providers))
+        return {"runtime": "onnxruntime", "device": device, "providers": providers}
+    if backend == "tensorrt":
+        return {
+            "runtime": "tensorrt",
+            "device": f"cuda:{gpu}",
+            "gpu": predictor.sidecar.get("gpu", {}).get("name"),
+        }
+    return {"runtime": "torch", "device": str(predictor.device)}

@@ -3,6 +3,12 @@
     meta = device_metadata()
     meta["cpu"]["model"], meta["gpu"], meta["versions"]["onnxruntime"], meta["jetson"]
 
+and the device class each result is filed under in a release (``bench/<class>.json``),
+from the device the result actually ran on (its ``ran_on``), never from the machine's GPU
+alone::
+
+    split_by_device_class(report)   # {"h100-80gb-hbm3": {...GPU rows}, "x86_64-cpu": {...CPU rows}}
+
 Nothing here fails: a missing tool or package is recorded as None.
 """
 
@@ -104,3 +110,41 @@ def device_metadata() -> dict[str, Any]:
         },
         "jetson": jetson_info(),
     }
+
+
+_GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-trt", "tensorrt", "pytorch-cuda")
+
+
+def device_class(meta: dict[str, Any], device: str = "cpu") -> str:
+    """Path-safe device class of a result that ran on ``device`` ('cpu' or 'cuda:N').
+
+    CPU results: ``<machine>-cpu`` (``x86_64-cpu``, ``aarch64-cpu``, on a Jetson too); GPU
+    results: the Jetson model, else the name of GPU N (``h100-80gb-hbm3``).
+    """
+    if device == "cpu":
+        name = f"{meta.get('cpu', {}).get('machine', 'unknown')}-cpu"
+    elif meta.get("jetson"):
+        name = str(meta["jetson"].get("model", "jetson"))
+    else:
+        index = int(device.partition(":")[2] or 0)
+        gpus = {g.get("index", i): g for i, g in enumerate(meta.get("gpu") or [])}
+        name = str(gpus.get(index, {}).get("name", "gpu")).replace("NVIDIA", "")
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "unknown"
+
+
+def _row_device(row: dict[str, Any], meta: dict[str, Any]) -> str:
+    if "ran_on" in row:
+        return str(row["ran_on"]["device"])
+    # a skipped row: where its backend would have run
+    return (
+        "cuda:0" if row.get("backend") in _GPU_BACKENDS and (meta.get("gpu") or meta.get("jetson")) else "cpu"
+    )
+
+
+def split_by_device_class(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A bench report as one report per device class its results ran on (rows kept in order)."""
+    meta = report["device"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in report["results"]:
+        groups.setdefault(device_class(meta, _row_device(row, meta)), []).append(row)
+    return {cls: {**report, "device_class": cls, "results": rows} for cls, rows in groups.items()}

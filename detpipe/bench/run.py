@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.bench.backends import ModelFile, backends_for, discover_models, load_predictor
+from detpipe.bench.backends import ModelFile, backends_for, discover_models, load_predictor, ran_on
 from detpipe.bench.core import PERCENTILE_METHOD, Schedule, latency_stats, measure
+from detpipe.device import gpu_index, is_gpu, parse_device, resolve_device
 from detpipe.errors import InvalidInput, Unavailable
 from detpipe.io import write_json, write_text
 
@@ -52,6 +53,8 @@ class BenchConfig:
             synthetic JPEG per batch slot.
         modes: 'infer' and/or 'e2e'.
         power_interval_ms: tegrastats interval on a Jetson.
+        device: where ``auto`` backends run (:data:`detpipe.device.DEVICE_FORMS`; ``auto``: GPU 0
+            when present, else CPU).
     """
 
     models: tuple[Path, ...]
@@ -64,8 +67,10 @@ class BenchConfig:
     images: Path | None = None
     modes: tuple[str, ...] = MODES
     power_interval_ms: int = 100
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        parse_device(self.device)
         if not self.models:
             raise InvalidInput("no --model given")
         bad = [m for m in self.modes if m not in MODES]
@@ -99,8 +104,13 @@ def encoded_images(cfg: BenchConfig, n: int) -> list[bytes]:
     return out
 
 
-def bench_one(model: ModelFile, backend: str, cfg: BenchConfig, jpegs: Sequence[bytes]) -> dict[str, Any]:
-    """Benchmark one model on one backend; a missing runtime gives ``status: skipped``."""
+def bench_one(
+    model: ModelFile, backend: str, cfg: BenchConfig, jpegs: Sequence[bytes], gpu: int = 0
+) -> dict[str, Any]:
+    """Benchmark one model on one backend; a missing runtime gives ``status: skipped``.
+
+    An ok row's ``ran_on`` says what really ran (:func:`~detpipe.bench.backends.ran_on`).
+    """
     import cv2
 
     from detpipe.bench.jetson import TegrastatsSampler, jetson_model, summarize_power
@@ -108,7 +118,7 @@ def bench_one(model: ModelFile, backend: str, cfg: BenchConfig, jpegs: Sequence[
 
     row: dict[str, Any] = {"model": str(model.path), "format": model.label, "backend": backend}
     try:
-        predictor = load_predictor(model, backend, cfg.imgsz, cfg.threads)
+        predictor = load_predictor(model, backend, cfg.imgsz, cfg.threads, gpu)
     except Unavailable as e:
         log.warning("%s on %s skipped: %s", model.path.name, backend, e)
         return {**row, "status": "skipped", "reason": str(e)}
@@ -116,7 +126,8 @@ def bench_one(model: ModelFile, backend: str, cfg: BenchConfig, jpegs: Sequence[
         reason = f"static batch {predictor.batch}, asked for {cfg.batch} (export with --dynamic or --batch)"
         log.warning("%s skipped: %s", model.path.name, reason)
         return {**row, "status": "skipped", "reason": reason}
-    row.update(status="ok", imgsz=list(predictor.imgsz), batch=cfg.batch, threads=cfg.threads)
+    row.update(status="ok", ran_on=ran_on(predictor, backend, gpu), imgsz=list(predictor.imgsz))
+    row.update(batch=cfg.batch, threads=cfg.threads)
     images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in jpegs]
     x, _ = preprocess(images, predictor.imgsz, predictor.batch)
     buffers = [np.frombuffer(b, np.uint8) for b in jpegs]
@@ -182,16 +193,19 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     from detpipe.bench.device import device_metadata
     from detpipe.bench.render import latency_plot, markdown_table
 
+    device = resolve_device(cfg.device)
+    gpu = gpu_index(device) if is_gpu(device) else 0
     models = discover_models(cfg.models)
-    pairs = [(m, b) for m in models for b in backends_for(m, cfg.backends)]
+    pairs = [(m, b) for m in models for b in backends_for(m, cfg.backends, device)]
     if not pairs:
-        raise InvalidInput(f"no model can run on --backend {','.join(cfg.backends)}")
+        raise InvalidInput(f"no model can run on --backend {','.join(cfg.backends)} (device {device})")
     jpegs = encoded_images(cfg, cfg.batch)
-    rows = [bench_one(m, b, cfg, jpegs) for m, b in pairs]
+    rows = [bench_one(m, b, cfg, jpegs, gpu) for m, b in pairs]
     reference = add_ratios(rows)
     report = {
         "device": device_metadata(),
         "settings": {
+            "device": {"requested": cfg.device, "resolved": device},
             "batch": cfg.batch,
             "imgsz": list(cfg.imgsz) if cfg.imgsz else None,
             "threads": cfg.threads,

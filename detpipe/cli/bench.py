@@ -8,6 +8,7 @@ from pathlib import Path
 
 from detpipe.cli.export import imgsz_arg
 from detpipe.cli.options import csv_list, non_negative_float, non_negative_int, positive_int
+from detpipe.device import DEVICE_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--images", type=Path, default=None, help="real images for e2e (dir, list or YAML)")
     p.add_argument("--modes", type=csv_list, default=["infer", "e2e"], help="infer,e2e (default: both)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help=f"{DEVICE_FORMS}: where 'auto' backends run (default: auto = GPU 0 when present, else CPU); "
+        "each result records what really ran (onnxruntime's providers, the TensorRT/torch device)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -72,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads or default_threads(),
         images=args.images,
         modes=tuple(args.modes),
+        device=args.device,
     )
     from detpipe.bench.render import markdown_table
 

@@ -8,7 +8,16 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from detpipe.cli.options import csv_list, existing_dir, existing_file, non_negative_int, positive_int
+from detpipe.cli.options import (
+    csv_list,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    positive_int,
+    unit_float,
+)
+from detpipe.device import DEVICE_FORMS
+from detpipe.export.gate import DEFAULT_MIN_MAP
 
 if TYPE_CHECKING:
     from detpipe.export.gate import GateConfig
@@ -37,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "GPU, each with a .json sidecar). model.onnx is checked against PyTorch on real images. With "
         "--val-annotations/--val-images every artifact is evaluated with the same COCO evaluator as the "
         "PyTorch model, and the accuracy gate fails the command (exit 4) when a format loses more mAP "
-        "than allowed; the report is written first. Engine formats are skipped, with a warning and the "
-        "reason in export_report.json, where TensorRT or a GPU is missing. Output: DIR/{model.onnx, "
+        "than allowed, scores below --min-map, or was requested but has no result (unless "
+        "--allow-missing); the report is written first. On a GPU (--device auto finds one, or --device "
+        "cuda) a requested engine that cannot be built fails the command (exit 3); only a CPU-only run "
+        "skips engine formats, with a warning and the reason in export_report.json. Output: DIR/{model.onnx, "
         "model.int8.onnx, model.fp16.engine(.json), model.int8.engine(.json), export_report.json, "
         "export_report.md, accuracy.png}.",
     )
@@ -94,13 +105,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--max-drop", type=float, default=None, help="one max drop (points) for every format")
     g.add_argument("--gate-metric", choices=("mAP50-95", "mAP50"), default="mAP50-95", help="gated metric")
+    g.add_argument(
+        "--min-map",
+        type=unit_float,
+        default=DEFAULT_MIN_MAP,
+        help=f"absolute floor: every format must score at least this gated mAP, a fraction (default: "
+        f"{DEFAULT_MIN_MAP}, 1 point: only a model that learned nothing fails it)",
+    )
+    g.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a requested format without an accuracy result (e.g. an engine skipped on CPU) passes the gate",
+    )
     g.add_argument("--no-gate", action="store_true", help="evaluate and report, but never fail")
     g = p.add_argument_group("TensorRT")
     g.add_argument("--workspace", type=float, default=4.0, help="builder workspace limit in GiB (4)")
     g.add_argument("--dla-core", type=non_negative_int, default=None, help="build for this DLA core (Orin)")
     g.add_argument("--timing-cache", type=Path, default=None, help="persistent timing cache file")
     g.add_argument("--calib-cache", type=Path, default=None, help="INT8 calibration cache to reuse/write")
-    g.add_argument("--device", type=non_negative_int, default=0, help="CUDA device index (0)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help=f"{DEVICE_FORMS}: the PyTorch reference, engine builds and engine evaluation "
+        "(default: auto = GPU 0 when present, else CPU-only, which skips engine formats)",
+    )
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=_run)
 
@@ -116,7 +144,13 @@ def _gate(args: argparse.Namespace) -> GateConfig:
         limits = dict.fromkeys(DEFAULT_MAX_DROP, args.max_drop)
     if args.gate:
         limits.update(parse_gate(args.gate))
-    return GateConfig(max_drop=limits, metric=args.gate_metric, enabled=not args.no_gate)
+    return GateConfig(
+        max_drop=limits,
+        metric=args.gate_metric,
+        enabled=not args.no_gate,
+        min_map=args.min_map,
+        allow_missing=args.allow_missing,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -143,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         dla_core=args.dla_core,
         timing_cache=args.timing_cache,
         calib_cache=args.calib_cache,
-        device_index=args.device,
+        device=args.device,
         threads=args.threads,
     )
     report = run_export(cfg)  # GateFailed -> exit 4, after the report is written

@@ -8,9 +8,11 @@ from the proportional (class-balanced) train subset, so INT8 ranges see every cl
 - an ultralytics dataset YAML (its ``train`` entry: a directory, a list file or a list),
 - or a directory of images.
 
-::
+Which list: the smallest nested proportional subset that holds the images asked for (the
+pipeline's export step), so calibration never quietly runs on a handful of images::
 
-    paths = calibration_images("runs/demo/yolo/train2017_5_p.txt", limit=300, seed=0)
+    source = calibration_list("runs/demo/yolo", want=300)   # e.g. yolo/train2017_10_p.txt
+    paths = calibration_images(source, limit=300, seed=0)  # warns when fewer than 300 exist
     for batch in calibration_batches(paths, imgsz=(640, 640), batch=8): ...
 
 The same batches feed onnxruntime's static quantization (:mod:`detpipe.export.quantize`)
@@ -25,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detpipe.data.layout import TRAIN_SPLIT
 from detpipe.errors import InvalidInput
 from detpipe.io import read_text
+from detpipe.subsets.config import SUBSET_NAME_RE
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,46 @@ def _resolve(path: Path) -> list[Path]:
     raise InvalidInput(f"{path}: expected a subset list (.txt), a dataset YAML or an image directory")
 
 
+def _count_lines(path: Path) -> int:
+    return sum(
+        1 for line in read_text(path).splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
+
+
+def calibration_list(lists_dir: str | Path, want: int, strategy: str = "p", split: str = TRAIN_SPLIT) -> Path:
+    """The smallest list in ``lists_dir`` that holds at least ``want`` images.
+
+    Candidates are the nested subset lists ``<split>_<pct>_<strategy>.txt`` and the whole
+    split's ``<split>.txt`` (a YOLO layout from ``detpipe data yolo`` with subsets). When none
+    holds ``want`` images the largest is returned and a warning says how many it has.
+
+    Raises:
+        InvalidInput: no such list in ``lists_dir``.
+    """
+    lists_dir = Path(lists_dir)
+    candidates = [lists_dir / f"{split}.txt"] if (lists_dir / f"{split}.txt").is_file() else []
+    for path in sorted(lists_dir.glob(f"{split}_*_{strategy}.txt")):
+        match = SUBSET_NAME_RE.fullmatch(path.stem)
+        if match and match["strategy"] == strategy:
+            candidates.append(path)
+    if not candidates:
+        raise InvalidInput(
+            f"{lists_dir}: no {split}.txt or {split}_<pct>_{strategy}.txt list to calibrate from"
+        )
+    full = lists_dir / f"{split}.txt"
+    sized = sorted((_count_lines(p), p == full, p.name, p) for p in candidates)  # ties: the subset list
+    for count, _, _, path in sized:
+        if count >= want:
+            log.info("calibration list %s: %d images (the smallest holding %d)", path.name, count, want)
+            return path
+    count, _, _, path = max(sized, key=lambda t: (t[0], not t[1]))
+    log.warning(
+        "calibration: %d images asked for, but the largest list (%s) holds %d: calibrating on %d",
+        want, path.name, count, count,
+    )  # fmt: skip
+    return path
+
+
 def calibration_images(source: str | Path, limit: int = DEFAULT_CALIB_IMAGES, seed: int = 0) -> list[Path]:
     """Up to ``limit`` existing image paths from ``source``, a seeded sample when there are more.
 
@@ -108,6 +152,11 @@ def calibration_images(source: str | Path, limit: int = DEFAULT_CALIB_IMAGES, se
         )
     if not existing:
         raise InvalidInput(f"{source}: no calibration images found")
+    if len(existing) < limit:
+        log.warning(
+            "calibration: %d images asked for, %s holds %d: calibrating on %d", limit, source, len(existing),
+            len(existing),
+        )  # fmt: skip
     if len(existing) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(existing), size=limit, replace=False))
         existing = [existing[i] for i in keep]

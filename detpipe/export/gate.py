@@ -7,6 +7,11 @@ Limits are per precision ('fp32', 'fp16', 'int8') and may be overridden per form
     decisions = evaluate_gate({"mAP50-95": 0.512}, {"onnx-int8": {"mAP50-95": 0.497}}, cfg)
     enforce(decisions)   # raises GateFailed: onnx-int8: mAP50-95 dropped 1.5 points ... limit 1.0
 
+Two more rules guard a release: an absolute floor (``min_map``: a model that learned
+nothing is refused however little its exports lose against it) and completeness (a
+requested format without an accuracy result, e.g. an engine that was not built, fails
+unless ``allow_missing``).
+
 The pipeline's export step fails on :class:`~detpipe.errors.GateFailed`, so a bad engine
 never reaches the store.
 """
@@ -26,6 +31,19 @@ PRECISION_OF_FORMAT = {
 }
 DEFAULT_MAX_DROP = {"fp32": 0.5, "fp16": 1.0, "int8": 2.0}
 METRICS = ("mAP50-95", "mAP50")
+
+DEFAULT_MIN_MAP = 0.01
+"""The floor (gated metric, fraction): 1 point of COCO mAP50-95. A detector that learned
+nothing scores 0.000-0.001 (the quick profile on a 128-image COCO subset scored 0.000 in
+issue 11); anything worth deploying scores far more (YOLOv8n: 37.3 on COCO val2017 per
+ultralytics' model card; the conftest's pico model 0.27 on synthetic shapes). So 0.01 only
+stops models that learned nothing, never a weak but real one."""
+
+FLOOR_HINT = (
+    "the model learned (almost) nothing: train longer (more epochs), on more data (a larger "
+    "fraction or the full dataset) or from pretrained weights (--pretrained); lower the floor "
+    "(--min-map / min_map) only for smoke tests"
+)
 
 
 def parse_gate(text: str) -> dict[str, float]:
@@ -65,15 +83,21 @@ class GateConfig:
             precisions; missing precisions use :data:`DEFAULT_MAX_DROP`.
         metric: the metric gated on ('mAP50-95' or 'mAP50').
         enabled: False records the decisions without failing.
+        min_map: every format must score at least this (``metric``, a fraction in [0, 1]).
+        allow_missing: a requested format without an accuracy result passes (recorded).
     """
 
     max_drop: Mapping[str, float] = field(default_factory=dict)
     metric: str = "mAP50-95"
     enabled: bool = True
+    min_map: float = DEFAULT_MIN_MAP
+    allow_missing: bool = False
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise InvalidInput(f"gate metric {self.metric!r}: expected one of {', '.join(METRICS)}")
+        if not 0 <= self.min_map <= 1:
+            raise InvalidInput(f"--min-map {self.min_map}: a mAP fraction in [0, 1] (0.01 = 1 point)")
 
     def limit_for(self, fmt: str) -> float:
         """The allowed drop (points) for format ``fmt``."""
@@ -85,38 +109,79 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class GateDecision:
-    """One format's verdict."""
+    """One format's verdict.
+
+    ``value`` and ``drop_points`` are None for a format with no accuracy result, whose
+    ``missing`` says why (not built, skipped, failed).
+    """
 
     format: str
     metric: str
     baseline: float
-    value: float
-    drop_points: float
+    value: float | None
+    drop_points: float | None
     max_drop_points: float
     passed: bool
+    min_value: float = 0.0
+    missing: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def below_floor(self) -> bool:
+        return self.value is not None and not self.value >= self.min_value
+
     def reason(self) -> str:
-        return (
+        if self.value is None or self.drop_points is None:
+            return (
+                f"{self.format}: requested but has no accuracy result ({self.missing}); "
+                "--allow-missing accepts that"
+            )
+        dropped = (
             f"{self.format}: {self.metric} dropped {self.drop_points:.2f} points "
             f"({100 * self.baseline:.2f} -> {100 * self.value:.2f}), limit {self.max_drop_points:.2f}"
         )
+        floor = f"below the floor {100 * self.min_value:.2f} (min_map {self.min_value:g})"
+        if not self.below_floor:
+            return dropped
+        if self.drop_points <= self.max_drop_points + 1e-9:
+            return f"{self.format}: {self.metric} {100 * self.value:.2f} points is {floor}"
+        return f"{dropped}, and {floor}"
+
+
+def missing_formats(
+    formats: Mapping[str, Mapping[str, object]], results: Mapping[str, object]
+) -> dict[str, str]:
+    """Requested formats of an export report's ``formats`` block that have no accuracy result.
+
+    Returns:
+        format -> why (``skipped: <reason>`` or its status).
+    """
+    out = {}
+    for fmt, entry in formats.items():
+        if entry.get("requested") and fmt not in results:
+            status = entry.get("status", "missing")
+            out[fmt] = f"{status}: {entry['reason']}" if entry.get("reason") else str(status)
+    return out
 
 
 def evaluate_gate(
-    baseline: Mapping[str, float], results: Mapping[str, Mapping[str, float]], cfg: GateConfig
+    baseline: Mapping[str, float],
+    results: Mapping[str, Mapping[str, float]],
+    cfg: GateConfig,
+    missing: Mapping[str, str] | None = None,
 ) -> list[GateDecision]:
-    """Compare each format's metrics with the PyTorch baseline.
+    """Compare each format's metrics with the PyTorch baseline and the floor.
 
     Args:
         baseline: the PyTorch model's metrics (fractions in [0, 1]).
         results: format name -> its metrics on the same val set with the same evaluator.
         cfg: the limits.
+        missing: requested formats without a result -> why (:func:`missing_formats`).
 
     Returns:
-        One decision per format, in ``results`` order. A NaN metric fails.
+        One decision per format, in ``results`` order, then the missing ones. A NaN metric fails.
     """
     base = float(baseline[cfg.metric])
     decisions = []
@@ -124,8 +189,14 @@ def evaluate_gate(
         value = float(metrics[cfg.metric])
         drop = 100.0 * (base - value)
         limit = cfg.limit_for(fmt)
-        passed = bool(drop <= limit + 1e-9)  # False for NaN
-        decisions.append(GateDecision(fmt, cfg.metric, base, value, drop, limit, passed))
+        passed = bool(drop <= limit + 1e-9 and value >= cfg.min_map)  # False for NaN
+        decisions.append(GateDecision(fmt, cfg.metric, base, value, drop, limit, passed, cfg.min_map))
+    for fmt, why in (missing or {}).items():
+        decisions.append(
+            GateDecision(
+                fmt, cfg.metric, base, None, None, cfg.limit_for(fmt), cfg.allow_missing, cfg.min_map, why
+            )
+        )
     return decisions
 
 
@@ -138,11 +209,17 @@ def gate_from_report(report: Mapping[str, object], cfg: GateConfig) -> list[Gate
     accuracy = report.get("accuracy")
     if not isinstance(accuracy, Mapping) or not accuracy.get("evaluated"):
         raise GateFailed("accuracy gate failed: the export was not evaluated on a val set")
-    return evaluate_gate(accuracy["pytorch"], accuracy["formats"], cfg)
+    formats = report.get("formats")
+    missing = missing_formats(formats, accuracy["formats"]) if isinstance(formats, Mapping) else {}
+    return evaluate_gate(accuracy["pytorch"], accuracy["formats"], cfg, missing)
 
 
 def enforce(decisions: list[GateDecision], cfg: GateConfig | None = None) -> None:
-    """Raise :class:`GateFailed` naming every failing format (unless the gate is disabled)."""
+    """Raise :class:`GateFailed` naming every failing format (unless the gate is disabled).
+
+    A format below the floor adds :data:`FLOOR_HINT`: what to change so the model learns.
+    """
     failed = [d for d in decisions if not d.passed]
     if failed and (cfg is None or cfg.enabled):
-        raise GateFailed("accuracy gate failed: " + "; ".join(d.reason() for d in failed))
+        hint = f" -- {FLOOR_HINT}" if any(d.below_floor for d in failed) else ""
+        raise GateFailed("accuracy gate failed: " + "; ".join(d.reason() for d in failed) + hint)

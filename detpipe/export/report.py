@@ -18,6 +18,14 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+def _verdict(d: dict[str, Any]) -> str:
+    if d.get("value") is None:
+        return f"{'pass' if d['passed'] else 'FAIL'} (no result, {d.get('missing')})"
+    if not d["passed"] and d["value"] < d.get("min_value", 0.0):
+        return f"FAIL (below floor {_pct(d['min_value'])})"
+    return "pass" if d["passed"] else f"FAIL (limit {d['max_drop_points']})"
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """One row per format: status, file size, numeric check, mAP, delta to PyTorch, gate verdict."""
     acc = report.get("accuracy") or {}
@@ -46,11 +54,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
         delta = f"{m['delta_mAP50-95_points']:+.2f}" if m else ""
         verdict = verdicts.get(fmt)
-        gate = (
-            ""
-            if verdict is None
-            else ("pass" if verdict["passed"] else f"FAIL (limit {verdict['max_drop_points']})")
-        )
+        gate = "" if verdict is None else _verdict(verdict)
         lines.append(
             f"| {fmt} | {status} | {size} | {diff} | {_pct(m.get('mAP50-95'))} | {_pct(m.get('mAP50'))} "
             f"| {delta} | {gate} |"

@@ -20,8 +20,12 @@ Output directory (replaced atomically as a whole)::
     export_report.json / .md        per format: status, file, sha256, numeric check, mAP, delta, gate
     accuracy.png                    mAP per format against PyTorch
 
-Engine formats where TensorRT or a GPU is missing are recorded as ``"status": "skipped"``
-with the reason, and the rest of the export still succeeds.
+Where the export runs is resolved once (:func:`detpipe.device.resolve_device`; ``auto``: GPU 0
+when there is one). On a GPU (or with ``require_gpu``, the cluster's GPU step) a requested
+engine format that cannot be built fails the export with the reason
+(:class:`~detpipe.errors.Unavailable`, exit 3). Only a CPU-only run skips engine formats, as
+``"status": "skipped"`` with the reason; the accuracy gate then fails them as missing unless
+``allow_missing`` (:mod:`detpipe.export.gate`).
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from detpipe import __version__
+from detpipe.device import gpu_index, is_gpu, parse_device, resolve_device, torch_device
 from detpipe.errors import DetpipeError, InvalidInput, Unavailable
-from detpipe.export.gate import GateConfig, enforce, evaluate_gate
+from detpipe.export.gate import GateConfig, enforce, evaluate_gate, missing_formats
 from detpipe.io import atomic_dir, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -79,7 +84,9 @@ class ExportConfig:
         dla_core: build engines for this DLA core (Jetson Orin), with GPU fallback.
         timing_cache: persistent TensorRT timing cache (default: ``out/timing.cache``).
         calib_cache: TensorRT INT8 calibration cache to reuse (default: a fresh one in ``out``).
-        device_index: CUDA device for engines.
+        device: where to run (:data:`detpipe.device.DEVICE_FORMS`): the PyTorch reference,
+            TensorRT builds and engine evaluation; ``auto`` is GPU 0 when present, else CPU.
+        require_gpu: a GPU step (the cluster's export): no GPU is an error, never a skip.
         threads: onnxruntime/torch CPU threads for evaluation (None: library default).
     """
 
@@ -104,10 +111,12 @@ class ExportConfig:
     dla_core: int | None = None
     timing_cache: Path | None = None
     calib_cache: Path | None = None
-    device_index: int = 0
+    device: str = "auto"
+    require_gpu: bool = False
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        parse_device(self.device)  # malformed: InvalidInput before anything is loaded
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
             raise InvalidInput(
@@ -149,11 +158,19 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
 
     Raises:
         InvalidInput: bad weights, calibration or val inputs.
+        Unavailable: on a GPU, a requested engine format cannot be built; or no GPU where
+            ``require_gpu`` (or ``--device cuda``) asks for one.
         GateFailed: a format lost more accuracy than the gate allows (the report is written first).
     """
     from detpipe.export.calib import calibration_images
     from detpipe.export.model import load_detection_model
 
+    device = resolve_device(cfg.device)
+    if cfg.require_gpu and not is_gpu(device):
+        raise Unavailable(
+            f"export: this is a GPU step but there is no CUDA GPU here (--device {cfg.device} -> {device}); "
+            "check the node's nvidia.com/gpu allocation"
+        )
     loaded = load_detection_model(cfg.weights)
     imgsz = _resolve_imgsz(cfg, loaded.train_imgsz)
     source = cfg.calib_source
@@ -168,13 +185,14 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
         "dynamic_batch": cfg.dynamic_batch,
         "classes": loaded.names,
         "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "device": {"requested": cfg.device, "resolved": device},
         "formats": {},
     }
     with atomic_dir(cfg.out) as tmp:
-        report["formats"] = _export_formats(cfg, loaded, imgsz, calib_paths, val, tmp)
+        report["formats"] = _export_formats(cfg, device, loaded, imgsz, calib_paths, val, tmp)
         decisions = []
         if val is not None:
-            report["accuracy"], decisions = _evaluate(cfg, loaded, imgsz, val, tmp, report["formats"])
+            report["accuracy"], decisions = _evaluate(cfg, device, loaded, imgsz, val, tmp, report["formats"])
         else:
             log.warning(
                 "no val set (--val-annotations/--val-images): accuracy not evaluated, gate not applied"
@@ -183,6 +201,8 @@ def run_export(cfg: ExportConfig) -> dict[str, Any]:
         report["gate"] = {
             "enabled": cfg.gate.enabled and val is not None,
             "metric": cfg.gate.metric,
+            "min_map": cfg.gate.min_map,
+            "allow_missing": cfg.gate.allow_missing,
             "passed": all(d.passed for d in decisions) if val is not None else None,
             "limits_points": {f: cfg.gate.limit_for(f) for f in report["formats"]},
             "decisions": [d.as_dict() for d in decisions],
@@ -216,7 +236,13 @@ def _real_images(cfg: ExportConfig, val: Any, calib_paths: Sequence[Path]) -> li
 
 
 def _export_formats(
-    cfg: ExportConfig, loaded: Any, imgsz: tuple[int, int], calib_paths: list[Path], val: Any, tmp: Path
+    cfg: ExportConfig,
+    device: str,
+    loaded: Any,
+    imgsz: tuple[int, int],
+    calib_paths: list[Path],
+    val: Any,
+    tmp: Path,
 ) -> dict[str, Any]:
     from detpipe.export.onnx_export import OnnxExportConfig, compare_with_torch, export_onnx
 
@@ -266,6 +292,7 @@ def _export_formats(
                 "calibration": {
                     "source": str(cfg.calib_source),
                     "images": q.calibration_images,
+                    "requested": cfg.calib_images,
                     "method": q.method,
                 },
                 "fp32_nodes_kept": q.excluded_nodes,
@@ -276,7 +303,7 @@ def _export_formats(
 
     engines = [f for f in cfg.formats if f.startswith("engine-")]
     if engines:
-        formats.update(_build_engines(cfg, engines, info.path, calib_paths, loaded, imgsz, tmp))
+        formats.update(_build_engines(cfg, device, engines, info.path, calib_paths, loaded, imgsz, tmp))
     return formats
 
 
@@ -292,6 +319,7 @@ def _finish(entry: dict[str, Any], path: Path, start: float) -> dict[str, Any]:
 
 def _build_engines(
     cfg: ExportConfig,
+    device: str,
     engines: list[str],
     onnx_path: Path,
     calib_paths: list[Path],
@@ -302,11 +330,16 @@ def _build_engines(
     from detpipe.export.tensorrt_build import EngineBuildConfig, build_engine, engine_unavailable_reason
 
     out: dict[str, Any] = {}
-    reason = engine_unavailable_reason(cfg.device_index)
+    gpu = is_gpu(device)
+    index = gpu_index(device) if gpu else 0
+    reason = (
+        engine_unavailable_reason(index)
+        if gpu
+        else f"CPU-only run (device {device}): engines need a CUDA GPU"
+    )
     for fmt in engines:
         if reason:
-            log.warning("%s skipped: %s", fmt, reason)
-            out[fmt] = {"status": "skipped", "requested": True, "reason": reason}
+            out[fmt] = _cannot_build(fmt, reason, gpu)
             continue
         precision = fmt.removeprefix("engine-")
         start = time.perf_counter()
@@ -317,15 +350,14 @@ def _build_engines(
             timing_cache=cfg.timing_cache or tmp / "timing.cache",
             calib_cache=cfg.calib_cache or tmp / "model.int8.calib.cache",
             max_batch=cfg.batch,
-            device_index=cfg.device_index,
+            device_index=index,
         )
         extra = {"names": {str(k): v for k, v in loaded.names.items()}, "imgsz": list(imgsz)}
         path = tmp / FILE_OF_FORMAT[fmt]
         try:
             sidecar = build_engine(onnx_path, path, build, calib_paths, extra_sidecar=extra)
         except Unavailable as e:  # e.g. --dla-core on a GPU without DLA, no INT8 calibration API
-            log.warning("%s skipped: %s", fmt, e)
-            out[fmt] = {"status": "skipped", "requested": True, "reason": str(e)}
+            out[fmt] = _cannot_build(fmt, str(e), gpu)
             continue
         out[fmt] = _finish(
             {
@@ -344,43 +376,57 @@ def _build_engines(
     return out
 
 
-def _predictor_for(fmt: str, path: Path, cfg: ExportConfig) -> Any:
+def _cannot_build(fmt: str, reason: str, gpu: bool) -> dict[str, Any]:
+    """A requested engine that cannot be built: an error on a GPU, a recorded skip on CPU only."""
+    if gpu:
+        raise Unavailable(f"{fmt}: requested on a GPU step but cannot be built: {reason}")
+    log.warning("%s SKIPPED (CPU-only run): %s", fmt, reason)
+    return {"status": "skipped", "requested": True, "reason": reason}
+
+
+def _predictor_for(fmt: str, path: Path, cfg: ExportConfig, device: str) -> Any:
     from detpipe.export.evaluation import EVAL_POSTPROCESS
 
     if fmt.startswith("engine-"):
         from detpipe.export.tensorrt_runtime import TensorRTPredictor
 
-        return TensorRTPredictor(path, device_index=cfg.device_index, postprocess_cfg=EVAL_POSTPROCESS)
+        return TensorRTPredictor(path, device_index=gpu_index(device), postprocess_cfg=EVAL_POSTPROCESS)
     from detpipe.export.runtime import OnnxPredictor
 
     return OnnxPredictor(path, threads=cfg.threads, postprocess_cfg=EVAL_POSTPROCESS)
 
 
 def _evaluate(
-    cfg: ExportConfig, loaded: Any, imgsz: tuple[int, int], val: Any, tmp: Path, formats: dict[str, Any]
+    cfg: ExportConfig,
+    device: str,
+    loaded: Any,
+    imgsz: tuple[int, int],
+    val: Any,
+    tmp: Path,
+    formats: dict[str, Any],
 ) -> tuple[dict[str, Any], list[Any]]:
     from detpipe.export.evaluation import evaluate_predictor, pytorch_predictor
 
-    device = "cpu"
-    if any(f.startswith("engine-") and formats[f]["status"] == "ok" for f in formats):
-        device = f"cuda:{cfg.device_index}"
-    log.info("evaluating the PyTorch model on %d val images", val.gt.num_images)
+    log.info("evaluating the PyTorch model on %d val images (%s)", val.gt.num_images, torch_device(device))
     end2end = bool(getattr(loaded.model, "end2end", False))
-    baseline = evaluate_predictor(pytorch_predictor(Path(cfg.weights), imgsz, device, end2end), val)
+    baseline = evaluate_predictor(
+        pytorch_predictor(Path(cfg.weights), imgsz, torch_device(device), end2end), val
+    )
     results: dict[str, dict[str, float]] = {}
     for fmt, entry in formats.items():
         if entry["status"] != "ok":
             continue
         try:
-            predictor = _predictor_for(fmt, tmp / entry["file"], cfg)
+            predictor = _predictor_for(fmt, tmp / entry["file"], cfg, device)
         except DetpipeError as e:
             raise DetpipeError(f"{fmt}: cannot load the exported file for evaluation: {e}") from None
         log.info("evaluating %s", fmt)
         results[fmt] = evaluate_predictor(predictor, val)
-    decisions = evaluate_gate(baseline, results, cfg.gate)
+    decisions = evaluate_gate(baseline, results, cfg.gate, missing_formats(formats, results))
     accuracy = {
         "evaluated": True,
         "evaluator": "detpipe.evaluate (pycocotools-exact COCO bbox), conf 0.001, NMS IoU 0.7, 100 boxes",
+        "pytorch_device": torch_device(device),
         "val_annotations": str(val.gt.path),
         "val_images": val.gt.num_images,
         "pytorch": baseline,

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 from detpipe.bench.backends import backends_for, discover_models, model_file
+from detpipe.bench.device import device_class, split_by_device_class
 from detpipe.bench.run import add_ratios
+from detpipe.device import resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
+from detpipe.publish import PublishConfig, release_files
 
 PICO = Path(__file__).resolve().parents[1] / "export" / "yolov8-pico.yaml"
 STATS = (
@@ -80,6 +83,14 @@ def test_bench_writes_json_table_and_plot(bench_report):
             assert s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
             assert s["throughput_ips"] == pytest.approx(1000 * 8 / sum(row["samples_ms"][mode]), rel=1e-3)
         assert row["e2e"]["p50_ms"] > 0.5 * row["infer"]["p50_ms"]  # e2e includes the network
+    # labelled with what really ran: the providers onnxruntime's session uses, torch's device
+    ort_cpu = {"runtime": "onnxruntime", "device": "cpu", "providers": ["CPUExecutionProvider"]}
+    assert {k: r["ran_on"] for k, r in rows.items()} == {
+        ("onnx", "onnxruntime"): ort_cpu,
+        ("onnx-int8", "onnxruntime"): ort_cpu,
+        ("pytorch", "pytorch"): {"runtime": "torch", "device": "cpu"},
+    }
+    assert report["settings"]["device"] == {"requested": "auto", "resolved": resolve_device("auto")}
     assert report["reference"] == "pytorch/pytorch"
     assert rows[("pytorch", "pytorch")]["speedup_vs_reference"] == {"infer": 1.0, "e2e": 1.0}
     assert report["settings"]["percentiles"] == "numpy.percentile method='linear'"
@@ -153,6 +164,53 @@ def test_model_discovery_and_backends(export_dir):
     ]
     with pytest.raises(InvalidInput, match="--backend 'tflite'"):
         backends_for(onnx, ["tflite"])
+    pt = model_file(PICO)
+    assert backends_for(pt, ["auto"], "cpu") == ["pytorch"] and backends_for(pt, ["auto"], "0") == [
+        "pytorch-cuda"
+    ]
+    assert backends_for(onnx, ["auto"], "cpu") == ["onnxruntime"]
+    cuda_ep = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
+    assert backends_for(onnx, ["auto"], "0") == ["onnxruntime-cuda" if cuda_ep else "onnxruntime"]
+
+
+GPU_META = {
+    "cpu": {"machine": "x86_64"},
+    "gpu": [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}],
+    "jetson": None,
+}
+
+
+def test_results_are_filed_under_the_device_they_ran_on():
+    """A GPU machine whose onnxruntime ran on CPU: those figures never go under the GPU's class."""
+    report = {
+        "device": GPU_META,
+        "results": [
+            {"format": "onnx", "backend": "onnxruntime-cuda", "status": "ok", "ran_on": {"device": "cpu"}},
+            {"format": "engine-fp16", "backend": "tensorrt", "status": "ok", "ran_on": {"device": "cuda:0"}},
+            {"format": "pytorch", "backend": "pytorch", "status": "ok", "ran_on": {"device": "cpu"}},
+        ],
+    }
+    split = split_by_device_class(report)
+    assert {cls: [r["format"] for r in part["results"]] for cls, part in split.items()} == {
+        "x86_64-cpu": ["onnx", "pytorch"],
+        "h100-80gb-hbm3": ["engine-fp16"],
+    }
+    assert split["x86_64-cpu"]["device_class"] == "x86_64-cpu" and split["x86_64-cpu"]["device"] == GPU_META
+    assert device_class({"cpu": {"machine": "aarch64"}, "jetson": {"model": "Orin"}}, "cuda:0") == "orin"
+    assert device_class({"cpu": {"machine": "aarch64"}, "jetson": {"model": "Orin"}}, "cpu") == "aarch64-cpu"
+
+
+def test_a_release_files_cpu_figures_under_the_cpu_class(tmp_path):
+    (tmp_path / "train" / "weights").mkdir(parents=True)
+    (tmp_path / "train" / "weights" / "best.pt").write_bytes(b"w")
+    bench = {"device": GPU_META, "results": [{"format": "onnx", "backend": "onnxruntime", "status": "ok",
+                                              "ran_on": {"device": "cpu"}}]}  # fmt: skip
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    cfg = PublishConfig(store=str(tmp_path / "store"), name="m", version="1", train_dir=tmp_path / "train",
+                        bench_json=tmp_path / "bench.json")  # fmt: skip
+    files = release_files(cfg, tmp_path / "scratch")
+    assert sorted(files) == ["bench/x86_64-cpu.json", "weights.pt"]
+    assert json.loads(files["bench/x86_64-cpu.json"].read_text())["results"] == bench["results"]
 
 
 def test_ratios_are_against_pytorch():

@@ -10,8 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from detpipe.export.tensorrt_build import engine_unavailable_reason
-
 pytestmark = pytest.mark.slow
 
 
@@ -34,6 +32,8 @@ def exported(trained_pico, small_data, tmp_path_factory):
         "--val-annotations", str(small_data.val_annotations),
         "--val-images", str(small_data.val_images),
         "--gate", "fp32=0.5,int8=2.0",
+        "--device", "cpu",  # a CPU-only run: the only kind that may skip an engine format
+        "--allow-missing",
         "--out", str(out),
     )  # fmt: skip
     return res, out
@@ -63,6 +63,7 @@ def test_report_lists_accuracy_deltas_and_gate(exported):
     assert formats["onnx-int8"]["calibration"] == {
         "source": formats["onnx-int8"]["calibration"]["source"],
         "images": 48,
+        "requested": 48,
         "method": "minmax",
     }
     acc = report["accuracy"]
@@ -75,18 +76,21 @@ def test_report_lists_accuracy_deltas_and_gate(exported):
     assert abs(acc["formats"]["onnx"]["delta_mAP50-95_points"]) < 0.1  # FP32 ONNX = PyTorch
     gate = report["gate"]
     assert gate["enabled"] and gate["passed"] is True
-    assert [d["format"] for d in gate["decisions"]] == ["onnx", "onnx-int8"]
-    assert gate["limits_points"]["onnx-int8"] == 2.0
+    assert [d["format"] for d in gate["decisions"]] == ["onnx", "onnx-int8", "engine-fp16"]
+    assert gate["decisions"][2]["passed"] and gate["decisions"][2]["value"] is None  # --allow-missing
+    assert gate["decisions"][2]["missing"].startswith("skipped: CPU-only run (device cpu)")
+    assert gate["limits_points"]["onnx-int8"] == 2.0 and gate["min_map"] == 0.01
+    assert report["device"] == {"requested": "cpu", "resolved": "cpu"}
 
 
-@pytest.mark.skipif(engine_unavailable_reason() is None, reason="TensorRT and a GPU are present here")
-def test_engine_formats_are_skipped_with_a_reason_without_tensorrt(exported):
+def test_engine_formats_are_skipped_loudly_on_a_cpu_only_run(exported):
     res, out = exported
     entry = json.loads((out / "export_report.json").read_text())["formats"]["engine-fp16"]
     assert entry["status"] == "skipped"
-    assert entry["reason"] == engine_unavailable_reason()
-    assert any("engine-fp16 skipped:" in line for line in res.stderr.splitlines())
+    assert entry["reason"] == "CPU-only run (device cpu): engines need a CUDA GPU"
+    assert any("engine-fp16 SKIPPED (CPU-only run)" in line for line in res.stderr.splitlines())
     assert not list(out.glob("*.engine"))
+    assert "| engine-fp16 | skipped: CPU-only run" in res.stdout and "pass (no result" in res.stdout
 
 
 def test_gate_fails_the_stage_on_an_int8_model_calibrated_on_garbage(trained_pico, small_data, tmp_path):
@@ -131,6 +135,7 @@ def test_without_a_val_set_the_export_succeeds_unevaluated(trained_pico, tmp_pat
         (["--formats", "onnx,tflite"], "--formats: unknown tflite"),
         (["--formats", "onnx-int8"], "onnx-int8 need calibration images: pass --calib"),
         (["--gate", "fp8=1"], "--gate 'fp8=1': expected KEY=POINTS"),
+        (["--device", "gpu0"], "--device gpu0: expected auto, cpu, cuda"),
         (
             ["--calib", "/nonexistent/list.txt", "--formats", "onnx-int8"],
             "/nonexistent/list.txt: no such file",
