@@ -1,19 +1,27 @@
 """HTTP transport: every route in one place, one mapping from detpipe errors to statuses.
 
-Routes (KServe's v1 REST protocol for inference, its v2 paths for health)::
+Routes (KServe's v1 REST protocol, the Open Inference Protocol v2 with Triton's binary tensor
+data and model repository extensions, raw-image detection)::
 
-    GET  /healthz, /v2/health/live          liveness
-    GET  /readyz,  /v2/health/ready         readiness (503 while starting or draining)
-    GET  /v1/models                         {"models": [name]}
-    GET  /v1/models/{name}                  metadata: version, format, backend, imgsz, classes, ready
-    POST /v1/models/{name}:predict          JSON {"instances": [{"b64": ...}, ...], "parameters": {...}}
-    POST /v1/models/{name}:detect           one image as the raw body (image/*), ?conf=&iou=&max_det=
-    GET  /metrics                           Prometheus text format
+    GET  /healthz, /v2/health/live               liveness
+    GET  /readyz,  /v2/health/ready              readiness (503 while starting or draining)
+    GET  /v1/models                              {"models": [name]}
+    GET  /v1/models/{name}                       metadata: version, format, backend, imgsz, classes, ready
+    POST /v1/models/{name}:predict               JSON {"instances": [{"b64": ...}, ...], "parameters": {...}}
+    POST /v1/models/{name}:detect                one image: raw body (image/*) or multipart (-F file=@a.jpg)
+    GET  /v2                                     server metadata and extensions
+    GET  /v2/models/{name}[/versions/{v}]        inputs and outputs with datatypes and shapes
+    GET  /v2/models/{name}[/versions/{v}]/ready  200 when ready
+    POST /v2/models/{name}[/versions/{v}]/infer  tensors as JSON or binary data (binary tensor extension)
+    POST /v2/repository/index                    the served model and its state
+    POST /v2/repository/models/{name}/load       reload; {"parameters": {"uri": ...}} for another model
+    GET  /metrics                                Prometheus text format
 
 Errors answer ``{"error": "<one line>"}`` with the status of the detpipe error class
 (400 bad input, 404 unknown model, 413 too large, 415 wrong content type, 503 not ready or
-overloaded, the latter with ``Retry-After``). Inference responses carry ``X-Model-Name``
-and ``X-Model-Version``, so a client can see which side of a canary answered::
+overloaded, the latter with ``Retry-After``). Every response carries ``X-Model-Name`` and
+``X-Model-Version`` of the model that answered, so a client can see which side of a canary
+(or of a reload) it got. SIGHUP reloads the model as the load route does::
 
     app = create_app(DataPlane(load_model(cfg), cfg))
     uvicorn.run(app, host="0.0.0.0", port=8080)
@@ -21,12 +29,11 @@ and ``X-Model-Version``, so a client can see which side of a canary answered::
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -36,9 +43,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detpipe import __version__
-from detpipe.errors import DetpipeError, InvalidInput, Overloaded, PayloadTooLarge, UnsupportedMediaType
+from detpipe.errors import DetpipeError, InvalidInput, Overloaded, UnsupportedMediaType
+from detpipe.serving import oip
+from detpipe.serving.bodies import image_from_multipart, parse_json, read_body
 from detpipe.serving.dataplane import DataPlane
 from detpipe.serving.metrics import MetricsMiddleware
+from detpipe.serving.model import ServingModel
+from detpipe.serving.v1 import parse_predict
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +66,42 @@ _PREDICT_BODY = {
 _DETECT_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
     }
 }
+_IMAGE_TYPES = ("image/", "application/octet-stream")
+
+
+def _headers(model: ServingModel) -> dict[str, str]:
+    return {"X-Model-Name": model.name, "X-Model-Version": model.version}
 
 
 def create_app(plane: DataPlane) -> FastAPI:
-    """The FastAPI app serving ``plane``; the lifespan starts and drains its batcher."""
+    """The FastAPI app serving ``plane``; the lifespan starts and drains it, SIGHUP reloads."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task] = set()
+
+        def on_sighup() -> None:
+            task = loop.create_task(_reload_logged(plane))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        with suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             yield
         finally:
+            with suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
             await plane.stop()
 
     app = FastAPI(
@@ -78,8 +111,7 @@ def create_app(plane: DataPlane) -> FastAPI:
         lifespan=lifespan,
     )
     _add_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
-    model_headers = {"X-Model-Name": plane.model.name, "X-Model-Version": plane.model.version}
+    app.add_middleware(MetricsMiddleware, metrics=plane.metrics, current=lambda: plane.model)
 
     @app.get("/healthz")
     @app.get("/v2/health/live")
@@ -98,21 +130,18 @@ def create_app(plane: DataPlane) -> FastAPI:
 
     @app.get("/v1/models/{name}")
     async def model_metadata(name: str) -> JSONResponse:
-        plane.check_model(name)
-        return JSONResponse({**plane.model.metadata(), "ready": plane.ready}, headers=model_headers)
+        model = plane.check_model(name)
+        return JSONResponse({**model.metadata(), "ready": plane.ready}, headers=_headers(model))
 
     @app.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_BODY)
     async def predict(name: str, request: Request) -> JSONResponse:
         plane.check_model(name)
-        images, params = _parse_predict(await _read_body(request, plane.cfg.max_body_bytes))
-        nms = plane.nms_config(**params)
-        predictions = await plane.detect(images, nms)
-        body = {
-            "model_name": plane.model.name,
-            "model_version": plane.model.version,
-            "predictions": predictions,
-        }
-        return JSONResponse(body, headers=model_headers)
+        plane.ensure_room()
+        images, params = parse_predict(await read_body(request, plane.cfg.max_body_bytes))
+        answer = await plane.detect(images, plane.nms_config(**params))
+        model = answer.model
+        body = {"model_name": model.name, "model_version": model.version, "predictions": answer.value}
+        return JSONResponse(body, headers=_headers(model))
 
     @app.post("/v1/models/{name}:detect", openapi_extra=_DETECT_BODY)
     async def detect(
@@ -123,21 +152,93 @@ def create_app(plane: DataPlane) -> FastAPI:
         max_det: int | None = Query(None, ge=1, description="most detections to return"),
     ) -> JSONResponse:
         plane.check_model(name)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not (kind.startswith("image/") or kind == "application/octet-stream"):
+        content_type = request.headers.get("content-type", "")
+        kind = content_type.split(";")[0].strip().lower()
+        multipart = kind == "multipart/form-data"
+        if not (multipart or kind.startswith(_IMAGE_TYPES)):
             raise UnsupportedMediaType(
-                f"content type {kind or 'none'!r}: send image bytes as image/* or application/octet-stream"
+                f"content type {kind or 'none'!r}: send image bytes as image/* or application/octet-stream, "
+                "or a multipart/form-data upload"
             )
-        data = await _read_body(request, plane.cfg.max_body_bytes)
-        [prediction] = await plane.detect([data], plane.nms_config(conf, iou, max_det))
-        body = {"model_name": plane.model.name, "model_version": plane.model.version, **prediction}
-        return JSONResponse(body, headers=model_headers)
+        plane.ensure_room()
+        data = await read_body(request, plane.cfg.max_body_bytes)
+        if multipart:
+            data = await image_from_multipart(data, content_type)
+        answer = await plane.detect([data], plane.nms_config(conf, iou, max_det))
+        model = answer.model
+        body = {"model_name": model.name, "model_version": model.version, **answer.value[0]}
+        return JSONResponse(body, headers=_headers(model))
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "detpipe", "version": __version__, "extensions": oip.EXTENSIONS}
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_model_metadata(name: str, version: str | None = None) -> JSONResponse:
+        model = plane.check_model(name, version)
+        return JSONResponse(oip.model_metadata(model), headers=_headers(model))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(name: str, version: str | None = None) -> JSONResponse:
+        model = plane.check_model(name, version)
+        body = {"name": model.name, "version": model.version, "ready": plane.ready}
+        return JSONResponse(body, status_code=200 if plane.ready else 503, headers=_headers(model))
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
+        model = plane.check_model(name, version)
+        plane.ensure_room()
+        body = await read_body(request, plane.cfg.max_body_bytes)
+        infer = oip.parse_infer(body, request.headers.get(oip.HEADER_LENGTH), model, plane.cfg.max_images)
+        answer = await plane.infer(infer.x, model)
+        content, headers = oip.infer_response(answer.model, infer, answer.value)
+        return Response(content, headers={**headers, **_headers(answer.model)})
+
+    @app.post("/v2/repository/index")
+    async def repository_index() -> list[dict[str, Any]]:
+        model = plane.model
+        state = "READY" if plane.ready else "UNAVAILABLE"
+        return [{"name": model.name, "version": model.version, "state": state}]
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def repository_load(name: str, request: Request) -> JSONResponse:
+        plane.check_model(name)
+        uri = _load_uri(await read_body(request, 64 * 1024))
+        model = await plane.reload(uri)
+        body = {"name": model.name, "version": model.version, "source": model.source}
+        return JSONResponse(body, headers=_headers(model))
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _load_uri(body: bytes) -> str | None:
+    """The ``parameters.uri`` of a repository load request (None: reload what --model names)."""
+    if not body.strip():
+        return None
+    doc = parse_json(body, "load request")
+    params = doc.get("parameters", {}) if isinstance(doc, dict) else None
+    if not isinstance(params, dict):
+        raise InvalidInput('load request: expected {"parameters": {"uri": "<model file or release URI>"}}')
+    unknown = sorted(set(params) - {"uri"})
+    if unknown:
+        raise InvalidInput(f"load request: unknown parameters {', '.join(unknown)} (known: uri)")
+    uri = params.get("uri")
+    if uri is not None and not (isinstance(uri, str) and uri.strip()):
+        raise InvalidInput("load request: parameters.uri must be a non-empty string")
+    return uri
+
+
+async def _reload_logged(plane: DataPlane) -> None:
+    """SIGHUP: reload what --model names; a failure is logged, the old model keeps serving."""
+    with suppress(DetpipeError):
+        await plane.reload()
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -164,50 +265,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, e: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"error": f"internal error: {type(e).__name__}"}, status_code=500)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes before reading all of it."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"request body of {int(length)} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse_predict(body: bytes) -> tuple[list[bytes], dict[str, Any]]:
-    """``{"instances": [{"b64": ...} | {"image": {"b64": ...}}], "parameters": {...}}`` -> images, params."""
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"body is not valid JSON: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list):
-        raise InvalidInput('expected a JSON object {"instances": [{"b64": "<base64 image>"}, ...]}')
-    images = []
-    for i, inst in enumerate(doc["instances"]):
-        inst = inst.get("image", inst) if isinstance(inst, dict) else inst
-        b64 = inst.get("b64") if isinstance(inst, dict) else None
-        if not isinstance(b64, str):
-            raise InvalidInput(f'instances[{i}]: expected {{"b64": "<base64 image>"}}')
-        try:
-            images.append(base64.b64decode(b64, validate=True))
-        except (binascii.Error, ValueError):
-            raise InvalidInput(f"instances[{i}]: b64 is not valid base64") from None
-    params = doc.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise InvalidInput("parameters: expected an object")
-    unknown = sorted(set(params) - {"conf", "iou", "max_det"})
-    if unknown:
-        raise InvalidInput(f"parameters: unknown {', '.join(unknown)} (known: conf, iou, max_det)")
-    for key, value in params.items():
-        kind = int if key == "max_det" else int | float
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise InvalidInput(
-                f"parameters.{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
-            )
-    return images, params

@@ -44,9 +44,17 @@ class ServerConfig:
         max_queue: images admitted (queued or running) before new requests get 503.
         max_images: images per request.
         max_body_bytes: request body limit (413 above it).
-        max_image_pixels: decoded image size limit (width x height).
+        max_image_pixels: image size limit (width x height), checked from the header before
+            decoding; a decoded image takes 3 bytes a pixel.
+        decode_threads: images decoded at once; with ``max_image_pixels`` it bounds the
+            decoders' memory (``decode_threads * max_image_pixels * 3`` bytes at most).
         nms: default NMS settings (requests may override conf, iou and max_det).
         cache_dir: where releases are downloaded (verified against their manifest).
+        shadow: a candidate model (file or release URI, as ``model``) run beside the live one
+            on a sample of image requests, off the response path; None: no shadow.
+        shadow_format: which file of the shadow's release to run.
+        shadow_fraction: the share of image requests the shadow also sees.
+        shadow_queue: shadow requests waiting at most; more are dropped (never waited for).
     """
 
     model: str
@@ -60,9 +68,14 @@ class ServerConfig:
     max_queue: int = 64
     max_images: int = 32
     max_body_bytes: int = 32 * 1024 * 1024
-    max_image_pixels: int = 64_000_000
+    max_image_pixels: int = 40_000_000
+    decode_threads: int = 2
     nms: PostprocessConfig = SERVE_NMS
     cache_dir: Path | None = None
+    shadow: str | None = None
+    shadow_format: str = "onnx"
+    shadow_fraction: float = 0.1
+    shadow_queue: int = 4
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -71,11 +84,19 @@ class ServerConfig:
             check_model_name(self.name)
         if self.format not in FORMATS:
             raise InvalidInput(f"format {self.format!r}: expected one of {', '.join(FORMATS)}")
-        for field in ("max_batch", "max_queue", "max_images", "max_body_bytes", "max_image_pixels"):
+        if self.shadow_format not in FORMATS:
+            raise InvalidInput(f"shadow format {self.shadow_format!r}: expected one of {', '.join(FORMATS)}")
+        positive = (
+            "max_batch", "max_queue", "max_images", "max_body_bytes", "max_image_pixels",
+            "decode_threads", "shadow_queue",
+        )  # fmt: skip
+        for field in positive:
             if getattr(self, field) < 1:
                 raise InvalidInput(f"{field} must be >= 1, got {getattr(self, field)}")
         if self.max_delay_ms < 0:
             raise InvalidInput(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
+        if not 0.0 <= self.shadow_fraction <= 1.0:
+            raise InvalidInput(f"shadow_fraction must be in [0, 1], got {self.shadow_fraction}")
 
     @property
     def cache(self) -> Path:

@@ -1,26 +1,37 @@
-"""The data plane: images in, detections out. Knows nothing of HTTP.
+"""The data plane: images or tensors in, detections or raw outputs out. Knows nothing of HTTP.
 
-Per image: decode and letterbox on a worker thread of the caller (so it overlaps the
-running model call), then the :class:`~detpipe.serving.batcher.DynamicBatcher` stacks letterboxed
-images from concurrent requests into one model call; NMS runs per image with that
-request's thresholds, and boxes come back in the image's own pixels::
+Per image: decode (size checked from the header first) and letterbox into the model's input
+tensor on a bounded decode pool, so it overlaps the running model call; the
+:class:`~detpipe.serving.batcher.DynamicBatcher` stacks inputs from concurrent requests into
+one model call; NMS runs per image with that request's thresholds, boxes in the image's own
+pixels. Open Inference Protocol requests bring the input tensor itself and get the raw output.
+
+The served model can be swapped while requests run (:meth:`DataPlane.reload`): the new model
+is loaded, verified and warmed beside the old one, then takes new requests; the old one
+finishes what it admitted and is released. A shadow model (:mod:`detpipe.serving.shadow`) may
+see a sample of the traffic off the response path::
 
     plane = DataPlane(load_model(cfg), cfg)
     await plane.start()
-    result = await plane.detect([jpeg_bytes], plane.nms_config(conf=0.3))
+    answer = await plane.detect([jpeg_bytes], plane.nms_config(conf=0.3))
+    answer.model.version, answer.value      # who answered, the detections
+    await plane.reload("s3://detpipe/models/yolov8n-coco/4")
     await plane.stop()
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from detpipe.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from detpipe.errors import DetpipeError, InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from detpipe.export.runtime import (
     Detections,
     Letterbox,
@@ -33,43 +44,132 @@ from detpipe.export.runtime import (
 from detpipe.serving.batcher import DynamicBatcher
 from detpipe.serving.config import ServerConfig
 from detpipe.serving.metrics import ServerMetrics
-from detpipe.serving.model import ServingModel
+from detpipe.serving.model import ServingModel, load_model
+from detpipe.serving.shadow import Shadow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    image: np.ndarray  # letterboxed HWC BGR uint8
-    letterbox: Letterbox
-    nms: PostprocessConfig
+class _Item:
+    """One image's model input and how to answer for it."""
+
+    x: np.ndarray  # (3, h, w) float32, the model's input row
+    letterbox: Letterbox | None = None  # None: a tensor request, answered with the raw output
+    nms: PostprocessConfig | None = None
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A result and the model that produced it (for headers and metrics)."""
+
+    model: ServingModel
+    value: T
+
+
+@dataclass
+class _Served:
+    """A model with its own batcher, and the requests that are using it."""
+
+    model: ServingModel
+    batcher: DynamicBatcher
+    users: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def enter(self) -> None:
+        self.users += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.users -= 1
+        if not self.users:
+            self.idle.set()
+
+
+def warm_up(model: ServingModel) -> None:
+    """One inference on a grey image: the output must be finite, (batch, 4 + nc, anchors).
+
+    Raises:
+        InvalidInput: the model fails, or gives an output of another shape or non-finite values.
+    """
+    predictor = model.predictor
+    x = to_input([], predictor.imgsz, predictor.batch or 1)
+    try:
+        out = np.asarray(predictor.infer(x))
+    except Exception as e:  # whatever the runtime raises: the model is unusable
+        raise InvalidInput(f"{model.path.name}: warm-up inference failed: {str(e).splitlines()[0]}") from None
+    expected_rows = 4 + len(predictor.names) if predictor.names else None
+    if out.ndim != 3 or out.shape[0] != x.shape[0] or (expected_rows and out.shape[1] != expected_rows):
+        raise InvalidInput(f"{model.path.name}: warm-up output has shape {list(out.shape)}")
+    if not np.isfinite(out).all():
+        raise InvalidInput(f"{model.path.name}: warm-up output is not finite")
 
 
 class DataPlane:
-    """Serves one model: readiness, metadata and batched detection.
+    """Serves one model (swappable at run time): readiness, metadata, batched inference.
 
     Args:
         model: the loaded model.
         cfg: limits, batching and default NMS settings.
         metrics: where to record (a fresh :class:`ServerMetrics` if None).
+        shadow: a candidate model run on a sample of image requests, off the response path.
+        loader: loads a model for :meth:`reload` (``load_model``).
     """
 
-    def __init__(self, model: ServingModel, cfg: ServerConfig, metrics: ServerMetrics | None = None) -> None:
-        self.model = model
+    def __init__(
+        self,
+        model: ServingModel,
+        cfg: ServerConfig,
+        metrics: ServerMetrics | None = None,
+        shadow: ServingModel | None = None,
+        loader: Callable[[ServerConfig], ServingModel] = load_model,
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics or ServerMetrics()
-        limit = model.max_batch
-        self.batcher = DynamicBatcher(
-            self._run_batch,
-            max_batch=min(cfg.max_batch, limit) if limit else cfg.max_batch,
-            max_delay_s=cfg.max_delay_ms / 1000.0,
-            max_queue=cfg.max_queue,
-            on_depth=self.metrics.queue_images.set,
-        )
+        self.loader = loader
         self.ready = False
-        self.metrics.model_info.labels(model.name, model.version, model.format, model.backend).set(1)
+        self._decode_pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="detpipe-decode")
+        self._serving: list[_Served] = []  # the active model and any still finishing after a reload
+        self._active = self._serve(model)
+        self._reload_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task] = set()
+        self.shadow = (
+            Shadow(shadow, cfg.shadow_fraction, self.metrics, max_pending=cfg.shadow_queue)
+            if shadow is not None
+            else None
+        )
+        if self.shadow is not None and shadow.predictor.imgsz != model.predictor.imgsz:
+            raise InvalidInput(
+                f"shadow model takes {shadow.predictor.imgsz}, the live model {model.predictor.imgsz}: "
+                "the shadow runs on the live model's input tensor, so both need the same --imgsz"
+            )
+
+    @property
+    def model(self) -> ServingModel:
+        """The model new requests go to."""
+        return self._active.model
+
+    def _serve(self, model: ServingModel) -> _Served:
+        limit = model.max_batch
+        batcher = DynamicBatcher(
+            lambda items: self._run_batch(model, items),
+            max_batch=min(self.cfg.max_batch, limit) if limit else self.cfg.max_batch,
+            max_delay_s=self.cfg.max_delay_ms / 1000.0,
+            max_queue=self.cfg.max_queue,
+            on_depth=lambda n: self.metrics.queue_images.set(sum(s.batcher.admitted for s in self._serving)),
+        )
+        served = _Served(model, batcher)
+        served.idle.set()
+        self._serving.append(served)
+        return served
 
     async def start(self) -> None:
         """Start batching and take requests."""
-        await self.batcher.start()
+        await self._active.batcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
+        self.metrics.set_model(self.model)
         self.ready = True
         self.metrics.ready.set(1)
 
@@ -77,12 +177,30 @@ class DataPlane:
         """Stop taking requests (readiness goes false), finish the admitted ones."""
         self.ready = False
         self.metrics.ready.set(0)
-        await self.batcher.stop()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._active.batcher.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
+        self._decode_pool.shutdown(wait=True)
 
-    def check_model(self, name: str) -> None:
-        """Raises NotFound unless ``name`` is the served model."""
-        if name != self.model.name:
-            raise NotFound(f"model {name!r} is not served here (this server serves {self.model.name!r})")
+    def check_model(self, name: str, version: str | None = None) -> ServingModel:
+        """The served model if ``name`` (and ``version``, when given) is it.
+
+        Raises:
+            NotFound: another name, or a version this server does not serve.
+        """
+        model = self.model
+        if name != model.name:
+            raise NotFound(f"model {name!r} is not served here (this server serves {model.name!r})")
+        if version is not None and version != model.version:
+            raise NotFound(f"model {name!r} has no version {version!r} here (serving {model.version!r})")
+        return model
+
+    def ensure_room(self, n: int = 1) -> None:
+        """Refuse now (503) what would not be admitted, before a body is read or decoded."""
+        if not self.ready:
+            raise Unavailable("model is not ready")
+        self._active.batcher.ensure_room(n)
 
     def nms_config(
         self, conf: float | None = None, iou: float | None = None, max_det: int | None = None
@@ -95,7 +213,9 @@ class DataPlane:
         overrides = {"conf": conf, "iou": iou, "max_det": max_det}
         return replace(self.cfg.nms, **{k: v for k, v in overrides.items() if v is not None})
 
-    async def detect(self, images: list[bytes], nms: PostprocessConfig | None = None) -> list[dict[str, Any]]:
+    async def detect(
+        self, images: list[bytes], nms: PostprocessConfig | None = None
+    ) -> Answer[list[dict[str, Any]]]:
         """Detections for each encoded image, in request order.
 
         Raises:
@@ -104,41 +224,127 @@ class DataPlane:
             Overloaded: the queue is full.
             Unavailable: the server is not ready (starting or stopping).
         """
+        self._check_count(len(images))
+        nms = nms or self.cfg.nms
+        served = self._enter(len(images))
+        try:
+            loop = asyncio.get_running_loop()
+            items = await loop.run_in_executor(self._decode_pool, self._prepare, served.model, images, nms)
+            results = await served.batcher.submit(items)
+        finally:
+            served.leave()
+        if self.shadow is not None:
+            self.shadow.offer(served.model.version, items, results)
+        names = served.model.predictor.names
+        answers = [_as_json(d, i.letterbox, names) for d, i in zip(results, items, strict=True)]
+        return Answer(served.model, answers)
+
+    async def infer(self, x: np.ndarray, model: ServingModel) -> Answer[np.ndarray]:
+        """The raw model output for an input tensor ``(n, 3, h, w)`` float32.
+
+        ``model`` is the model the caller checked ``x``'s shape against; should a reload have
+        swapped in one with another input size meanwhile, the request is refused (400).
+        """
+        self._check_count(len(x))
+        served = self._enter(len(x))
+        try:
+            if served.model.predictor.imgsz != model.predictor.imgsz:
+                raise InvalidInput("the model was replaced by one with another input size; resend")
+            results = await served.batcher.submit([_Item(row) for row in x])
+        finally:
+            served.leave()
+        return Answer(served.model, np.stack(results))
+
+    def _check_count(self, n: int) -> None:
         if not self.ready:
             raise Unavailable("model is not ready")
-        if not images:
+        if not n:
             raise InvalidInput("no images in the request")
-        if len(images) > self.cfg.max_images:
-            raise PayloadTooLarge(f"{len(images)} images in one request; the limit is {self.cfg.max_images}")
-        nms = nms or self.cfg.nms
-        self.batcher.ensure_room(len(images))  # refuse before decoding, not after
-        prepared = await asyncio.to_thread(self._prepare, images, nms)
-        results = await self.batcher.submit(prepared)
-        return [
-            _as_json(det, p.letterbox, self.model.predictor.names)
-            for det, p in zip(results, prepared, strict=True)
-        ]
+        if n > self.cfg.max_images:
+            raise PayloadTooLarge(f"{n} images in one request; the limit is {self.cfg.max_images}")
 
-    def _prepare(self, images: list[bytes], nms: PostprocessConfig) -> list[_Prepared]:
+    def _enter(self, n: int) -> _Served:
+        served = self._active
+        served.batcher.ensure_room(n)  # refuse before decoding, not after
+        served.enter()
+        return served
+
+    def _prepare(self, model: ServingModel, images: list[bytes], nms: PostprocessConfig) -> list[_Item]:
+        imgsz = model.predictor.imgsz
         out = []
         for i, data in enumerate(images):
             try:
                 image = decode_image(data, self.cfg.max_image_pixels)
             except InvalidInput as e:
                 raise InvalidInput(f"image {i}: {e}") from None
-            padded, lb = letterbox(image, self.model.predictor.imgsz)
-            out.append(_Prepared(padded, lb, nms))
+            padded, lb = letterbox(image, imgsz)
+            out.append(_Item(to_input([padded], imgsz)[0], lb, nms))
         return out
 
-    def _run_batch(self, items: list[_Prepared]) -> list[Detections]:
-        """One model call (on the model thread): stack, run the network, NMS per image."""
+    def _run_batch(self, model: ServingModel, items: list[_Item]) -> list[Any]:
+        """One model call (on the model's thread): stack, run the network, NMS per image."""
         start = time.perf_counter()
-        predictor = self.model.predictor
-        x = to_input([p.image for p in items], predictor.imgsz, predictor.batch)
+        predictor = model.predictor
+        x = np.stack([item.x for item in items])
+        if predictor.batch and len(items) < predictor.batch:  # static batch: grey padding rows
+            pad = to_input([], predictor.imgsz, predictor.batch - len(items))
+            x = np.concatenate([x, pad])
         output = predictor.infer(x)
-        results = [postprocess(output[i : i + 1], [p.letterbox], p.nms)[0] for i, p in enumerate(items)]
-        self.metrics.observe_batch(len(items), time.perf_counter() - start, sum(len(r) for r in results))
+        results: list[Any] = []
+        detections = 0
+        for i, item in enumerate(items):
+            if item.nms is None:
+                results.append(np.array(output[i]))
+            else:
+                [det] = postprocess(output[i : i + 1], [item.letterbox], item.nms)
+                detections += len(det)
+                results.append(det)
+        self.metrics.observe_batch(len(items), time.perf_counter() - start, detections)
         return results
+
+    async def reload(self, uri: str | None = None) -> ServingModel:
+        """Load ``uri`` (default: what ``--model`` names, e.g. the newest release) and swap it in.
+
+        The new model is resolved, verified against its manifest, loaded and warmed while the
+        old one keeps serving; then new requests go to it, and the old one is released once
+        the requests it admitted are answered. One reload at a time.
+
+        Raises:
+            InvalidInput, NotFound, StoreError, Unavailable: the new model cannot be served;
+                the old one stays.
+        """
+        async with self._reload_lock:
+            old = self._active
+            cfg = replace(self.cfg, model=uri or self.cfg.model, name=old.model.name)
+
+            def load() -> ServingModel:
+                model = self.loader(cfg)
+                warm_up(model)
+                return model
+
+            try:
+                model = await asyncio.to_thread(load)
+            except Exception as e:
+                self.metrics.reloads.labels("failure").inc()
+                log.warning("reload of %s failed, still serving %s: %s", cfg.model, old.model.version, e)
+                if isinstance(e, DetpipeError):
+                    raise
+                raise InvalidInput(f"cannot load {cfg.model}: {type(e).__name__}: {e}") from None
+            new = self._serve(model)
+            await new.batcher.start()
+            self._active = new
+            self.metrics.set_model(model)
+            self.metrics.reloads.labels("success").inc()
+            log.info("now serving %s %s (was %s)", model.name, model.version, old.model.version)
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+            return model
+
+    async def _retire(self, served: _Served) -> None:
+        await served.idle.wait()
+        await served.batcher.stop()
+        self._serving.remove(served)
 
 
 def _as_json(det: Detections, lb: Letterbox, names: dict[int, str]) -> dict[str, Any]:

@@ -144,3 +144,26 @@ def pico_onnx(trained_pico: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("serve-model") / "model.onnx"
     cfg = OnnxExportConfig(imgsz=(64, 64), dynamic_batch=True)
     return export_onnx(load_detection_model(trained_pico), out, cfg).path
+
+
+_SUMMARY_LINES: list[str] = []
+
+
+@pytest.fixture
+def summary_line(capsys: pytest.CaptureFixture) -> Iterator:
+    """``summary_line(text)``: print ``text`` now and again in the session's closing summary."""
+
+    def add(text: str) -> None:
+        _SUMMARY_LINES.append(text)
+        with capsys.disabled():
+            print(f"\n{text}")
+
+    yield add
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Lines the fault/load tests asked for (counts per fault class), after the test results."""
+    if _SUMMARY_LINES:
+        terminalreporter.section("fault and load summaries")
+        for line in _SUMMARY_LINES:
+            terminalreporter.write_line(line)

@@ -24,16 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
             "downloaded into --cache-dir and checked against their manifest before anything is loaded. "
             "Concurrent requests are batched dynamically (--max-batch, --max-delay-ms); over --max-queue "
             "admitted images new requests get 503 with Retry-After. Routes: POST "
-            "/v1/models/NAME:predict (JSON, base64 images), POST /v1/models/NAME:detect (raw image body), "
-            "GET /v1/models/NAME, /healthz, /readyz, /metrics (Prometheus), /docs. The model is loaded "
-            "before the port opens: a bad MODEL exits 2 without serving.",
+            "/v1/models/NAME:predict (KServe v1 JSON, base64 images), POST /v1/models/NAME:detect (raw "
+            "image body or multipart upload), the Open Inference Protocol v2 (GET /v2, /v2/models/NAME, "
+            "POST /v2/models/NAME/infer with JSON or binary tensors, as tritonclient sends them), POST "
+            "/v2/repository/models/NAME/load (hot reload; SIGHUP does the same), /healthz, /readyz, "
+            "/metrics (Prometheus), /docs. Image sizes are checked from the header before decoding "
+            "(--max-image-pixels). --shadow runs a candidate model on a sample of requests off the "
+            "response path and compares it with the live one in the metrics. The model is loaded and "
+            "warmed before the port opens: a bad MODEL exits 2 without serving.",
             width=88,
         ),
         epilog="examples:\n"
         "  detpipe serve --model runs/local/store/models/yolov8n-synth --port 8080\n"
         "  curl --data-binary @bus.jpg -H 'Content-Type: image/jpeg' \\\n"
         "      localhost:8080/v1/models/yolov8n-synth:detect\n"
-        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --format onnx-int8 --host 0.0.0.0",
+        "  curl -F file=@bus.jpg localhost:8080/v1/models/yolov8n-synth:detect\n"
+        "  curl -X POST localhost:8080/v2/repository/models/yolov8n-synth/load   # reload (newest release)\n"
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --format onnx-int8 --host 0.0.0.0\n"
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --shadow s3://detpipe/models/yolov8n-coco/4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model file or release URI (see above)")
@@ -69,7 +77,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-body-mb", type=non_negative_float, default=32.0, help="request body limit in MiB (default: 32)"
     )
     p.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=40_000_000,
+        help="largest image (width x height), read from its header before decoding (default: 40000000)",
+    )
+    p.add_argument(
+        "--decode-threads",
+        type=positive_int,
+        default=2,
+        help="images decoded at once; bounds decoder memory to N x max-image-pixels x 3 bytes (default: 2)",
+    )
+    p.add_argument(
         "--threads", type=positive_int, default=None, help="onnxruntime threads (default: all cores)"
+    )
+    p.add_argument(
+        "--shadow",
+        default=None,
+        metavar="URI",
+        help="a candidate model (file or release URI) run on a sample of image requests beside the live "
+        "one, off the response path; compared in the detpipe_shadow_* metrics",
+    )
+    p.add_argument(
+        "--shadow-format",
+        default="onnx",
+        choices=("onnx", "onnx-int8", "engine"),
+        help="which file of the shadow's release (default: onnx)",
+    )
+    p.add_argument(
+        "--shadow-fraction",
+        type=unit_float,
+        default=0.1,
+        help="share of image requests the shadow also runs (default: 0.1)",
+    )
+    p.add_argument(
+        "--shadow-queue",
+        type=positive_int,
+        default=4,
+        help="shadow requests queued at most; more are dropped, never waited for (default: 4)",
     )
     p.add_argument(
         "--conf", type=unit_float, default=SERVE_NMS.conf, help="confidence threshold (%(default)s)"
@@ -91,12 +136,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    # a second bound behind the header check: OpenCV refuses to decode more pixels than this
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(args.max_image_pixels))
     import uvicorn
 
     from detpipe.export.runtime import PostprocessConfig
     from detpipe.serving.app import create_app
     from detpipe.serving.config import ServerConfig
-    from detpipe.serving.dataplane import DataPlane
+    from detpipe.serving.dataplane import DataPlane, warm_up
     from detpipe.serving.model import load_model
 
     cfg = ServerConfig(
@@ -111,11 +161,24 @@ def _run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_images=args.max_images,
         max_body_bytes=max(1, int(args.max_body_mb * 1024 * 1024)),
+        max_image_pixels=args.max_image_pixels,
+        decode_threads=args.decode_threads,
         nms=PostprocessConfig(conf=args.conf, iou=args.iou, max_det=args.max_det),
         cache_dir=args.cache_dir,
+        shadow=args.shadow,
+        shadow_format=args.shadow_format,
+        shadow_fraction=args.shadow_fraction,
+        shadow_queue=args.shadow_queue,
     )
     model = load_model(cfg)
-    app = create_app(DataPlane(model, cfg))
+    warm_up(model)
+    shadow = None
+    if cfg.shadow:
+        shadow = load_model(dataclasses.replace(cfg, model=cfg.shadow, format=cfg.shadow_format, name=None))
+        warm_up(shadow)
+        share = f"{cfg.shadow_fraction:.0%}"
+        print(f"shadow {shadow.name} {shadow.version} on {share} of image requests", flush=True)
+    app = create_app(DataPlane(model, cfg, shadow=shadow))
     print(
         f"serving {model.name} {model.version} ({model.format} on {model.backend}) at http://{args.host}:{args.port}",
         flush=True,

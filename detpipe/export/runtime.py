@@ -148,23 +148,32 @@ def to_input(
     return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
 
 
-def decode_image(data: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
-    """Encoded image bytes (JPEG, PNG, BMP, WebP, ...) -> HWC BGR uint8.
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, WebP, BMP) -> HWC BGR uint8.
+
+    The size is read from the header first (:func:`~detpipe.export.image_header.image_size`),
+    so an image over ``max_pixels`` is refused before the decoder allocates anything.
 
     Raises:
-        InvalidInput: empty or undecodable bytes, or more than ``max_pixels`` pixels.
+        InvalidInput: empty bytes, another format, more than ``max_pixels`` pixels, or bytes
+            that do not decode.
     """
     import cv2
 
+    from detpipe.export.image_header import FORMATS, image_size
+
     if not data:
         raise InvalidInput("empty image")
-    buf = np.frombuffer(data, np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    declared = image_size(data)
+    if declared.width * declared.height > max_pixels:
+        raise InvalidInput(
+            f"image is {declared.width}x{declared.height} pixels, more than the {max_pixels} allowed"
+        )
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise InvalidInput(f"not a decodable image ({len(data)} bytes; expected JPEG, PNG, BMP or WebP)")
-    h, w = image.shape[:2]
-    if h * w > max_pixels:
-        raise InvalidInput(f"image is {w}x{h} pixels, more than the {max_pixels} allowed")
+        raise InvalidInput(f"not a decodable image ({len(data)} bytes; expected {', '.join(FORMATS)})")
+    if image.shape[0] * image.shape[1] > max_pixels:  # a header that lied
+        raise InvalidInput(f"image decodes to more than the {max_pixels} pixels allowed")
     return image
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from serve_client import http
 
 from detpipe.export.runtime import OnnxPredictor, PostprocessConfig, decode_image
 
@@ -92,12 +93,13 @@ def test_bad_requests_get_4xx_with_one_line_reasons(serve, pico_onnx, val_jpegs)
     server = serve("--model", str(pico_onnx), "--max-body-mb", "0.05", "--max-images", "2")
     cases = [
         (server.post("/v1/models/model:detect", b"not an image", "image/jpeg"), 400,
-         "image 0: not a decodable image (12 bytes; expected JPEG, PNG, BMP or WebP)"),
+         "image 0: not a supported image (12 bytes; expected JPEG, PNG, WebP, BMP)"),
         (server.post("/v1/models/model:detect", b"", "image/jpeg"), 400, "image 0: empty image"),
         (server.post("/v1/models/other:detect", val_jpegs[0], "image/jpeg"), 404,
          "model 'other' is not served here (this server serves 'model')"),
         (server.post("/v1/models/model:detect", val_jpegs[0], "text/plain"), 415,
-         "content type 'text/plain': send image bytes as image/* or application/octet-stream"),
+         "content type 'text/plain': send image bytes as image/* or application/octet-stream, "
+         "or a multipart/form-data upload"),
         (server.post("/v1/models/model:detect?conf=1.5", val_jpegs[0], "image/jpeg"), 400,
          "conf: Input should be less than or equal to 1"),
         (server.post("/v1/models/model:detect", b"\xff" * 60_000, "image/jpeg"), 413,
@@ -156,13 +158,16 @@ def test_health_metadata_and_metrics(serve, pico_onnx, val_jpegs):
     assert set(meta["classes"]) == {"0", "1"}
     server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
     server.post("/v1/models/pico:detect", b"x", "image/jpeg")
+    server.post("/v1/models/pico:detect", b"y", "image/jpeg")
+    http(server.url + "/v1/models/pico:detect", val_jpegs[0], {"Content-Type": "image/jpeg"}, method="BREW")
     text = server.get("/metrics").body.decode()
-    assert (
-        'detpipe_http_requests_total{code="200",method="POST",route="/v1/models/{name}:detect"} 1.0' in text
-    )
-    assert (
-        'detpipe_http_requests_total{code="400",method="POST",route="/v1/models/{name}:detect"} 1.0' in text
-    )
+    version = server.get("/v1/models/pico").headers["x-model-version"]
+    labels = f'model="pico",route="/v1/models/{{name}}:detect",version="{version}"'
+    assert f'detpipe_http_requests_total{{code="200",method="POST",{labels}}} 1.0' in text
+    assert f'detpipe_http_requests_total{{code="400",method="POST",{labels}}} 2.0' in text
+    # an arbitrary method name is "other": label values stay a fixed set
+    assert 'method="BREW"' not in text
+    assert re.search(r'^detpipe_http_requests_total\{code="405",method="other",.*\} 1.0$', text, re.M)
     assert re.search(
         r'detpipe_model_info\{backend="onnxruntime",format="onnx",name="pico",version="sha-\w+"\} 1.0', text
     )
