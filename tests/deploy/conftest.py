@@ -4,7 +4,7 @@
 config and storage, scraping the targets it is given every second; the tests skip with the
 reason when the binary is missing (``make test`` installs it where it runs as root).
 
-``canary_models["failing"]`` is the pico model with one data-dependent branch added: it
+``canary_releases["failing"]`` holds the pico model with one data-dependent branch added: it
 counts the input values further than 0.02 from mid-gray 114/255 (K) and adds a zero vector
 of length K + 1 to the output. On the server's warm-up image (114-gray, letterboxed) K = 0
 and the vector broadcasts; on a real image K is in the thousands, onnxruntime fails to
@@ -169,17 +169,6 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
             proc.wait(timeout=10)
 
 
-def _copy_with_metadata(src: Path, dst: Path, **props: str) -> Path:
-    """The same network with other metadata: same outputs, another sha256 (another version)."""
-    import onnx
-
-    model = onnx.load(str(src))
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(dst))
-    return dst
-
-
 def build_failing_onnx(src: Path, dst: Path, tolerance: float = 0.02) -> Path:
     """``src`` plus the data-dependent broadcast described above; outputs keep their names."""
     import numpy as np
@@ -222,14 +211,22 @@ def build_failing_onnx(src: Path, dst: Path, tolerance: float = 0.02) -> Path:
     return dst
 
 
+# Releases of model "pico" in a local store: the versions the analysis queries select on.
+VERSIONS = {"stable": "1.0.0", "shadow": "1.1.0", "failing": "2.0.0"}
+
+
 @pytest.fixture(scope="session")
-def canary_models(pico_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``stable``, ``shadow`` (same network, other version) and ``failing``: all named ``pico``."""
-    root = tmp_path_factory.mktemp("canary-models")
-    paths = {k: root / k / "pico.onnx" for k in ("stable", "shadow", "failing")}
-    for p in paths.values():
-        p.parent.mkdir()
-    shutil.copy(pico_onnx, paths["stable"])
-    _copy_with_metadata(pico_onnx, paths["shadow"], release="shadow")
-    build_failing_onnx(pico_onnx, paths["failing"])
-    return paths
+def canary_releases(pico_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Release URIs of ``pico``: ``stable``, ``shadow`` (the same network) and ``failing``."""
+    from detpipe.store import publish
+
+    root = tmp_path_factory.mktemp("canary-releases")
+    files = {
+        "stable": pico_onnx,
+        "shadow": pico_onnx,
+        "failing": build_failing_onnx(pico_onnx, root / "failing.onnx"),
+    }
+    store = root / "store"
+    for key, version in VERSIONS.items():
+        publish(str(store), "pico", version, {"model.onnx": files[key]})
+    return {key: f"{store}/models/pico/{version}" for key, version in VERSIONS.items()}
