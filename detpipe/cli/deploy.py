@@ -14,8 +14,12 @@ import json
 import logging
 import sys
 import textwrap
+from typing import TYPE_CHECKING
 
 from detpipe.cli.options import positive_int, unit_float
+
+if TYPE_CHECKING:
+    from detpipe.deploy.config import CanaryConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +136,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--name", default="detpipe-serve", help="Rollout / Deployment name (default: detpipe-serve)"
     )
     p.add_argument("--context", default=None, help="kube context (default: in-cluster, else the current one)")
+    p.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> CanaryConfig:
     """The :class:`~detpipe.deploy.config.CanaryConfig` of ``deploy canary``'s flags."""
     from detpipe.deploy.config import CanaryConfig, parse_pause, parse_steps
 
@@ -166,7 +173,7 @@ def _canary(args: argparse.Namespace) -> int:
     from detpipe.deploy.render import to_yaml
 
     cfg = config_from_args(args)
-    docs = roll_out(cfg, dry_run=args.dry_run, context=args.context)
+    docs = roll_out(cfg, dry_run=args.dry_run, context=args.context, kubeconfig=args.kubeconfig)
     if args.dry_run:
         sys.stdout.write(to_yaml(docs))
         return 0
@@ -180,7 +187,7 @@ def _promote(args: argparse.Namespace) -> int:
     from detpipe.deploy import actions
     from detpipe.deploy.cluster import Kube
 
-    kube = Kube.connect(args.context)
+    kube = Kube.connect(args.context, args.kubeconfig)
     if args.strategy == "rollout":
         actions.promote_rollout(kube, args.namespace, args.name)
     else:
@@ -192,7 +199,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from detpipe.deploy import actions
     from detpipe.deploy.cluster import Kube
 
-    kube = Kube.connect(args.context)
+    kube = Kube.connect(args.context, args.kubeconfig)
     if args.strategy == "rollout":
         actions.abort_rollout(kube, args.namespace, args.name)
     else:
@@ -203,7 +210,7 @@ def _rollback(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from detpipe.deploy.cluster import Kube
 
-    return _print_status(Kube.connect(args.context), args)
+    return _print_status(Kube.connect(args.context, args.kubeconfig), args)
 
 
 def _print_status(kube, args: argparse.Namespace) -> int:

@@ -19,7 +19,9 @@ from detpipe.io import write_text
 log = logging.getLogger(__name__)
 
 
-def roll_out(cfg: CanaryConfig, *, dry_run: bool, context: str | None = None) -> list[dict[str, Any]]:
+def roll_out(
+    cfg: CanaryConfig, *, dry_run: bool, context: str | None = None, kubeconfig: str | None = None
+) -> list[dict[str, Any]]:
     """The canary's objects, applied server-side in order unless ``dry_run``.
 
     Raises:
@@ -31,7 +33,7 @@ def roll_out(cfg: CanaryConfig, *, dry_run: bool, context: str | None = None) ->
         return docs
     from detpipe.deploy.cluster import Kube
 
-    kube = Kube.connect(context)
+    kube = Kube.connect(context, kubeconfig)
     for doc in docs:
         kube.apply(doc)
     log.info("canary %s %s applied (%s, %d objects)", cfg.model_name, cfg.version, cfg.strategy, len(docs))

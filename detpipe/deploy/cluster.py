@@ -62,25 +62,25 @@ class Kube:
         self._api = api_client
 
     @classmethod
-    def connect(cls, context: str | None = None) -> Kube:
-        """The in-cluster service account, else the local kubeconfig (``context`` or its current one).
+    def connect(cls, context: str | None = None, kubeconfig: str | None = None) -> Kube:
+        """The in-cluster service account, else a kubeconfig (``kubeconfig`` or ``$KUBECONFIG``/
+        ``~/.kube/config``; ``context`` or its current one). Naming either skips the in-cluster account.
 
         Raises:
             Unavailable: no cluster configured here.
         """
         from kubernetes import client, config
 
-        if context is None:
+        if context is None and kubeconfig is None:
             try:
                 config.load_incluster_config()
                 return cls(client.ApiClient())
             except config.ConfigException:
                 pass
         try:
-            config.load_kube_config(context=context)
+            return cls(config.new_client_from_config(config_file=kubeconfig, context=context))
         except (config.ConfigException, FileNotFoundError) as e:
             raise Unavailable(f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}") from None
-        return cls(client.ApiClient())
 
     def _call(
         self,

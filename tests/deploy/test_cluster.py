@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import config
 
+from detpipe.cli.main import main
 from detpipe.deploy import actions
 from detpipe.deploy.cluster import ClusterError, Kube, object_path
 from detpipe.deploy.config import CanaryConfig
@@ -123,23 +121,18 @@ def test_recorded_statuses_are_valid_rollouts(status: str) -> None:
     crd_schema.validate(_rollout(status))
 
 
-def _cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.run(
-        [sys.executable, "-m", "detpipe.cli.main", "deploy", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+def _cli(kubeconfig: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``detpipe deploy ARGS --kubeconfig FILE`` in this process: (exit code, stdout, stderr)."""
+    code = main(["deploy", *args, "--kubeconfig", str(kubeconfig)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_canary_server_side_applies_every_object_and_is_idempotent(cluster) -> None:
+def test_canary_server_side_applies_every_object_and_is_idempotent(cluster, capsys) -> None:
     kube, _, kubeconfig = cluster
     for _ in range(2):
-        done = _cli(kubeconfig, "canary", "--model-uri", URI, "--shadow")
-        assert done.returncode == 0, done.stderr
+        code, stdout, stderr = _cli(kubeconfig, capsys, "canary", "--model-uri", URI, "--shadow")
+        assert code == 0, stderr
     docs = render(CanaryConfig(URI, min_agreement=0.9))
     patches = kube.patches()
     assert len(patches) == 2 * len(docs)
@@ -149,7 +142,7 @@ def test_canary_server_side_applies_every_object_and_is_idempotent(cluster) -> N
         assert body == doc
     assert all(r.query == {"fieldManager": "detpipe", "force": "true"} for r in kube.requests)
     assert kube.objects[RO_PATH] == docs[-1]  # the second apply changed nothing
-    assert done.stdout.splitlines()[-1] == "canary yolov8n-coco 0.2.0: rollout, steps 10,50,100"
+    assert stdout.splitlines()[-1] == "canary yolov8n-coco 0.2.0: rollout, steps 10,50,100"
 
 
 @pytest.mark.parametrize(
@@ -194,15 +187,15 @@ def test_promote_without_status_subresource_sends_the_unified_patch(cluster) -> 
     ]
 
 
-def test_rollback_aborts_and_status_reports_it(cluster) -> None:
+def test_rollback_aborts_and_status_reports_it(cluster, capsys) -> None:
     kube, _, kubeconfig = cluster
     kube.objects[RO_PATH] = _rollout("analysing")
-    done = _cli(kubeconfig, "rollback", "--json")
-    assert done.returncode == 0, done.stderr
+    code, stdout, stderr = _cli(kubeconfig, capsys, "rollback", "--json")
+    assert code == 0, stderr
     assert kube.patches() == [
         (RO_PATH + "/status", "application/merge-patch+json", {"status": {"abort": True}})
     ]
-    status = json.loads(done.stdout)
+    status = json.loads(stdout)
     assert (status["phase"], status["canary_weight"], status["canary_version"]) == ("Aborted", 0, "0.2.0")
     assert status["model_uri"] == URI
 
@@ -268,16 +261,16 @@ def test_gateway_promote_walks_the_steps_then_makes_the_canary_stable(cluster) -
     assert actions.gateway_status(client, NS, NAME).phase == "Stable"
 
 
-def test_gateway_rollback(cluster) -> None:
+def test_gateway_rollback(cluster, capsys) -> None:
     kube, _, kubeconfig = cluster
     _gateway_cluster(kube, 50)
-    done = _cli(kubeconfig, "rollback", "--strategy", "gateway")
-    assert done.returncode == 0, done.stderr
+    code, stdout, stderr = _cli(kubeconfig, capsys, "rollback", "--strategy", "gateway")
+    assert code == 0, stderr
     assert _weights(kube) == [100, 0] and kube.objects[CANARY_DEP]["spec"]["replicas"] == 0
-    assert "canary weight   0%" in done.stdout and "phase           Stable" in done.stdout
+    assert "canary weight   0%" in stdout and "phase           Stable" in stdout
 
 
-def test_api_errors_are_one_line(cluster) -> None:
+def test_api_errors_are_one_line(cluster, capsys) -> None:
     kube, client, kubeconfig = cluster
     kube.fail[RO_PATH] = (
         403,
@@ -286,9 +279,9 @@ def test_api_errors_are_one_line(cluster) -> None:
     )
     with pytest.raises(ClusterError, match=r"403 Forbidden: rollouts\.argoproj\.io"):
         actions.rollout_status(client, NS, NAME)
-    done = _cli(kubeconfig, "promote")
-    assert done.returncode == 1
-    (line,) = done.stderr.splitlines()
+    code, _, stderr = _cli(kubeconfig, capsys, "promote")
+    assert code == 1
+    (line,) = stderr.splitlines()
     assert line.startswith(
         "detpipe deploy: error: GET /apis/argoproj.io/v1alpha1/namespaces/detpipe/rollouts/"
     )
