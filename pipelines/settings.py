@@ -33,6 +33,9 @@ class PipelineSettings:
         data_pvc: ReadWriteMany PVC the train step stages a multi-node job's dataset on
             (k8s/base/dataset-pvc.yaml); the job's pods mount it read-only.
         data_mount: where that PVC is mounted, in the step and in the job's pods.
+        edge_keys_secret: k8s Secret with the OTA signing keys (targets/snapshot/timestamp .pem,
+            root.json; never root.pem), mounted as files into the edge-publish step only.
+        edge_keys_mount: where that Secret is mounted.
     """
 
     target: Literal["local", "cluster"] = "local"
@@ -48,3 +51,5 @@ class PipelineSettings:
     sweep_parallelism: int = 4
     data_pvc: str = "detpipe-datasets"
     data_mount: str = "/data"
+    edge_keys_secret: str = "detpipe-edge-keys"
+    edge_keys_mount: str = "/var/run/secrets/detpipe/edge-keys"

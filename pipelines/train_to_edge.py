@@ -15,6 +15,7 @@ from kfp import dsl
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
 from detpipe.components.deploy import deploy_op
+from detpipe.components.edge import edge_publish_op
 from detpipe.components.export import export_op, gate_op
 from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
@@ -62,6 +63,9 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         bench_iters: int = 200,
         deploy: bool = False,
         deploy_strategy: str = "rollout",
+        edge_device_class: str = "",
+        edge_rollout_pct: int = 100,
+        edge_keys_dir: str = "",
     ) -> str:
         data = configure(
             data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz, seed=seed),
@@ -149,6 +153,33 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 cache=False,  # applying is an action, never served from cache
                 name="deploy canary",
             )
+        # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret
+        with dsl.If(edge_device_class != "", "edge"):
+            edge_publish(settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir)
         return publish.output
 
     return train_to_edge
+
+
+def edge_publish(
+    settings: PipelineSettings, release: Any, store: str, device_class: Any, rollout_pct: Any, keys_dir: Any
+) -> Any:
+    """The edge-publish task. On the cluster the signing keys are the ``settings.edge_keys_secret``
+    Secret mounted as files (the compiled YAML names the Secret, never a key); locally
+    ``keys_dir`` (a ``detpipe edge keygen`` directory) is used."""
+    from kfp import kubernetes
+
+    cluster = settings.target == "cluster"
+    task = edge_publish_op(
+        release=release,
+        store=store,
+        device_class=device_class,
+        keys_dir=settings.edge_keys_mount if cluster else keys_dir,
+        rollout_pct=rollout_pct,
+    )
+    configure(task, settings, store=True, retry=True, name="edge publish")
+    if cluster:
+        kubernetes.use_secret_as_volume(
+            task, secret_name=settings.edge_keys_secret, mount_path=settings.edge_keys_mount
+        )
+    return task

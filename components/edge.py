@@ -1,0 +1,64 @@
+"""The edge-publish step: the release's engine (or ONNX) as a TUF-signed OTA target for a device class."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from detpipe.components.images import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def edge_publish_op(
+    release: str,
+    store: str,
+    device_class: str,
+    keys_dir: str,
+    published: Output[Artifact],
+    rollout_pct: int = 100,
+    groups: list = [],  # noqa: B006
+    expires_days: int = 7,
+) -> str:
+    """Publish ``release`` to the edge fleet of ``device_class`` (``detpipe edge publish --release``).
+
+    The release's ``engines/<device_class>/model.engine`` is published when it has one (its
+    sidecar's TensorRT/GPU compatibility goes into the signed metadata), else its
+    ``model.onnx`` (devices build the engine themselves, or serve ONNX on CPU). The version is
+    the release's. ``keys_dir`` holds the online keys (``targets.pem``, ``snapshot.pem``,
+    ``timestamp.pem``) and ``root.json``: on the cluster the ``detpipe-edge-keys`` Secret mounted
+    as files, never a parameter's value; ``root.pem`` stays offline. Returns the target path.
+    """
+    import tempfile
+    from datetime import timedelta
+    from pathlib import Path
+
+    from detpipe.edge.publish import PublishConfig, artifact_from_release, publish_target
+    from detpipe.store import open_store, read_manifest
+
+    version = read_manifest(release).version
+    with tempfile.TemporaryDirectory(prefix="edge-publish-") as work:
+        artifact, fmt = artifact_from_release(release, device_class, Path(work))
+        target = publish_target(
+            open_store(store),
+            PublishConfig(
+                device_class=device_class,
+                version=version,
+                artifact=artifact,
+                fmt=fmt,
+                keys=Path(keys_dir),
+                rollout_pct=rollout_pct,
+                groups=tuple(groups),
+                expires=timedelta(days=expires_days),
+            ),
+        )
+    published.metadata.update(
+        {
+            "target": target.path,
+            "version": target.version,
+            "format": target.format,
+            "sha256": target.sha256,
+            "rollout_pct": target.rollout_pct,
+            "groups": list(target.groups),
+        }
+    )
+    Path(published.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(published.path).write_text(target.path + "\n")
+    return target.path
