@@ -53,6 +53,22 @@ class Served:
     url: str
     log: Path
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until ``/readyz`` answers 200; raises with the log if the process exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"detpipe serve exited with {self.proc.returncode}:\n{self.log.read_text()}"
+                )
+            try:
+                if self.request("/readyz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"detpipe serve not ready:\n{self.log.read_text()}")
+
     def request(self, path: str, data: bytes | None = None, content_type: str = "") -> Reply:
         headers = {"Content-Type": content_type} if content_type else {}
         req = urllib.request.Request(self.url + path, data=data, headers=headers)
@@ -65,10 +81,11 @@ class Served:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start ``detpipe serve ARGS`` on a free loopback port; ready (``/readyz`` 200) when returned."""
+    """Start ``detpipe serve ARGS`` on a free loopback port; ready (``/readyz`` 200) when returned,
+    unless ``wait=False`` (then call ``wait_ready()``: several servers start in parallel)."""
     started: list[Served] = []
 
-    def start(*args: str) -> Served:
+    def start(*args: str, wait: bool = True) -> Served:
         port = free_port()
         log = tmp_path / f"serve-{port}.log"
         cmd = [
@@ -83,22 +100,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
             *args,
         ]
         with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-            )
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         server = Served(proc, f"http://127.0.0.1:{port}", log)
         started.append(server)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"detpipe serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if server.request("/readyz").status == 200:
-                    return server
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"detpipe serve not ready:\n{log.read_text()}")
+        if wait:
+            server.wait_ready()
+        return server
 
     yield start
     for server in started:
