@@ -11,6 +11,7 @@ KFP_HOST ?=
 # image names are spelled once, in detpipe/images.py
 IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import TRAIN_IMAGE as i; print(i)" 2>/dev/null)
 SERVE_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import SERVE_IMAGE as i; print(i)" 2>/dev/null)
+SERVE_GPU_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import SERVE_GPU_IMAGE as i; print(i)" 2>/dev/null)
 JETSON_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import JETSON_IMAGE as i; print(i)" 2>/dev/null)
 SERVE_MODEL ?= $(RUN_DIR)/store/models/yolov8n-synth
 SERVE_ARGS ?=
@@ -48,6 +49,7 @@ submit: $(STAMP)  ## submit train_to_edge to KFP_HOST (token from KF_PIPELINES_T
 images:  ## build the container images (needs a Docker engine)
 	docker build -f docker/Dockerfile.train -t $(IMAGE) .
 	docker build -f docker/Dockerfile.serve -t $(SERVE_IMAGE) .
+	docker build -f docker/Dockerfile.serve-gpu -t $(SERVE_GPU_IMAGE) .
 	docker build -f docker/Dockerfile.jetson -t $(JETSON_IMAGE) .
 
 test: $(STAMP) test-deps  ## run the test suite

@@ -47,20 +47,50 @@ def _closure(names: list[str]) -> set[str]:
     return seen
 
 
+IMAGE_LISTS = ("serve", "serve-gpu", "gpu")
+
+
 def test_every_image_package_list_is_pinned():
-    for requirement in pinned_requirements("serve"):
-        assert re.fullmatch(r"[A-Za-z0-9_.-]+===?[0-9][\w.+-]*", requirement), requirement
+    for image in IMAGE_LISTS:
+        for requirement in pinned_requirements(image):
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+(\[[a-z,]+\])?===?[0-9][\w.+-]*", requirement), requirement
 
 
 def test_requirements_script_refuses_an_unknown_image():
     res = subprocess.run(
-        [sys.executable, str(ROOT / "docker" / "requirements.py"), "gpu"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "docker" / "requirements.py"), "tpu"], capture_output=True, text=True
     )
     assert res.returncode == 2
-    assert (
-        res.stderr.strip()
-        == "requirements.py: error: no package list 'gpu' in [tool.detpipe.images] (have: serve)"
+    assert res.stderr.strip() == (
+        "requirements.py: error: no package list 'tpu' in [tool.detpipe.images] (have: serve, serve-gpu, gpu)"
     )
+
+
+def test_gpu_runtimes_match_torchs_cuda_and_reach_the_images():
+    """TensorRT's wheel is built for torch's CUDA major; the GPU images install the GPU lists, and the
+    training image drops the CPU onnxruntime first (onnxruntime-gpu ships the same module)."""
+    import torch
+
+    gpu = {_name(r): r for r in pinned_requirements("gpu")}
+    assert set(gpu) == {"tensorrt-cu13", "onnxruntime-gpu"}
+    assert torch.version.cuda.split(".")[0] == "13" == _name(gpu["tensorrt-cu13"]).removeprefix("tensorrt-cu")
+    assert gpu["onnxruntime-gpu"].startswith(
+        "onnxruntime-gpu[cuda,cudnn]=="
+    )  # CUDA 13 runtime + cuDNN wheels
+    serve, serve_gpu = ({_name(r) for r in pinned_requirements(i)} for i in ("serve", "serve-gpu"))
+    assert serve_gpu == (serve - {"onnxruntime"}) | {"onnxruntime-gpu", "tensorrt-cu13"}
+    train = (ROOT / "docker" / "Dockerfile.train").read_text()
+    steps = [
+        "pip install --no-cache-dir .",
+        "pip uninstall --yes onnxruntime",
+        "python docker/requirements.py gpu",
+        "CUDAExecutionProvider",
+        "find_spec('tensorrt')",
+    ]
+    positions = [train.index(step) for step in steps]
+    assert positions == sorted(positions)
+    assert "python docker/requirements.py serve-gpu" in (ROOT / "docker" / "Dockerfile.serve-gpu").read_text()
+    assert "docker/requirements.py" in _copy_sources(ROOT / "docker" / "Dockerfile.train")
 
 
 def test_every_package_directory_is_a_package():
