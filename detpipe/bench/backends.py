@@ -59,11 +59,11 @@ class ModelFile:
 
 
 def _onnx_label(path: Path) -> str:
-    import onnx
+    from detpipe.export.runtime import load_onnx
 
     if ".int8." in path.name:
         return "onnx-int8"
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = load_onnx(path).graph
     return "onnx-int8" if any(n.op_type == "QuantizeLinear" for n in graph.node) else "onnx"
 
 

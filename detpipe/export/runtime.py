@@ -301,11 +301,28 @@ class Predictor:
         return out
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """detpipe's metadata stored in an ONNX file's ``metadata_props`` (see onnx_export)."""
-    import onnx
+def load_onnx(path: str | Path) -> Any:
+    """The ``onnx.ModelProto`` in ``path``, without external weights.
 
-    model = onnx.load(str(path), load_external_data=False)
+    Raises:
+        InvalidInput: the file is not an ONNX model.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except DecodeError:
+        raise InvalidInput(f"{path}: not an ONNX model (it does not parse as one)") from None
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """detpipe's metadata stored in an ONNX file's ``metadata_props`` (see onnx_export).
+
+    Raises:
+        InvalidInput: the file is not an ONNX model.
+    """
+    model = load_onnx(path)
     props = {p.key: p.value for p in model.metadata_props}
     meta: dict[str, Any] = {}
     for key, value in props.items():

@@ -1,0 +1,47 @@
+"""Small ONNX models built for tests with onnx.helper (no training, no downloads).
+
+``fails_on_bright_input``: a model of the YOLO output shape that runs on the server's grey
+(114) warm-up image but fails inside onnxruntime on any input brighter than 0.5 — real
+photos — so a server serving it answers 500 for real requests, honestly: the runtime fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def fails_on_bright_input(path: Path, imgsz: int = 64, nc: int = 2) -> Path:
+    """Write the model to ``path``: input ``images`` [1, 3, imgsz, imgsz], output ``output0`` [1, 4+nc, A]."""
+    anchors = sum((imgsz // s) ** 2 for s in (8, 16, 32))
+    shape = [1, 4 + nc, anchors]
+    init = [
+        numpy_helper.from_array(np.zeros(shape, np.float32), "base"),
+        numpy_helper.from_array(np.array(shape, np.int64), "shape"),
+        numpy_helper.from_array(np.array([0, 0, 1], np.int64), "grow"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+        helper.make_node("Greater", ["peak", "half"], ["bright"]),
+        helper.make_node("Cast", ["bright"], ["one"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["grow", "one"], ["extra"]),
+        helper.make_node("Add", ["shape", "extra"], ["target"]),  # [1, 4+nc, A+1] when bright
+        helper.make_node("Reshape", ["base", "target"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fails_on_bright_input",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, imgsz, imgsz])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + nc, None])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
