@@ -32,6 +32,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "AnalysisTemplate": ("/apis/argoproj.io/v1alpha1", "analysistemplates"),
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
 }
+# What to install when a kind's API is missing.
+_INSTALL = {
+    "argoproj.io": ": install Argo Rollouts, or use --strategy gateway",
+    "gateway.networking.k8s.io": ": install the Gateway API CRDs (standard channel) and a Gateway controller",
+}
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"  # built-in kinds only (Deployment, Service)
 APPLY = "application/apply-patch+yaml"
@@ -119,9 +124,14 @@ class Kube:
         """Server-side apply of one object (field manager ``detpipe``, conflicts forced)."""
         meta = obj["metadata"]
         path = object_path(obj["kind"], meta["namespace"], meta["name"])
-        out = self._call(
-            "PATCH", path, dict(obj), APPLY, [("fieldManager", FIELD_MANAGER), ("force", "true")]
-        )
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        try:
+            out = self._call("PATCH", path, dict(obj), APPLY, query)
+        except NotFound:  # apply creates missing objects: a 404 means the API has no such kind
+            group = obj["apiVersion"].split("/")[0]
+            raise Unavailable(
+                f"the cluster has no {obj['apiVersion']} {obj['kind']} API{_INSTALL.get(group, '')}"
+            ) from None
         log.info("applied %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
         return out
 

@@ -287,3 +287,17 @@ def test_api_errors_are_one_line(cluster, capsys) -> None:
     )
     with pytest.raises(NotFound):
         actions.gateway_status(client, NS, NAME)
+
+
+def test_a_cluster_without_argo_rollouts_is_told_what_to_install(cluster, capsys) -> None:
+    kube, _, kubeconfig = cluster
+    missing = (404, "NotFound", "the server could not find the requested resource")
+    for doc in render(CanaryConfig(URI)):
+        if doc["apiVersion"].startswith("argoproj.io/"):
+            kube.fail[object_path(doc["kind"], NS, doc["metadata"]["name"])] = missing
+    code, _, stderr = _cli(kubeconfig, capsys, "canary", "--model-uri", URI)
+    assert code == 3
+    assert stderr.splitlines() == [
+        "detpipe deploy: error: the cluster has no argoproj.io/v1alpha1 AnalysisTemplate API: "
+        "install Argo Rollouts, or use --strategy gateway"
+    ]
