@@ -13,9 +13,12 @@ def evaluate_op(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     imgsz: int = 640,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> None:
     """Predict on val2017 with ``weights/best.pt`` and evaluate (12 COCO stats, per class, plots).
+
+    ``device`` is resolved by :func:`detpipe.device.resolve_device` (``auto``: GPU 0 when the
+    node has one, else CPU); the device used is recorded in ``metrics.json`` (inputs.predict).
 
     The artifact holds ``metrics.json``, ``detections.json``, ``summary.txt`` and the PNGs.
     """
