@@ -18,9 +18,17 @@ One run, one machine, all on loopback:
    batching (``--max-batch``) and with ``--max-batch 1``; the modes run in ``--rounds``
    interleaved rounds, so background load hits all of them alike.
 
+5. shadow: a server with ``--shadow`` (a copy of the model) at ``--shadow-fraction`` 0.1,
+   at concurrency 1 beside the plain server: what the sampled shadow costs the live p50;
+6. Open Inference Protocol: ``/v2/models/model/infer`` with the letterboxed input tensor as
+   binary data (tritonclient's default) and as JSON ``data``, at concurrency 1;
+7. reload under load: every round, a repository load swaps the model (a copy, another
+   version) in the middle of a ``--concurrency`` run; every request must still answer 200.
+
 Ratios printed: server p50 latency / direct p50 (concurrency 1); server throughput at
-``--concurrency`` / direct sequential throughput; batched / unbatched server throughput.
-The client runs on the same cores as the server, so throughput ratios are conservative.
+``--concurrency`` / direct sequential throughput; batched / unbatched server throughput;
+shadow-on / shadow-off live p50; OIP binary / JSON throughput. The client runs on the same
+cores as the server, so throughput ratios are conservative.
 """
 
 from __future__ import annotations
@@ -42,11 +50,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detpipe.export.runtime import OnnxPredictor, decode_image  # noqa: E402
+from detpipe.export.runtime import OnnxPredictor, decode_image, preprocess  # noqa: E402
 from detpipe.serving.config import SERVE_NMS  # noqa: E402
 
 
@@ -98,7 +107,9 @@ def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measu
 class ServerProcess:
     """``detpipe serve`` on a free loopback port; stopped with SIGTERM."""
 
-    def __init__(self, model: Path, threads: int, max_batch: int, max_delay_ms: float, log: Path) -> None:
+    def __init__(
+        self, model: Path, threads: int, max_batch: int, max_delay_ms: float, log: Path, *extra: str
+    ) -> None:
         import socket
 
         with socket.socket() as s:
@@ -107,7 +118,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "detpipe.cli.main", "-q", "serve", "--model", str(model),
                "--name", "model", "--port", str(self.port), "--threads", str(threads),
                "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms),
-               "--max-queue", "256"]  # fmt: skip
+               "--max-queue", "256", *extra]  # fmt: skip
         self.log = log.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -129,8 +140,55 @@ class ServerProcess:
         self.log.close()
 
 
+def oip_bodies(x: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """One image's input tensor as an infer request: binary tensor data and JSON data."""
+    inp = {"name": "images", "datatype": "FP32", "shape": list(x.shape)}
+    header = json.dumps({"inputs": [{**inp, "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    binary = (header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))})
+    as_json = json.dumps({"inputs": [{**inp, "data": x.reshape(-1).tolist()}]}).encode()
+    return {"binary": binary, "json": (as_json, {"Content-Type": "application/json"})}
+
+
+def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measurement:
+    """``requests`` OIP infer calls, one after another on a keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    lat = []
+    start = time.perf_counter()
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v2/models/model/infer", body[0], body[1])
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"infer failed: {resp.status} {data[:200]!r}")
+        lat.append((time.perf_counter() - t0) * 1000)
+    return Measurement(lat, time.perf_counter() - start)
+
+
+def reload_under_load(
+    port: int, uri: Path, jpegs: list[bytes], requests: int, concurrency: int
+) -> Measurement:
+    """A ``concurrency`` run with one repository load of ``uri`` fired in its middle."""
+
+    def fire() -> None:
+        time.sleep(0.3)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        body = json.dumps({"parameters": {"uri": str(uri)}}).encode()
+        conn.request("POST", "/v2/repository/models/model/load", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise SystemExit(f"reload failed: {resp.status} {resp.read()[:200]!r}")
+
+    trigger = threading.Thread(target=fire)
+    trigger.start()
+    try:
+        return load(port, jpegs, requests, concurrency)
+    finally:
+        trigger.join()
+
+
 def load(port: int, jpegs: list[bytes], requests: int, concurrency: int) -> Measurement:
-    """``requests`` POSTs of one JPEG each from ``concurrency`` keep-alive clients."""
+    """``requests`` POSTs of one JPEG each from ``concurrency`` keep-alive clients (all must answer 200)."""
     lat: list[float] = []
     errors: list[str] = []
     counter = iter(range(requests))
@@ -180,6 +238,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads, server and peer alike")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-delay-ms", type=float, default=0.0)
+    p.add_argument("--shadow-fraction", type=float, default=0.1)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
 
@@ -187,23 +246,44 @@ def main() -> int:
     model = args.model or make_model(work, args.imgsz)
     jpegs = make_images(work, args.images)
     c = args.concurrency
+    copies = [work / "reload-a.onnx", work / "reload-b.onnx"]
+    for i, copy in enumerate(copies):  # same network, another file: another version to swap to
+        variant = onnx.load(str(model))
+        variant.metadata_props.add(key="benchmark_copy", value=str(i))
+        onnx.save(variant, str(copy))
+    shadow_args = ("--shadow", str(copies[0]), "--shadow-fraction", str(args.shadow_fraction))
     servers = {
         "batched": ServerProcess(
             model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log"
         ),
         "unbatched": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "unbatched.log"),
+        "shadow": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "shadow.log", *shadow_args),
     }
     runs: dict[str, list[Measurement]] = {}
     peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
+    x, _ = preprocess([decode_image(jpegs[0])], peer.imgsz)
+    bodies = oip_bodies(x)
     try:
         direct(peer, jpegs, min(20, args.requests))  # warm-up
         for server in servers.values():
             load(server.port, jpegs, min(20, args.requests), 1)
-        for _ in range(args.rounds):
+        for r in range(args.rounds):
             runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
-            runs.setdefault("server_c1", []).append(load(servers["batched"].port, jpegs, args.requests, 1))
-            for label, server in servers.items():
-                runs.setdefault(f"server_c{c}_{label}", []).append(load(server.port, jpegs, args.requests, c))
+            runs.setdefault("server_c1", []).append(load(servers["unbatched"].port, jpegs, args.requests, 1))
+            runs.setdefault("server_c1_shadow", []).append(
+                load(servers["shadow"].port, jpegs, args.requests, 1)
+            )
+            for label in ("batched", "unbatched"):
+                runs.setdefault(f"server_c{c}_{label}", []).append(
+                    load(servers[label].port, jpegs, args.requests, c)
+                )
+            for kind, body in bodies.items():
+                runs.setdefault(f"oip_{kind}_c1", []).append(
+                    infer(servers["unbatched"].port, body, args.requests)
+                )
+            runs.setdefault(f"reload_c{c}", []).append(
+                reload_under_load(servers["batched"].port, copies[r % 2], jpegs, args.requests, c)
+            )
     finally:
         for server in servers.values():
             server.stop()
@@ -216,7 +296,11 @@ def main() -> int:
         / res["direct"]["images_per_s"],
         "throughput_batched_over_unbatched": res[f"server_c{c}_batched"]["images_per_s"]
         / res[f"server_c{c}_unbatched"]["images_per_s"],
+        "latency_shadow_on_over_off": res["server_c1_shadow"]["p50"] / res["server_c1"]["p50"],
+        "throughput_oip_binary_over_json": res["oip_binary_c1"]["images_per_s"]
+        / res["oip_json_c1"]["images_per_s"],
     }
+    failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
@@ -230,9 +314,11 @@ def main() -> int:
         print(f"{name:28s} {row['p50']:8.1f} {row['p90']:8.1f} {row['p99']:8.1f} {row['images_per_s']:9.1f}")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
+    print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"meta": meta, "results": res, "ratios": ratios}, indent=2))
+        doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload}
+        args.json.write_text(json.dumps(doc, indent=2))
     return 0
 
 
