@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from logs_runs import clean, nan_loss, spiky, stopped_early
 
+from detpipe.cli.main import main
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,8 +60,7 @@ def test_several_runs(tmp_path):
 
 def test_one_run_has_no_comparison(tmp_path):
     out = tmp_path / "logs"
-    proc = _detpipe(str(clean(tmp_path) / "results.csv"), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    assert main(["-q", "logs", "analyze", str(clean(tmp_path) / "results.csv"), "--out", str(out)]) == 0
     analysis = json.loads((out / "analysis.json").read_text())
     assert analysis["comparison"] is None and list(analysis["runs"]) == ["clean"]
     assert not (out / "compare_map.png").exists()
@@ -83,14 +84,14 @@ def test_help_explains():
         (lambda t: [str(clean(t)), "--spike-factor", "0.5"], "--spike-factor must be > 1"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make_args, reason):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, make_args, reason):
     work = tmp_path / "in"
     work.mkdir()
     out = tmp_path / "out"
-    proc = _detpipe(*make_args(work), "--out", str(out), "--no-params")
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("detpipe logs: error: ")
-    assert reason in proc.stderr
+    assert main(["-q", "logs", "analyze", *make_args(work), "--out", str(out), "--no-params"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("detpipe logs: error: ")
+    assert reason in err
     assert not out.exists()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detpipe.cli.main import main
 from detpipe.recommend.dataset import measure
 from detpipe.recommend.stage import RecommendConfig, recommend
 from detpipe.report.build import ReportConfig, write_report
@@ -167,12 +168,12 @@ def test_images_from_a_sweep_report(tmp_path):
         (["--classes", "3", "--images", "10", "--target-map", "1.5"], "--target-map must be an mAP50-95"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, reason):
-    base = ["--platform", "orin-nx", "--sensor", "rgb", "--fps", "30"]
-    proc = _detpipe(*base, *args, "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("detpipe recommend: error: ")
-    assert reason in proc.stderr
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, reason):
+    base = ["-q", "recommend", "--platform", "orin-nx", "--sensor", "rgb", "--fps", "30"]
+    assert main([*base, *args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("detpipe recommend: error: ")
+    assert reason in err
     assert not (tmp_path / "out").exists()
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from detpipe.cli.main import main
 from detpipe.errors import InvalidInput
+from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.reproduction import YOLO12_COCO, compare, load_reference
 
 FIXTURE = Path(__file__).with_name("scaling.csv")  # yolo12n 100 % = 0.500, yolo12s 100 % = 0.600
@@ -94,11 +96,11 @@ def test_bad_reference_tables(tmp_path, text, reason):
     assert reason in str(e.value)
 
 
-def test_report_with_reference_passes_and_fails_the_gate(tmp_path):
+def test_report_with_reference_passes_and_fails_the_gate(tmp_path, capsys):
     ref = _csv(tmp_path, "# ours: n 0.500, s 0.600\nmodel,map5095\nyolo12n,0.510\nyolo12s,0.406\n")
     out = tmp_path / "report"
-    proc = _detpipe("--table", str(FIXTURE), "--out", str(out), "--reference", str(ref))
-    assert proc.returncode == 0, proc.stderr  # a mismatch alone does not fail the command
+    assert main(["-q", "report", "--table", str(FIXTURE), "--out", str(out), "--reference", str(ref)]) == 0
+    stdout = capsys.readouterr().out  # a mismatch alone does not fail the command
     report = json.loads((out / "report.json").read_text())
     assert report["reproduction"]["yolo12n"] == {
         "ours": 0.5,
@@ -111,7 +113,7 @@ def test_report_with_reference_passes_and_fails_the_gate(tmp_path):
     assert report["settings"]["max_rel_diff_pct"] == 3.5
     md = (out / "report.md").read_text()
     assert "| yolo12n | 0.500 | 0.510 | -0.010 | -2.0 % | ✓ |" in md and "**NOT reproduced**" in md
-    assert "yolo12s: reproduction MISMATCH: 0.600 vs 0.406 (+47.8 %)" in proc.stdout
+    assert "yolo12s: reproduction MISMATCH: 0.600 vs 0.406 (+47.8 %)" in stdout
 
     proc = _detpipe("--table", str(FIXTURE), "--out", str(out), "--reference", str(ref), "--fail-on-mismatch")
     assert proc.returncode == 4
@@ -119,16 +121,15 @@ def test_report_with_reference_passes_and_fails_the_gate(tmp_path):
     assert proc.stderr.startswith("detpipe report: error: yolo12s not reproduced within 3.5 %")
     assert (out / "report.json").exists()  # the report is still written for inspection
 
-    loose = ("--max-rel-diff", "50", "--fail-on-mismatch")
-    proc = _detpipe("--table", str(FIXTURE), "--out", str(out), "--reference", str(ref), *loose)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads((out / "report.json").read_text())["reproduction_ok"] is True
+    loose = build_report(ReportConfig(out=out, table=FIXTURE, reference=ref, max_rel_diff=50.0))
+    assert loose["reproduction_ok"] is True
 
 
-def test_report_against_the_shipped_reference(tmp_path):
+def test_report_against_the_shipped_reference(tmp_path, capsys):
     out = tmp_path / "report"
-    proc = _detpipe("--table", str(FIXTURE), "--out", str(out), "--reference", "yolo12-coco")
-    assert proc.returncode == 0, proc.stderr
+    assert (
+        main(["-q", "report", "--table", str(FIXTURE), "--out", str(out), "--reference", "yolo12-coco"]) == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert list(report["reproduction"]) == ["yolo12n", "yolo12s"]  # only the models in the table
     assert report["reproduction"]["yolo12s"]["rel_diff_pct"] == 25.0
@@ -136,11 +137,11 @@ def test_report_against_the_shipped_reference(tmp_path):
 
 
 def test_report_without_reference_has_no_gate(tmp_path):
-    out = tmp_path / "report"
-    assert _detpipe("--table", str(FIXTURE), "--out", str(out)).returncode == 0
-    report = json.loads((out / "report.json").read_text())
+    from detpipe.report.render import render_markdown
+
+    report = build_report(ReportConfig(out=tmp_path / "report", table=FIXTURE))
     assert report["reproduction"] is None and report["reproduction_ok"] is None
-    assert "## Reproduction" not in (out / "report.md").read_text()
+    assert "## Reproduction" not in render_markdown(report)
 
 
 @pytest.mark.parametrize(
@@ -150,9 +151,9 @@ def test_report_without_reference_has_no_gate(tmp_path):
         (["--reference", "yolo12-coco", "--max-rel-diff", "-1"], "--max-rel-diff must be a percentage >= 0"),
     ],
 )
-def test_bad_reference_input_exits_2_and_writes_nothing(tmp_path, extra, reason):
+def test_bad_reference_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, reason):
     out = tmp_path / "out"
-    proc = _detpipe("--table", str(FIXTURE), "--out", str(out), *extra)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and reason in proc.stderr
+    assert main(["-q", "report", "--table", str(FIXTURE), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("detpipe report: error: ") and reason in err
     assert not out.exists()
