@@ -141,9 +141,10 @@ def _planned(path: Path) -> tuple[int | None, int | None, bool, float | None]:
     summary_path, args_path = path / SUMMARY, path / ARGS
     if summary_path.is_file():
         summary = read_json(summary_path)
-        config = summary.get("config") or {} if isinstance(summary, dict) else {}
-        ips = summary.get("images_per_s") if isinstance(summary, dict) else None
-        return _int(config.get("epochs")), _int(config.get("patience")), True, ips
+        if not isinstance(summary, dict):
+            raise InvalidInput(f"{summary_path}: expected a JSON object")
+        config = summary.get("config") or {}
+        return _int(config.get("epochs")), _int(config.get("patience")), True, summary.get("images_per_s")
     if args_path.is_file():
         try:
             args = yaml.safe_load(args_path.read_text(encoding="utf-8")) or {}

@@ -188,8 +188,9 @@ def recommend(config: RecommendConfig) -> dict[str, Any]:
     warnings: list[str] = []
     reasons: list[str] = []
     stats: DatasetStats | None = measure(config.coco) if config.coco is not None else None
-    classes = config.classes if config.classes is not None else stats.classes  # type: ignore[union-attr]
-    images = config.images if config.images is not None else stats.images  # type: ignore[union-attr]
+    measured = {} if stats is None else {"classes": stats.classes, "images": stats.images}
+    classes: int = config.classes if config.classes is not None else measured["classes"]
+    images: int = config.images if config.images is not None else measured["images"]
     share = config.small_share if config.small_share is not None else (stats.small_share if stats else None)
     if stats is not None:
         if stats.imbalance is not None and stats.imbalance > rules.IMBALANCE_WARN:

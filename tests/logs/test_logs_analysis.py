@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -175,3 +176,13 @@ def test_bad_results_csv(tmp_path, content, reason):
     (tmp_path / "results.csv").write_text(content)
     with pytest.raises(InvalidInput, match=reason):
         load_run(tmp_path, params=False)
+
+
+def test_a_detpipe_run_dir_gives_plan_and_throughput(tmp_path):
+    run = crashed(tmp_path)
+    (run / "args.yaml").unlink()
+    summary = {"config": {"epochs": 20, "patience": 100}, "images_per_s": 57.65}
+    (run / "train_summary.json").write_text(json.dumps(summary))
+    a = _analyze(run)
+    assert a["time"]["images_per_s"] == 57.65 and a["epochs"]["planned"] == 20
+    assert a["reason"] == "stopped at epoch 8 of 20 without meeting early stopping"
