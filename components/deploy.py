@@ -20,9 +20,9 @@ def deploy_op(
 
     The objects (Rollout + Services + AnalysisTemplates, or Deployments + HTTPRoute) are stored
     as ``canary.yaml`` in ``manifests`` either way; a run without a cluster (kfp.local) renders
-    only. On a cluster the step's service account needs server-side apply rights on those kinds
-    in ``namespace``; the analysis and the promotion then belong to Argo Rollouts (or to
-    ``detpipe deploy promote`` for the Gateway API).
+    only. On a cluster the step applies them with the run's service account (``detpipe-pipeline``,
+    bound to the ``detpipe-deploy`` Role of k8s/serving/deploy-rbac.yaml); the analysis and the
+    promotion then belong to Argo Rollouts (or to ``detpipe deploy promote`` for the Gateway API).
     """
     from pathlib import Path
 
