@@ -88,7 +88,9 @@ def test_staged_rollout_by_percentage_and_group(tmp_path: Path, keys: Path, mode
         assert current(tmp_path / dev)["version"] == "2"
 
 
-def test_cli_once_and_bad_arguments(tmp_path: Path, keys: Path, models: Models):
+def test_cli_once_and_bad_arguments(
+    tmp_path: Path, keys: Path, models: Models, capsys: pytest.CaptureFixture
+):
     store = LocalStore(tmp_path / "store")
     publish(store, keys, models.good, "1")
     d = tmp_path / "device"
@@ -100,8 +102,11 @@ def test_cli_once_and_bad_arguments(tmp_path: Path, keys: Path, models: Models):
     assert current(d)["version"] == "1"
     with pytest.raises(InvalidInput, match="device id"):
         AgentConfig(str(store.root), "cpu", "a/b", keys / "root.json", d)
-    bad = run_agent([*args[:-2], str(d), "--interval", "0"])
-    assert bad.returncode == 2 and "--interval: must be > 0" in bad.stderr.splitlines()[-1]
+    from detpipe.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["edge", "agent", *args[:-1], "--interval", "0"])
+    assert e.value.code == 2 and "--interval: must be > 0" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_health_check_refuses_a_model_that_does_not_load(tmp_path: Path):

@@ -188,16 +188,28 @@ def test_store_unreachable_backs_off_without_crashing(keys, tmp_path, faults):
 STEPS = ("download", "verified", "installed", "switched", "healthy", "committed")
 
 
+def _killed_cycle(fleet: S3Fleet, keys: Path, d: Path, step: str) -> int | None:
+    """One agent cycle in a forked process that SIGKILLs itself at ``step``; its exit code."""
+    import multiprocessing
+    import os
+
+    def child() -> None:
+        os.environ[KILL_ENV] = step
+        make_agent(fleet, keys, d).run_once()
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(timeout=120)
+    return proc.exitcode
+
+
 @pytest.mark.slow
 def test_sigkill_at_each_step_leaves_a_loadable_current(s3_fleet, keys, models, on_v1, tmp_path, faults):
     publish(s3_fleet, keys, models.big, "2")
     for step in STEPS:
         d = tmp_path / f"kill-{step}"
         shutil.copytree(on_v1, d, symlinks=True)
-        args = ["--store", s3_fleet.uri, "--device-class", "cpu", "--device-id", "cam-1", "--trust",
-                str(keys / "root.json"), "--dir", str(d), "--once"]  # fmt: skip
-        res = run_agent(args, env={**s3_fleet.env(), KILL_ENV: step})
-        assert res.returncode == -signal.SIGKILL, (step, res.returncode, res.stderr[-2000:])
+        assert _killed_cycle(s3_fleet, keys, d, step) == -signal.SIGKILL, step
         manifest = json.loads((d / "current" / "manifest.json").read_text())  # never half: old or new
         check_model(d / "current" / manifest["file"])
         r = make_agent(s3_fleet, keys, d).run_once()  # restart: recover, then finish the update
@@ -206,3 +218,17 @@ def test_sigkill_at_each_step_leaves_a_loadable_current(s3_fleet, keys, models, 
         if step == "download":
             assert r["resumed_from"] > 0
         still_good(d, "2", f"sigkill-at-{step}", faults)
+
+
+def test_the_cli_agent_process_dies_at_a_kill_point_and_recovers(s3_fleet, keys, models, on_v1):
+    """The same through ``detpipe edge agent`` as a real process (the kill hook is the CLI's too)."""
+    publish(s3_fleet, keys, models.other, "2")
+    args = ["--store", s3_fleet.uri, "--device-class", "cpu", "--device-id", "cam-1", "--trust",
+            str(keys / "root.json"), "--dir", str(on_v1), "--once"]  # fmt: skip
+    res = run_agent(args, env={**s3_fleet.env(), KILL_ENV: "switched"})
+    assert res.returncode == -signal.SIGKILL, (res.returncode, res.stderr[-2000:])
+    assert (on_v1 / "current").readlink() == Path("slots/b")  # switched, not committed
+    res = run_agent(args, env=s3_fleet.env())
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "slot b was never committed" in res.stderr
+    assert json.loads(res.stdout)["outcome"] == "installed"

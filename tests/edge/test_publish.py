@@ -105,7 +105,7 @@ def test_engine_targets_carry_the_sidecar(tmp_path: Path):
 
 def test_cli_keygen_publish_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture):
     keys, store = tmp_path / "keys", tmp_path / "store"
-    assert detpipe("edge", "keygen", "--out", str(keys)).returncode == 0
+    assert main_in_process(capsys, "edge", "keygen", "--out", str(keys))[0] == 0
     model = tmp_path / "m.onnx"
     model.write_bytes(b"m")
     ok = detpipe("edge", "publish", "--store", str(store), "--device-class", "cpu", "--onnx", str(model),
