@@ -51,6 +51,7 @@ images:  ## build the container images (needs a Docker engine)
 	docker build -f docker/Dockerfile.serve -t $(SERVE_IMAGE) .
 	docker build -f docker/Dockerfile.serve-gpu -t $(SERVE_GPU_IMAGE) .
 	docker build -f docker/Dockerfile.jetson -t $(JETSON_IMAGE) .
+	docker build -f docker/Dockerfile.edge --build-arg JETSON_IMAGE=$(JETSON_IMAGE) -t $(subst detpipe-jetson,detpipe-edge,$(JETSON_IMAGE)) .
 
 test: $(STAMP) test-deps  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
