@@ -109,6 +109,23 @@ def test_gpu_variant_replaces_the_stable_deployment_with_three_gpu_pods() -> Non
     assert pod["securityContext"] == base["spec"]["template"]["spec"]["securityContext"]
 
 
+def test_gpu_pod_args_parse_with_the_gpu_images_entrypoint() -> None:
+    import re
+
+    from detpipe.cli.main import get_args_parser
+
+    dep, _ = expected()["gpu/serve-gpu.yaml"]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    dockerfile = (ROOT / "docker/Dockerfile.serve-gpu").read_text()
+    entrypoint = yaml.safe_load(re.search(r"^ENTRYPOINT (.+)$", dockerfile, re.M).group(1))
+    env = {"MODEL_URI": MODEL_URI, "MODEL_FORMAT": "onnx", "MAX_QUEUE": "64"}
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
+    ns = get_args_parser().parse_args([*entrypoint[1:], *args])
+    assert (ns.model, ns.max_batch, ns.max_delay_ms, ns.port) == (MODEL_URI, 8, 2.0, 8080)
+    assert container["ports"] == [{"name": "http", "containerPort": ns.port}]
+    assert f"EXPOSE {ns.port}" in dockerfile
+
+
 def test_hpa_scales_the_stable_deployment() -> None:
     hpa = yaml.safe_load((SERVING / "serve-hpa.yaml").read_text())
     base = yaml.safe_load((SERVING / "serve-deployment.yaml").read_text())
