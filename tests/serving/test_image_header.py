@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from model_files import png_bomb
 
 from detpipe.errors import InvalidInput
 from detpipe.export.image_header import image_size
@@ -32,17 +32,6 @@ def test_the_header_gives_the_size_the_decoder_will(ext, params, fmt):
     assert ok
     assert tuple(image_size(buf.tobytes())) == (fmt, 53, 37)
     assert decode_image(buf.tobytes()).shape == (37, 53, 3)
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A small PNG whose IHDR declares width x height (its one IDAT row decompresses small)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)) * 64, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_a_declared_bomb_is_refused_from_its_header():

@@ -18,8 +18,6 @@ from detpipe.export.runtime import OnnxPredictor, decode_image, preprocess
 pytestmark = pytest.mark.slow
 
 
-
-
 def _batch(val_jpegs: list[bytes], n: int) -> np.ndarray:
     x, _ = preprocess([decode_image(j) for j in val_jpegs[:n]], (64, 64))
     return x

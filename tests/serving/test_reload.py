@@ -12,22 +12,14 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import onnx
 import pytest
+from model_files import onnx_variant
 from serve_client import http
 
 from detpipe.io import sha256_file
 
 pytestmark = pytest.mark.slow
 LOAD = "/v2/repository/models/pico/load"
-
-
-def _variant(src, dst, tag: str):
-    """The same network with another metadata entry: another file, sha and version."""
-    model = onnx.load(str(src))
-    model.metadata_props.add(key="variant", value=tag)
-    onnx.save(model, str(dst))
-    return dst
 
 
 def _version(path) -> str:
@@ -40,7 +32,10 @@ def _load(server, uri: str | None = None):
 
 
 def test_reload_under_load_drops_no_request(serve, pico_onnx, val_jpegs, tmp_path, summary_line):
-    a, b = _variant(pico_onnx, tmp_path / "a.onnx", "a"), _variant(pico_onnx, tmp_path / "b.onnx", "b")
+    a, b = (
+        onnx_variant(pico_onnx, tmp_path / "a.onnx", "a"),
+        onnx_variant(pico_onnx, tmp_path / "b.onnx", "b"),
+    )
     server = serve("--model", str(a), "--name", "pico")
     stop = threading.Event()
     seen: list[tuple[int, str]] = []
@@ -101,7 +96,7 @@ def test_sighup_reloads_what_model_names(serve, pico_onnx, val_jpegs, tmp_path):
     current = tmp_path / "current.onnx"
     shutil.copy(pico_onnx, current)
     server = serve("--model", str(current), "--name", "pico")
-    new = _variant(pico_onnx, tmp_path / "next.onnx", "next")
+    new = onnx_variant(pico_onnx, tmp_path / "next.onnx", "next")
     os.replace(new, current)  # as an OTA agent swaps the file it points the server at
     server.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 30

@@ -7,14 +7,18 @@ import time
 
 import numpy as np
 import pytest
-from onnx_models import fails_on_bright_input
-from test_reload import _variant, _version
+from model_files import fails_on_bright_input, onnx_variant
 
 from detpipe.export.runtime import Detections
+from detpipe.io import sha256_file
 from detpipe.serving.shadow import compare
 
 pytestmark = pytest.mark.slow
 ALL = ("--shadow-fraction", "1")
+
+
+def _version(path) -> str:
+    return f"sha-{sha256_file(path)[:12]}"
 
 
 def _det(boxes, classes, scores=None) -> Detections:
@@ -50,7 +54,7 @@ def _wait_for(server, name: str, value: float, **labels: str) -> str:
 
 
 def test_a_shadow_of_the_same_network_agrees_fully(serve, pico_onnx, val_jpegs, tmp_path):
-    candidate = _variant(pico_onnx, tmp_path / "candidate.onnx", "candidate")
+    candidate = onnx_variant(pico_onnx, tmp_path / "candidate.onnx", "candidate")
     server = serve(
         "--model", str(pico_onnx), "--name", "pico", "--shadow", str(candidate), "--shadow-fraction", "1"
     )

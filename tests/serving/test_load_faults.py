@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import psutil
 import pytest
-from test_image_header import png_bomb
+from model_files import png_bomb
 
 from detpipe.export.runtime import OnnxPredictor, PostprocessConfig, decode_image
 

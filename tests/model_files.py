@@ -1,4 +1,8 @@
-"""Small ONNX models built for tests with onnx.helper (no training, no downloads).
+"""Small model and image files built for tests (onnx.helper, zlib; no training, no downloads).
+
+``onnx_variant``: the same network with one more metadata entry: another file, sha256 and
+version (a "new release" that answers exactly as the old one). ``png_bomb``: a few-KB PNG
+whose header declares a huge image.
 
 ``fails_on_bright_input``: a model of the YOLO output shape that runs on the server's grey
 (114) warm-up image but fails inside onnxruntime on any input brighter than 0.5 — real
@@ -7,6 +11,8 @@ photos — so a server serving it answers 500 for real requests, honestly: the r
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +51,22 @@ def fails_on_bright_input(path: Path, imgsz: int = 64, nc: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def onnx_variant(src: Path, dst: Path, tag: str) -> Path:
+    """``src`` with the metadata entry ``variant=tag``, saved to ``dst``."""
+    model = onnx.load(str(src))
+    model.metadata_props.add(key="variant", value=tag)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A small PNG whose IHDR declares width x height (its one IDAT decompresses small)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (1 + 3 * min(width, 4096)) * 64, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
