@@ -53,7 +53,7 @@ from detpipe.edge.health import HealthCheckFailed, check_model
 from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
-from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, refresh
+from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, load_trust, refresh
 from detpipe.errors import DetpipeError, InvalidInput, StoreError
 from detpipe.export.sidecar import sidecar_path, write_sidecar
 from detpipe.io import write_json
@@ -138,6 +138,7 @@ class Agent:
         self.s3 = s3
         self.fetcher = fetcher or OtaFetcher(s3)
         self.progress = progress
+        self.bootstrap = load_trust(cfg.trust)  # a bad trust anchor fails here, before any cycle
         self.slots = Slots(cfg.dir)
         self.downloads = cfg.dir / "downloads"
         self._recovered = False
@@ -148,8 +149,8 @@ class Agent:
     def run_once(self) -> dict[str, Any]:
         """One update cycle; returns what happened (also written to status.json).
 
-        Raises:
-            InvalidInput: the configuration is unusable (bad trust anchor).
+        Verification failures, a failed install and an unreachable store are outcomes
+        (``refused``, ``rolled-back``, ``unreachable``), not exceptions.
         """
         if not self._recovered:
             for line in self.slots.recover():
@@ -160,7 +161,7 @@ class Agent:
         state = self.slots.state()
         try:
             t = time.perf_counter()
-            repo = refresh(self.cfg.store, self.cfg.trust, self.cfg.dir / "tuf", self.fetcher)
+            repo = refresh(self.cfg.store, self.bootstrap, self.cfg.dir / "tuf", self.fetcher)
             timings["metadata"] = time.perf_counter() - t
             installed = self.slots.manifest(self.slots.active())
             decision = choose(
@@ -181,12 +182,6 @@ class Agent:
         except StoreUnreachable as e:
             result.update(outcome="unreachable", error=str(e))
         except (DetpipeError, tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
-            if (
-                isinstance(e, InvalidInput)
-                and not isinstance(e, HealthCheckFailed)
-                and "trusted root" in str(e)
-            ):
-                raise
             msg = (
                 describe_tuf(e)
                 if isinstance(e, tuf_errors.RepositoryError | tuf_errors.DownloadError)
@@ -347,8 +342,14 @@ class Agent:
             except ValueError:
                 detail = ""
             raise StoreError(f"server reload refused (HTTP {e.code}): {detail}") from None
-        except OSError as e:
-            raise StoreError(f"server reload failed: {e}") from None
+        except OSError as e:  # not running (yet): it loads `current` when it starts
+            log.warning(
+                "server not reachable at %s (%s): it loads %s when it starts",
+                self.cfg.reload_url,
+                e,
+                model_path,
+            )
+            return
         log.info("server reloaded %s", model_path)
 
     def _clean_downloads(self, keep: Path | None) -> None:

@@ -92,21 +92,38 @@ class TrustedRepo:
         return f"{self.root_url}/{target_key(release.path, release.sha256)}"
 
 
-def refresh(store_uri: str, trust: Path, cache: Path, fetcher: OtaFetcher) -> TrustedRepo:
-    """Run TUF's client workflow against the store; list the verified targets.
+def load_trust(path: Path) -> bytes:
+    """The provisioned root metadata (``--trust``), checked to be TUF root metadata.
 
     Raises:
-        InvalidInput: the trust anchor is missing or not root metadata.
+        InvalidInput: the file is missing, unreadable or not root metadata.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read the trusted root ({e.strerror})") from None
+    try:
+        md = Metadata.from_bytes(data)
+    except Exception as e:  # DeserializationError and the like
+        raise InvalidInput(f"{path}: not TUF root metadata ({e})") from None
+    if md.signed.type != "root":
+        raise InvalidInput(f"{path}: {md.signed.type} metadata, expected the root (root.json)")
+    return data
+
+
+def refresh(store_uri: str, bootstrap: bytes, cache: Path, fetcher: OtaFetcher) -> TrustedRepo:
+    """Run TUF's client workflow against the store; list the verified targets.
+
+    Args:
+        store_uri: the store (s3://, a directory, file://, https://).
+        bootstrap: the provisioned root metadata (:func:`load_trust`).
+        cache: the device's TUF metadata directory (newer roots are kept there).
+        fetcher: the transport.
+
+    Raises:
         StoreError: verification failed (reason from :func:`describe_tuf`) or the store is
             unreachable (:class:`StoreUnreachable`).
     """
-    try:
-        bootstrap = trust.read_bytes()
-        Metadata.from_bytes(bootstrap)
-    except OSError as e:
-        raise InvalidInput(f"{trust}: cannot read the trusted root ({e.strerror})") from None
-    except Exception as e:  # DeserializationError
-        raise InvalidInput(f"{trust}: not TUF root metadata ({e})") from None
     metadata_url, root_url = repo_urls(store_uri)
     cache.mkdir(parents=True, exist_ok=True)
     config = UpdaterConfig(

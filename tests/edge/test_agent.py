@@ -107,6 +107,24 @@ def test_cli_once_and_bad_arguments(
     with pytest.raises(SystemExit) as e:
         main(["edge", "agent", *args[:-1], "--interval", "0"])
     assert e.value.code == 2 and "--interval: must be > 0" in capsys.readouterr().err.splitlines()[-1]
+    not_root = tmp_path / "targets.json"
+    not_root.write_bytes(store.get_bytes("ota/metadata/targets.json"))
+    trust_at = args.index("--trust") + 1
+    bad_trust = [*args[:trust_at], str(not_root), *args[trust_at + 1 :]]
+    assert main(["edge", "agent", *bad_trust]) == 2
+    assert capsys.readouterr().err.strip().endswith("targets metadata, expected the root (root.json)")
+
+
+def test_a_server_that_is_not_running_yet_does_not_block_the_first_install(
+    tmp_path: Path, keys: Path, models: Models
+):
+    from store_servers import free_port
+
+    store = LocalStore(tmp_path / "store")
+    publish(store, keys, models.good, "1")
+    url = f"http://127.0.0.1:{free_port()}/v2/repository/models/yolo/load"  # nothing listens
+    r = agent(store, keys, tmp_path / "device", reload_url=url).run_once()
+    assert (r["outcome"], r["version"]) == ("installed", "1") and "reload" in r["timings_s"]
 
 
 def test_health_check_refuses_a_model_that_does_not_load(tmp_path: Path):

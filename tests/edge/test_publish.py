@@ -15,7 +15,7 @@ from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.keys import ROLES, keygen
 from detpipe.edge.publish import PublishConfig, publish_target, rollback_to, set_rollout
 from detpipe.edge.rotate import rotate_key
-from detpipe.edge.trust import refresh
+from detpipe.edge.trust import load_trust, refresh
 from detpipe.errors import InvalidInput, NotFound, StoreError
 from detpipe.store import LocalStore
 
@@ -72,12 +72,12 @@ def test_publish_layout_and_verified_listing(tmp_path: Path):
         "version": "2", "device_class": "cpu", "format": "onnx", "file": "model.onnx",
         "rollout_pct": 10, "groups": ["canary"], "rollback": False,
     }  # fmt: skip
-    repo = refresh(str(store.root), keys / "root.json", tmp_path / "cache", OtaFetcher())
+    repo = refresh(str(store.root), load_trust(keys / "root.json"), tmp_path / "cache", OtaFetcher())
     assert sorted((r.version, r.rollout_pct) for r in repo.releases) == [("1", 100), ("2", 10)]
 
     set_rollout(store, keys, "cpu", "2", 50)
     rollback_to(store, keys, "cpu", "1")
-    repo = refresh(str(store.root), keys / "root.json", tmp_path / "cache", OtaFetcher())
+    repo = refresh(str(store.root), load_trust(keys / "root.json"), tmp_path / "cache", OtaFetcher())
     assert [(r.version, r.rollback) for r in repo.releases] == [("1", True)]
     with pytest.raises(NotFound, match="no published version 7"):
         set_rollout(store, keys, "cpu", "7", 50)
@@ -160,7 +160,9 @@ def test_devices_follow_key_rotations_and_retired_keys_stop_working(tmp_path: Pa
         publish_target(store, PublishConfig("cpu", version, art, "onnx", key_dir))
 
     def versions() -> list[str]:  # a device provisioned with root v1, keeping its TUF cache
-        repo = refresh(str(store.root), keys / "root.json", tmp_path / "device-cache", OtaFetcher())
+        repo = refresh(
+            str(store.root), load_trust(keys / "root.json"), tmp_path / "device-cache", OtaFetcher()
+        )
         return sorted(r.version for r in repo.releases)
 
     put("1")
