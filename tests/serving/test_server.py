@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -66,27 +67,39 @@ def test_detect_and_predict_match_the_model_run_directly(serve, pico_onnx, val_j
         _assert_same(prediction, _expected(pico_onnx, jpeg, conf=0.1))
 
 
+def _batch_counts(server) -> tuple[float, float]:
+    metrics = server.get("/metrics").body.decode()
+    count = float(re.search(r"^detpipe_inference_batch_size_count (\S+)", metrics, re.M).group(1))
+    total = float(re.search(r"^detpipe_inference_batch_size_sum (\S+)", metrics, re.M).group(1))
+    return count, total
+
+
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve, pico_onnx, val_jpegs):
-    server = serve("--model", str(pico_onnx), "--max-batch", "8", "--max-delay-ms", "20")
-    # one request of 8 images is queued at once: exactly one model call of 8
+    # a batch closes when it holds 8 images or 5 s after its first: 8 concurrent images make one call
+    server = serve("--model", str(pico_onnx), "--max-batch", "8", "--max-delay-ms", "5000")
     reply = server.post("/v1/models/model:predict", _predict_body(val_jpegs), "application/json")
     assert reply.status == 200
-    metrics = server.get("/metrics").body.decode()
-    assert "detpipe_inference_batch_size_count 1.0" in metrics
-    assert "detpipe_inference_batch_size_sum 8.0" in metrics
+    assert _batch_counts(server) == (1, 8)
 
-    # 24 single-image requests from 8 threads: answers are routed back to the right caller
-    jobs = [val_jpegs[i % len(val_jpegs)] for i in range(24)]
+    # 3 waves of 8 single-image requests from 8 threads: exactly 3 model calls of 8 images,
+    # and every answer is routed back to its own caller
+    expected = {j: _expected(pico_onnx, j) for j in val_jpegs}
+    barrier = threading.Barrier(8)
+
+    def wave_client(jpeg: bytes) -> list:
+        replies = []
+        for _ in range(3):
+            barrier.wait(timeout=30)
+            replies.append(server.post("/v1/models/model:detect", jpeg, "image/png"))
+        return replies
+
     with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(lambda j: server.post("/v1/models/model:detect", j, "image/png"), jobs))
-    expected = {j: _expected(pico_onnx, j) for j in set(jobs)}
-    for jpeg, reply in zip(jobs, replies, strict=True):
-        assert reply.status == 200
-        _assert_same(reply.json(), expected[jpeg])
-    metrics = server.get("/metrics").body.decode()
-    calls = float(re.search(r"^detpipe_inference_batch_size_count (\S+)", metrics, re.M).group(1))
-    assert float(re.search(r"^detpipe_images_total (\S+)", metrics, re.M).group(1)) == 32
-    assert calls < 1 + 24, "concurrent requests should share model calls"
+        per_client = list(pool.map(wave_client, val_jpegs))
+    for jpeg, replies in zip(val_jpegs, per_client, strict=True):
+        for reply in replies:
+            assert reply.status == 200
+            _assert_same(reply.json(), expected[jpeg])
+    assert _batch_counts(server) == (1 + 3, 8 + 24)
 
 
 def test_bad_requests_get_4xx_with_one_line_reasons(serve, pico_onnx, val_jpegs):
