@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", default="onnx", help="file of the release to serve: onnx, onnx-int8, engine")
     c.add_argument("--replicas", type=positive_int, default=2, help="serving pods (default: 2)")
     c.add_argument(
+        "--max-replicas", type=positive_int, default=6, help="Rollout's HPA scales up to this (default: 6)"
+    )
+    c.add_argument(
         "--gpu", action="store_true", help="GPU pods: nvidia.com/gpu 1 each, the GPU serving image"
     )
     g = c.add_argument_group("analysis (Argo Rollouts)")
@@ -155,6 +158,7 @@ def config_from_args(args: argparse.Namespace) -> CanaryConfig:
         name=args.name,
         model_format=args.format,
         replicas=args.replicas,
+        max_replicas=args.max_replicas,
         gpu=args.gpu,
         prometheus_url=args.prometheus_url,
         analysis_window=args.analysis_window,

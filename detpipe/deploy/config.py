@@ -98,7 +98,9 @@ class CanaryConfig:
         namespace: namespace of every object.
         name: name of the Rollout / Deployments and prefix of the Services.
         model_format: which file of the release the pods serve.
-        replicas: serving pods (the canary's share of them follows the weight under Argo).
+        replicas: serving pods (the canary's share of them follows the weight under Argo); under
+            Argo the HPA's minimum, which scales the Rollout up to ``max_replicas`` on CPU.
+        max_replicas: the HPA's maximum (strategy rollout, and k8s/serving/gpu).
         gpu: GPU pods (``nvidia.com/gpu: 1`` each, the GPU serving image).
         prometheus_url: where the AnalysisRuns query Prometheus.
         analysis_window: PromQL rate window of every check.
@@ -120,6 +122,7 @@ class CanaryConfig:
     name: str = "detpipe-serve"
     model_format: str = "onnx"
     replicas: int = 2
+    max_replicas: int = 6
     gpu: bool = False
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
     analysis_window: str = "2m"
@@ -166,6 +169,8 @@ class CanaryConfig:
                 raise InvalidInput(f"{flag} {value}: expected a duration like 30s, 2m")
         if self.replicas < 1 or self.analysis_count < 1:
             raise InvalidInput("--replicas and --analysis-count must be >= 1")
+        if self.max_replicas < self.replicas:
+            raise InvalidInput(f"--max-replicas {self.max_replicas}: below --replicas {self.replicas}")
         if not 0 <= self.max_error_rate <= 1 or self.max_latency_ratio <= 0:
             raise InvalidInput("--max-error-rate must be within 0..1 and --max-latency-ratio positive")
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:

@@ -247,7 +247,7 @@ def canary_steps(
 def rollout(
     name: str,
     namespace: str,
-    replicas: int,
+    replicas: int | None,
     selector: Mapping[str, str],
     template: Obj,
     steps: list[Obj],
@@ -256,14 +256,15 @@ def rollout(
     """An Argo Rollouts canary over ``<name>-stable`` / ``<name>-canary`` Services.
 
     Without a traffic router the weight is a replica ratio; a failed analysis aborts the
-    rollout, which scales the canary down and leaves all traffic on stable.
+    rollout, which scales the canary down and leaves all traffic on stable. ``replicas``
+    ``None`` leaves the count to an HPA: re-applying never resets what it chose.
     """
     return {
         "apiVersion": ARGO,
         "kind": "Rollout",
         "metadata": metadata(name, namespace, labels),
         "spec": {
-            "replicas": replicas,
+            **({"replicas": replicas} if replicas is not None else {}),
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": dict(selector)},
             "template": template,

@@ -6,7 +6,9 @@
   the pod-template hash to the last two selectors);
 * one AnalysisTemplate per check (``<name>-error-rate``, ``<name>-latency-p95-ratio`` and,
   with a shadow, ``<name>-shadow-agreement``);
-* the Rollout: setWeight / pause / analysis per step; a failed analysis aborts it.
+* the Rollout: setWeight / pause / analysis per step; a failed analysis aborts it;
+* HPA ``<name>-rollout`` (``replicas`` .. ``max_replicas``): the Rollout carries no replica
+  count of its own, so applying a new canary never scales warm pods away.
 
 ``--strategy gateway`` (Gateway API, no controller beyond the Gateway's):
 
@@ -83,10 +85,18 @@ def _rollout(cfg: CanaryConfig) -> list[dict[str, Any]]:
         o.rollout(
             cfg.name,
             cfg.namespace,
-            cfg.replicas,
+            None,  # the HPA's: a new canary never scales warm pods away
             selector,
             _pod(cfg, selector, cfg.model_uri, cfg.version),
             steps,
+            labels,
+        ),
+        o.hpa(
+            f"{cfg.name}-rollout",
+            cfg.namespace,
+            {"apiVersion": o.ARGO, "kind": "Rollout", "name": cfg.name},
+            cfg.replicas,
+            cfg.max_replicas,
             labels,
         ),
     ]
@@ -126,17 +136,12 @@ def _gateway(cfg: CanaryConfig) -> list[dict[str, Any]]:
     return out
 
 
-def rollout_variant(cfg: CanaryConfig, max_replicas: int = 6) -> list[dict[str, Any]]:
-    """k8s/serving/rollout: the canary's objects (less k8s/serving's Service) and an HPA of the Rollout."""
-    docs = [d for d in _rollout(cfg) if not (d["kind"] == "Service" and d["metadata"]["name"] == cfg.name)]
-    target = {"apiVersion": o.ARGO, "kind": "Rollout", "name": cfg.name}
-    return [
-        *docs,
-        o.hpa(f"{cfg.name}-rollout", cfg.namespace, target, cfg.replicas, max_replicas, _labels(cfg)),
-    ]
+def rollout_variant(cfg: CanaryConfig) -> list[dict[str, Any]]:
+    """k8s/serving/rollout: the canary's objects, less the Service k8s/serving has."""
+    return [d for d in _rollout(cfg) if not (d["kind"] == "Service" and d["metadata"]["name"] == cfg.name)]
 
 
-def gpu_variant(cfg: CanaryConfig, max_replicas: int = 6) -> list[dict[str, Any]]:
+def gpu_variant(cfg: CanaryConfig) -> list[dict[str, Any]]:
     """k8s/serving/gpu: the stable Deployment on GPU pods (release from the ConfigMap) and its HPA.
 
     Same name and selector as k8s/serving's Deployment, so applying it replaces that one in place.
@@ -148,7 +153,7 @@ def gpu_variant(cfg: CanaryConfig, max_replicas: int = 6) -> list[dict[str, Any]
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": cfg.name}
     return [
         o.deployment(cfg.name, cfg.namespace, cfg.replicas, stable, pod, labels),
-        o.hpa(cfg.name, cfg.namespace, target, cfg.replicas, max_replicas, _labels(cfg)),
+        o.hpa(cfg.name, cfg.namespace, target, cfg.replicas, cfg.max_replicas, _labels(cfg)),
     ]
 
 

@@ -141,7 +141,8 @@ def test_canary_server_side_applies_every_object_and_is_idempotent(cluster, caps
         assert content_type == "application/apply-patch+yaml"
         assert body == doc
     assert all(r.query == {"fieldManager": "detpipe", "force": "true"} for r in kube.requests)
-    assert kube.objects[RO_PATH] == docs[-1]  # the second apply changed nothing
+    (rollout,) = [d for d in docs if d["kind"] == "Rollout"]
+    assert kube.objects[RO_PATH] == rollout  # the second apply changed nothing
     assert stdout.splitlines()[-1] == "canary yolov8n-coco 0.2.0: rollout, steps 10,50,100"
 
 

@@ -23,6 +23,7 @@ from . import crd_schema
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.30.0"  # as tests/k8s/test_manifests.py
 URI = "s3://detpipe/models/yolov8n-coco/0.2.0"
+NAME = "detpipe-serve"
 STABLE_URI = "s3://detpipe/models/yolov8n-coco/0.1.0"
 
 CONFIGS = {
@@ -99,6 +100,14 @@ def test_rollout_steps_weights_pauses_and_analyses() -> None:
     )
     for name in ("detpipe-serve-stable", "detpipe-serve-canary"):
         assert services[name]["spec"]["selector"] == ro["spec"]["selector"]["matchLabels"]
+    assert "replicas" not in ro["spec"]  # the HPA's: applying a new canary never scales pods away
+    (hpa,) = kinds["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "name": NAME,
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     pod_labels = ro["spec"]["template"]["metadata"]["labels"]
     assert ro["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert services["detpipe-serve"]["spec"]["selector"].items() <= pod_labels.items()

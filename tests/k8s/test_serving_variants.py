@@ -33,7 +33,7 @@ HEADERS = {
 # analysis (5xx rate, p95 against stable) each; a failed analysis aborts back to stable; an HPA
 # scales the Rollout. GENERATED from detpipe.deploy.render.rollout_variant (what
 # `detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/1 --dry-run` prints, less
-# k8s/serving's Service, plus the HPA): regenerate with tests/k8s/test_serving_variants.py --write.
+# k8s/serving's Service): regenerate with tests/k8s/test_serving_variants.py --write.
 """,
     "gpu/serve-gpu.yaml": """\
 # k8s/serving's stable Deployment on GPU nodes: 3 pods (as the guide runs them), one nvidia.com/gpu
