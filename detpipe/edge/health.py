@@ -36,7 +36,7 @@ class Health:
     detections: int
 
 
-def test_image(height: int = 480, width: int = 640) -> np.ndarray:
+def probe_image(height: int = 480, width: int = 640) -> np.ndarray:
     """A fixed BGR uint8 image: gradients and two filled rectangles (no randomness)."""
     y, x = np.mgrid[0:height, 0:width]
     img = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)), (x + y) % 256], axis=-1)
@@ -74,10 +74,10 @@ def check_model(path: Path, threads: int | None = 1) -> Health:
 
     try:
         predictor = load_predictor(model_file(path), backend_for(path), threads=threads)
-        x, _ = preprocess([test_image()], predictor.imgsz, predictor.batch)
+        x, _ = preprocess([probe_image()], predictor.imgsz, predictor.batch)
         raw = np.asarray(predictor.infer(x))
         check_output(raw, x.shape[0], len(predictor.names))
-        detections = predictor([test_image()])[0]
+        detections = predictor([probe_image()])[0]
     except HealthCheckFailed:
         raise
     except DetpipeError as e:

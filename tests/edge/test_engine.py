@@ -1,0 +1,77 @@
+"""Engine targets without TensorRT, the build-on-device cache key, and the health check's output rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detpipe.edge.agent import Agent, AgentConfig
+from detpipe.edge.engine import build_on_device, cached_engine, engine_cache_key
+from detpipe.edge.health import HealthCheckFailed, check_output, probe_image
+from detpipe.edge.publish import PublishConfig, publish_target
+from detpipe.export.sidecar import SCHEMA, DeviceInfo
+from detpipe.export.tensorrt_build import engine_unavailable_reason
+from detpipe.store import LocalStore
+
+NO_TRT = engine_unavailable_reason() is not None
+ORIN = DeviceInfo("Orin", "8.7", "10.3.0", dla_cores=2)
+
+
+@pytest.mark.skipif(
+    not NO_TRT, reason="TensorRT is installed here: the refusal path needs a device without it"
+)
+def test_an_engine_for_another_device_is_refused_before_download(tmp_path: Path, keys: Path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 4096)
+    gpu = {"name": "Orin", "compute_capability": "8.7", "dla_cores": 2}
+    sidecar = {"schema": SCHEMA, "engine": "model.engine", "tensorrt_version": "10.3.0", "precision": "fp16",
+               "gpu": gpu, "build_flags": {}}  # fmt: skip
+    (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
+    store = LocalStore(tmp_path / "store")
+    publish_target(store, PublishConfig("orin-sm87-trt10.3.0", "1", engine, "engine", keys))
+    d = tmp_path / "device"
+    agent = Agent(AgentConfig(str(store.root), "orin-sm87-trt10.3.0", "jetson-1", keys / "root.json", d))
+    r = agent.run_once()
+    assert r["outcome"] == "refused" and "not compatible with this device" in r["error"], r
+    assert "TensorRT" in r["error"]
+    assert not (d / "downloads").exists() or not list((d / "downloads").iterdir())  # nothing fetched
+    assert not (d / "current").exists()
+    assert agent.run_once()["outcome"] == "unchanged"  # refused once, not retried every cycle
+
+
+def test_build_on_device_cache_key_and_lookup(tmp_path: Path):
+    key = engine_cache_key("ab" * 32, ORIN)
+    assert key == "abababababababab-orin-sm87-trt10.3.0"
+    assert cached_engine(tmp_path, key) is None
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "model.engine").write_bytes(b"e")
+    assert cached_engine(tmp_path, key) is None  # no sidecar, no engine
+    (tmp_path / key / "model.engine.json").write_text("{}")
+    assert cached_engine(tmp_path, key) == tmp_path / key / "model.engine"
+    other = engine_cache_key("ab" * 32, DeviceInfo("Orin", "8.7", "10.4.0"))
+    assert other != key  # a TensorRT upgrade rebuilds
+
+
+@pytest.mark.skipif(not NO_TRT, reason="TensorRT is installed here")
+def test_without_tensorrt_the_onnx_model_is_served(tmp_path: Path):
+    assert build_on_device(tmp_path / "model.onnx", "00" * 32, tmp_path / "cache") is None
+    assert not (tmp_path / "cache").exists()
+
+
+def test_health_output_rules():
+    ok = np.zeros((1, 6, 84), dtype=np.float32)
+    check_output(ok, batch=1, classes=2)
+    for bad, message in (
+        (np.zeros((1, 7, 84), np.float32), "expected \\(1, 6, anchors\\)"),
+        (np.zeros((2, 6, 84), np.float32), "expected \\(1, 6"),
+        (np.zeros((6, 84), np.float32), "output shape"),
+        (np.full((1, 6, 84), np.inf, np.float32), "504 non-finite"),
+    ):
+        with pytest.raises(HealthCheckFailed, match=message):
+            check_output(bad, batch=1, classes=2)
+    img = probe_image()
+    assert img.shape == (480, 640, 3) and img.dtype == np.uint8
+    assert np.array_equal(img, probe_image())  # the same input on every device
