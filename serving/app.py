@@ -14,7 +14,7 @@ data and model repository extensions, raw-image detection)::
     GET  /v2/models/{name}[/versions/{v}]/ready  200 when ready
     POST /v2/models/{name}[/versions/{v}]/infer  tensors as JSON or binary data (binary tensor extension)
     POST /v2/repository/index                    the served model and its state
-    POST /v2/repository/models/{name}/load       reload; {"parameters": {"uri": ...}} for another model
+    POST /v2/repository/models/{name}/load       reload; {"parameters": {"uri": ..., "version": ...}}
     GET  /metrics                                Prometheus text format
 
 Errors answer ``{"error": "<one line>"}`` with the status of the detpipe error class
@@ -206,8 +206,8 @@ def create_app(plane: DataPlane) -> FastAPI:
     @app.post("/v2/repository/models/{name}/load")
     async def repository_load(name: str, request: Request) -> JSONResponse:
         plane.check_model(name)
-        uri = _load_uri(await read_body(request, 64 * 1024))
-        model = await plane.reload(uri)
+        uri, version = _load_request(await read_body(request, 64 * 1024))
+        model = await plane.reload(uri, version)
         body = {"name": model.name, "version": model.version, "source": model.source}
         return JSONResponse(body, headers=_headers(model))
 
@@ -218,21 +218,23 @@ def create_app(plane: DataPlane) -> FastAPI:
     return app
 
 
-def _load_uri(body: bytes) -> str | None:
-    """The ``parameters.uri`` of a repository load request (None: reload what --model names)."""
+def _load_request(body: bytes) -> tuple[str | None, str | None]:
+    """``parameters.uri`` and ``parameters.version`` of a repository load request (both optional)."""
     if not body.strip():
-        return None
+        return None, None
     doc = parse_json(body, "load request")
     params = doc.get("parameters", {}) if isinstance(doc, dict) else None
     if not isinstance(params, dict):
-        raise InvalidInput('load request: expected {"parameters": {"uri": "<model file or release URI>"}}')
-    unknown = sorted(set(params) - {"uri"})
+        raise InvalidInput(
+            'load request: expected {"parameters": {"uri": "<model or release URI>", "version": "<v>"}}'
+        )
+    unknown = sorted(set(params) - {"uri", "version"})
     if unknown:
-        raise InvalidInput(f"load request: unknown parameters {', '.join(unknown)} (known: uri)")
-    uri = params.get("uri")
-    if uri is not None and not (isinstance(uri, str) and uri.strip()):
-        raise InvalidInput("load request: parameters.uri must be a non-empty string")
-    return uri
+        raise InvalidInput(f"load request: unknown parameters {', '.join(unknown)} (known: uri, version)")
+    for key in ("uri", "version"):
+        if key in params and not (isinstance(params[key], str) and params[key].strip()):
+            raise InvalidInput(f"load request: parameters.{key} must be a non-empty string")
+    return params.get("uri"), params.get("version")
 
 
 async def _reload_logged(plane: DataPlane) -> None:

@@ -44,7 +44,7 @@ from detpipe.export.runtime import (
 from detpipe.serving.batcher import DynamicBatcher
 from detpipe.serving.config import ServerConfig
 from detpipe.serving.metrics import ServerMetrics
-from detpipe.serving.model import ServingModel, load_model
+from detpipe.serving.model import ServingModel, load_model, release_version_uri
 from detpipe.serving.shadow import Shadow
 
 log = logging.getLogger(__name__)
@@ -302,8 +302,10 @@ class DataPlane:
         self.metrics.observe_batch(len(items), time.perf_counter() - start, detections)
         return results
 
-    async def reload(self, uri: str | None = None) -> ServingModel:
+    async def reload(self, uri: str | None = None, version: str | None = None) -> ServingModel:
         """Load ``uri`` (default: what ``--model`` names, e.g. the newest release) and swap it in.
+
+        ``version`` picks that version of the release ``uri`` (or ``--model``) names.
 
         The new model is resolved, verified against its manifest, loaded and warmed while the
         old one keeps serving; then new requests go to it, and the old one is released once
@@ -315,7 +317,10 @@ class DataPlane:
         """
         async with self._reload_lock:
             old = self._active
-            cfg = replace(self.cfg, model=uri or self.cfg.model, name=old.model.name)
+            target = uri or self.cfg.model
+            if version is not None:
+                target = release_version_uri(target, version)
+            cfg = replace(self.cfg, model=target, name=old.model.name)
 
             def load() -> ServingModel:
                 model = self.loader(cfg)

@@ -112,6 +112,24 @@ def resolve(cfg: ServerConfig) -> _Resolved:
     return _resolve_release(model, cfg)
 
 
+def release_version_uri(uri: str, version: str) -> str:
+    """``<store>/models/<name>[/<version>]`` with ``version`` as its version.
+
+    Raises:
+        InvalidInput: ``uri`` is no release path, or ``version`` is not a plain name.
+    """
+    from detpipe.store.manifest import check_model_name
+
+    check_model_name(version)
+    head = uri.rstrip("/").rpartition("/")[0]
+    if head.endswith("/models") or head == "models":  # <store>/models/<name>
+        return f"{uri.rstrip('/')}/{version}"
+    parent = head.rpartition("/")[0]
+    if parent.endswith("/models") or parent == "models":  # <store>/models/<name>/<version>
+        return f"{head}/{version}"
+    raise InvalidInput(f"a version applies to a release (<store>/models/<name>[/<version>]), not to {uri}")
+
+
 def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     from detpipe.store import fetch_release, latest_version, read_manifest
 

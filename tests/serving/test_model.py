@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_files import onnx_variant
+from serve_client import http
 
 from detpipe.errors import InvalidInput, NotFound, StoreError
 from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
@@ -101,6 +103,20 @@ def test_serve_a_release_from_s3(s3, serve, pico_onnx, val_jpegs, tmp_path):
     assert meta["source"] == "s3://detpipe-test/serve/models/pico"
     assert server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg").status == 200
     assert sorted(p.name for p in (cache / "pico" / "3").iterdir()) == ["manifest.json", "model.onnx"]
+
+    # hot reload from the store: a named version, then the newest, then a version that does not exist
+    store = s3.store("s3://detpipe-test/serve")
+    publish(store, "pico", "4", {"model.onnx": onnx_variant(pico_onnx, tmp_path / "v4.onnx", "4")})
+    publish(store, "pico", "5", {"model.onnx": onnx_variant(pico_onnx, tmp_path / "v5.onnx", "5")})
+    load = "/v2/repository/models/pico/load"
+    reply = http(server.url + load, b'{"parameters": {"version": "4"}}', method="POST")
+    assert (reply.status, reply.json()["version"]) == (200, "4"), reply.body
+    assert server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg").headers["x-model-version"] == "4"
+    reply = http(server.url + load, b"", method="POST")
+    assert (reply.status, reply.json()["version"]) == (200, "5"), reply.body
+    reply = http(server.url + load, b'{"parameters": {"version": "9"}}', method="POST")
+    assert reply.status == 404, reply.body
+    assert server.get("/v1/models/pico").json()["version"] == "5"
 
 
 ORIN = DeviceInfo("Orin", "8.7", "10.3.0", 2)

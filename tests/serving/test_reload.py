@@ -84,7 +84,7 @@ def test_a_failed_reload_keeps_the_old_model(serve, pico_onnx, val_jpegs, tmp_pa
     assert reply.status == 404
     assert reply.json() == {"error": f"{tmp_path / 'missing.onnx'}: no such file, directory or release URI"}
     assert http(server.url + LOAD, b'{"parameters": {"url": 1}}', method="POST").json() == {
-        "error": "load request: unknown parameters url (known: uri)"
+        "error": "load request: unknown parameters url (known: uri, version)"
     }
     assert http(server.url + "/v2/repository/models/other/load", b"", method="POST").status == 404
     reply = server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
