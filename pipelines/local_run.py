@@ -25,7 +25,9 @@ from detpipe.io import read_json, write_json
 log = logging.getLogger(__name__)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TASK_EVENT = re.compile(r"^(?:Executing task '(?P<start>[^']+)'|Task '(?P<end>[^']+)' finished with status)")
+_TASK_EVENT = re.compile(
+    r"^(?:Executing task '(?P<start>[^']+)'|Task '(?P<end>[^']+)' finished with status (?P<status>\w+))"
+)
 
 
 class _TaskClock(logging.Filter):
@@ -41,6 +43,7 @@ class _TaskClock(logging.Filter):
         super().__init__()
         self._open: dict[tuple[int | None, str], float] = {}
         self.intervals: list[tuple[str, float, float]] = []  # (task name, start, finish)
+        self.failed: list[str] = []  # tasks that finished with FAILURE, in order
 
     def filter(self, record: logging.LogRecord) -> bool:
         match = _TASK_EVENT.match(_ANSI.sub("", str(record.msg)))
@@ -48,6 +51,8 @@ class _TaskClock(logging.Filter):
             self._open[(record.thread, match["start"])] = record.created
         elif match:
             start = self._open.pop((record.thread, match["end"]), None)
+            if match["status"] == "FAILURE":
+                self.failed.append(match["end"])
             if start is not None:
                 self.intervals.append((match["end"], start, record.created))
         return True
@@ -98,9 +103,10 @@ def _run(pipeline_func: Any, arguments: dict[str, Any], pipeline_root: Path) -> 
         pipeline_func(**arguments)
     except RuntimeError as e:  # kfp.local: "... Inner task failed: 'gate-op'."
         match = re.search(r"Inner task failed: \W*'([^']+)'", _ANSI.sub("", str(e)))
-        if match is None:
+        if match is None and not clock.failed:
             raise
-        failed = match.group(1)
+        # with a dsl.If in the pipeline kfp.local names no task ("Inner task failed: ."): its log did
+        failed = match.group(1) if match else clock.failed[-1]
     finally:
         logging.getLogger().removeFilter(clock)
     finished = time.time()
