@@ -16,7 +16,7 @@ def test_help_explains_launchers_and_hyperparameters() -> None:
     done = cli("train", "--help")
     assert done.returncode == 0
     for text in (
-        "--launcher {local,torchrun,pytorchjob}",
+        "--launcher {local,torchrun,pytorchjob,trainjob}",
         "--resume [CKPT]",
         "--warmup-epochs",
         "--hsv-h",
