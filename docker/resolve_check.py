@@ -43,15 +43,23 @@ def _pinned_version(name: str, pins: dict[str, str]) -> str | None:
 
 
 def check(image: str) -> tuple[list[str], list[str]]:
-    """(conflicts, requirements left to pip) of ``image``'s pins."""
+    """(conflicts, requirements left to pip) of ``image``'s pins (runs pip: needs the index)."""
     image_pins = pinned_requirements(image)
-    extras = {canonicalize_name(Requirement(t).name): Requirement(t).extras for t in image_pins}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
                "--quiet", "--report", str(report), *image_pins]  # fmt: skip
         subprocess.run(cmd, check=True)
         installs = json.loads(report.read_text())["install"]
+    return judge(installs, image_pins)
+
+
+def judge(installs: list[dict], image_pins: list[str]) -> tuple[list[str], list[str]]:
+    """(conflicts, requirements left to pip) of pip-report ``install`` items against the pins.
+
+    A requirement counts when its marker holds for the extras its owner was pinned with.
+    """
+    extras = {canonicalize_name(Requirement(t).name): Requirement(t).extras for t in image_pins}
     pins = _project_pins(image_pins)
     conflicts, free = [], []
     for item in installs:

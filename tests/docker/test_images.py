@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, requires
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 import pytest
@@ -91,6 +91,24 @@ def test_gpu_runtimes_match_torchs_cuda_and_reach_the_images():
     assert positions == sorted(positions)
     assert "python docker/requirements.py serve-gpu" in (ROOT / "docker" / "Dockerfile.serve-gpu").read_text()
     assert "docker/requirements.py" in _copy_sources(ROOT / "docker" / "Dockerfile.train")
+
+
+def test_resolve_check_judges_declared_requirements():
+    """docker/resolve_check.py's verdict on a pip report (the pip run itself needs PyPI: README)."""
+    from resolve_check import judge
+
+    pins = ["onnxruntime-gpu[cuda]==1.31.1"]
+    declared = [
+        "numpy<2",
+        "protobuf>=4.25.8",
+        'nvidia-cudnn-cu13~=9.0; extra == "cudnn"',
+        "no-such-dist-here>=1",
+    ]
+    item = {"metadata": {"name": "onnxruntime-gpu", "version": "1.31.1", "requires_dist": declared}}
+    conflicts, free = judge([item], pins)
+    numpy = version("numpy")
+    assert conflicts == [f"onnxruntime-gpu needs numpy<2, the project has numpy=={numpy}"]
+    assert free == ["onnxruntime-gpu -> no-such-dist-here>=1"]  # the cudnn extra was not pinned: skipped
 
 
 def test_every_package_directory_is_a_package():
