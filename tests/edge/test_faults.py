@@ -232,3 +232,51 @@ def test_the_cli_agent_process_dies_at_a_kill_point_and_recovers(s3_fleet, keys,
     assert res.returncode == 0, res.stderr[-2000:]
     assert "slot b was never committed" in res.stderr
     assert json.loads(res.stdout)["outcome"] == "installed"
+
+
+def test_agent_over_a_plain_http_mirror(keys, models, tmp_path):
+    """``--store http(s)://...``: the repository as static files behind any web server (a CDN)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from store_servers import free_port
+
+    from detpipe.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    publish_target(store, PublishConfig("cpu", "1", models.good, "onnx", keys))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(store.root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        mirror = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{mirror}/ota/metadata/timestamp.json", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        d = tmp_path / "device"
+        r = Agent(
+            AgentConfig(mirror, "cpu", "cam-2", keys / "root.json", d), OtaFetcher(retry=QUICK)
+        ).run_once()
+        assert (r["outcome"], r.get("version")) == ("installed", "1"), r
+        assert json.loads((d / "status.json").read_text())["version"] == "1"  # read-only mirror: status local
+        assert not store.exists("devices/cam-2/status.json")
+    finally:
+        server.kill()
+        server.wait(timeout=10)
