@@ -24,7 +24,8 @@ def edge_publish_op(
     ``model.onnx`` (devices build the engine themselves, or serve ONNX on CPU). The version is
     the release's. ``keys_dir`` holds the online keys (``targets.pem``, ``snapshot.pem``,
     ``timestamp.pem``) and ``root.json``: on the cluster the ``detpipe-edge-keys`` Secret mounted
-    as files, never a parameter's value; ``root.pem`` stays offline. Returns the target path.
+    as files, never a parameter's value; ``root.pem`` stays offline. Returns the target path;
+    an empty ``device_class`` publishes nothing and returns ``""`` (the step is off).
     """
     import tempfile
     from datetime import timedelta
@@ -33,6 +34,11 @@ def edge_publish_op(
     from detpipe.edge.publish import PublishConfig, artifact_from_release, publish_target
     from detpipe.store import open_store, read_manifest
 
+    if not device_class:
+        published.metadata["skipped"] = "edge_device_class is empty"
+        Path(published.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(published.path).write_text("")
+        return ""
     version = read_manifest(release).version
     with tempfile.TemporaryDirectory(prefix="edge-publish-") as work:
         artifact, fmt = artifact_from_release(release, device_class, Path(work))

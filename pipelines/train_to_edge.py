@@ -153,9 +153,10 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 cache=False,  # applying is an action, never served from cache
                 name="deploy canary",
             )
-        # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret
-        with dsl.If(edge_device_class != "", "edge"):
-            edge_publish(settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir)
+        # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret.
+        # Not a dsl.If: kfp.local cannot evaluate string conditions, so the step itself is a no-op
+        # for an empty edge_device_class.
+        edge_publish(settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir)
         return publish.output
 
     return train_to_edge

@@ -29,17 +29,13 @@ def test_edge_publish_runs_after_publish_only_for_a_device_class(tmp_path: Path)
     spec, platform, text = _compiled("cluster", tmp_path)
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["edge_device_class"]["defaultValue"] == ""  # off by default
-    (name,) = [n for n, t in spec["root"]["dag"]["tasks"].items() if t["taskInfo"]["name"] == "edge"]
-    condition = spec["root"]["dag"]["tasks"][name]
-    assert condition["dependentTasks"] == ["publish-op"]
-    assert (
-        condition["triggerPolicy"]["condition"]
-        == "inputs.parameter_values['pipelinechannel--edge_device_class'] != ''"
-    )
-    (task,) = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"].values()
-    assert task["taskInfo"]["name"] == "edge publish"
+    task = spec["root"]["dag"]["tasks"]["edge-publish-op"]
+    assert task["dependentTasks"] == ["publish-op"] and task["taskInfo"]["name"] == "edge publish"
     inputs = task["inputs"]["parameters"]
-    assert inputs["release"] == {"componentInputParameter": "pipelinechannel--publish-op-Output"}
+    assert inputs["release"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "publish-op"}
+    }
+    assert inputs["device_class"] == {"componentInputParameter": "edge_device_class"}
     assert inputs["keys_dir"] == {"runtimeValue": {"constant": "/var/run/secrets/detpipe/edge-keys"}}
     executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-edge-publish-op"]
     assert executor["secretAsVolume"][0]["secretName"] == "detpipe-edge-keys"
@@ -64,3 +60,16 @@ def test_the_component_publishes_a_release_devices_install(
     r = Agent(AgentConfig(str(store.root), "cpu", "cam-1", keys / "root.json", d)).run_once()
     assert (r["outcome"], r["version"]) == ("installed", "0.3.0")
     assert json.loads((d / "current" / "manifest.json").read_text())["sha256"] == meta["sha256"]
+
+
+def test_an_empty_device_class_publishes_nothing(tmp_path: Path, keys: Path) -> None:
+    from kfp.dsl import Artifact
+
+    store = LocalStore(tmp_path / "store")
+    published = Artifact(name="published", uri=str(tmp_path / "published"), metadata={})
+    release = "file:///nonexistent/models/x/1"  # never read when the step is off
+    out = edge_publish_op.python_func(
+        release=release, store=str(store.root), device_class="", keys_dir=str(keys), published=published
+    )
+    assert out == "" and published.metadata == {"skipped": "edge_device_class is empty"}
+    assert not store.list("ota/")

@@ -23,7 +23,7 @@ TRAIN_TO_EDGE_ORDER = {
     "bench-op": {"export-op", "gate-op"},
     "publish-op": {"train-op", "evaluate-op", "export-op", "bench-op", "subsets-op", "gate-op"},
     "condition-1": {"publish-op"},  # dsl.If(deploy): the canary (tests/deploy/test_pipeline_step.py)
-    "condition-2": {"publish-op"},  # dsl.If(edge_device_class): OTA (tests/edge/test_pipeline_step.py)
+    "edge-publish-op": {"publish-op"},  # a no-op without edge_device_class (tests/edge/test_pipeline_step.py)
 }
 
 
