@@ -45,7 +45,7 @@ def fsync_path(path: str | Path) -> None:
 
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Report an OSError of creating ``path``'s temp sibling under ``path`` itself."""
+    """Report an OSError on ``path``'s temp sibling (creating it, renaming it) under ``path`` itself."""
     try:
         yield
     except OSError as e:
@@ -73,7 +73,8 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 is for the temp file only
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _naming(path):  # e.g. IsADirectoryError: name the destination, not the temp file
+            os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -104,6 +104,26 @@ def test_file_size_limit(tmp_path, coco_pair):
     assert not out.exists()
 
 
+def test_out_is_a_directory(tmp_path, capsys):
+    (tmp_path / "taken.yaml").mkdir()
+    rc = main(["pipeline", "compile", "--pipeline", "train_to_edge", "--out", str(tmp_path / "taken.yaml")])
+    assert rc == 2
+    assert _one_line(capsys, "pipeline").endswith(f"{tmp_path / 'taken.yaml'}: Is a directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.yaml"]  # no temp file left
+
+
+def test_out_in_a_directory_that_cannot_hold_files(capsys):
+    """/proc/self accepts no new files: the library's FileNotFoundError names the destination."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this machine")
+    rc = main(["pipeline", "compile", "--pipeline", "train_to_edge", "--out", "/proc/self/x.yaml"])
+    assert rc == 2
+    assert (
+        _one_line(capsys, "pipeline")
+        == "detpipe pipeline: error: /proc/self/x.yaml: No such file or directory"
+    )
+
+
 def test_non_utf8_val_list(tmp_path, capsys):
     (tmp_path / "val.txt").write_bytes(b"./images/a.jpg\n\xff\xfe./images/b.jpg\n")
     (tmp_path / "gt.json").write_text("{}")
