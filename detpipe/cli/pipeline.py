@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detpipe.errors import DetpipeError, InvalidInput
+from detpipe.errors import DetpipeError, GateFailed, InvalidInput
 from detpipe.overrides import parse_set
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
@@ -116,11 +116,22 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     if summary["status"] != "SUCCESS":
         failed = summary["tasks"][-1]["task"] if summary["tasks"] else "(no step ran)"
-        raise DetpipeError(
-            f"pipeline {args.pipeline} failed at {failed} (its log is above); "
-            f"summary in {Path(args.workdir) / 'run_summary.json'}"
-        )
+        raise run_failure(args.pipeline, failed, Path(args.workdir) / "run_summary.json")
     return 0
+
+
+GATE_TASKS = ("gate-op",)
+"""Steps that are quality gates: a run they stop exits 4 (GateFailed), as ``detpipe export`` does."""
+
+
+def run_failure(pipeline: str, failed: str, summary: Path) -> DetpipeError:
+    """The error a failed local run ends with: GateFailed (exit 4) when a gate stopped it, else exit 1."""
+    where = f"(its log is above); summary in {summary}"
+    if failed.rsplit("/", 1)[-1] in GATE_TASKS:
+        return GateFailed(
+            f"pipeline {pipeline} stopped by the accuracy gate at {failed}: nothing published {where}"
+        )
+    return DetpipeError(f"pipeline {pipeline} failed at {failed} {where}")
 
 
 def _compile(args: argparse.Namespace) -> int:

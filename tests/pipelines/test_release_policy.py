@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 
+from detpipe.cli.pipeline import run_failure
 from detpipe.components.export import export_op, gate_op
+from detpipe.errors import DetpipeError, GateFailed
 from detpipe.export.gate import DEFAULT_MIN_MAP
 from detpipe.pipelines.local_run import format_summary, skipped_formats
 from detpipe.pipelines.profiles import arguments
@@ -48,3 +50,13 @@ def test_skipped_engines_are_loud_in_the_summary():
     assert (
         text.splitlines()[-1] == f"!! SKIPPED engine-fp16 in export-op (CPU-only run, not released): {REASON}"
     )
+
+
+def test_a_run_the_gate_stops_exits_4(tmp_path):
+    gate = run_failure("train_to_edge", "gate-op", tmp_path / "run_summary.json")
+    assert isinstance(gate, GateFailed) and gate.exit_code == 4
+    assert str(gate).startswith(
+        "pipeline train_to_edge stopped by the accuracy gate at gate-op: nothing published"
+    )
+    other = run_failure("train_to_edge", "train-op", tmp_path / "run_summary.json")
+    assert type(other) is DetpipeError and other.exit_code == 1
