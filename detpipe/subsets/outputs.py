@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.io import write_text
+from detpipe.io import fsync_path, write_text
 from detpipe.subsets.config import format_pct, list_name, pct_number
 from detpipe.subsets.counts import SIZE_BINS, FilterResult, ImageCounts, SubsetStats
 
@@ -52,17 +52,27 @@ def _num(v: float, digits: int = 6) -> float | None:
 def write_lists(out: Path, subsets: list[Subset], lines: list[str], split: str) -> list[str]:
     """Write one ``<split>_<pct>_<strategy>.txt`` per subset; return the file names.
 
+    ``out`` must be the temp directory of :func:`detpipe.io.atomic_dir`, which makes the
+    whole set appear at once: the files are written in place, then fsynced together with
+    the directory (one temp file, rename and directory sync per file cost more than the
+    writing itself on the 45 lists of COCO train, 70 MB).
+
     Args:
         out: directory to write into.
         subsets: the subsets; their rows index ``lines``.
         lines: the image path of each row of the filtered list (prefix + file_name).
         split: the split name that starts each file name.
     """
+    line_nl = [line + "\n" for line in lines]
     names = []
     for s in subsets:
         name = list_name(split, s.pct, s.strategy)
-        write_text(out / name, "".join([lines[i] + "\n" for i in s.rows.tolist()]))
+        with (out / name).open("wb") as f:
+            f.write("".join(map(line_nl.__getitem__, s.rows.tolist())).encode("utf-8"))
         names.append(name)
+    for name in names:  # after all the writes, so the kernel flushes them together
+        fsync_path(out / name)
+    fsync_path(out)
     return names
 
 

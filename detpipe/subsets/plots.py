@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from detpipe.io import write_bytes
 from detpipe.plotting import png_bytes
+from detpipe.subsets.config import format_pct
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,10 @@ def _save(fig: Figure, path: Path, dpi: int) -> Path:
 
 def plot_images_objects(summary: dict[str, Any], path: Path) -> Path:
     """Images and objects vs fraction per strategy, 0-5 % and 10-100 % side by side."""
-    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    # fixed margins, not a layout engine: constrained layout draws the figure twice
+    fig = Figure(figsize=(10, 6.5))
     axes = fig.subplots(2, 2)
+    fig.subplots_adjust(left=0.085, right=0.985, bottom=0.075, top=0.9, wspace=0.22, hspace=0.4)
     for row, (key, label) in enumerate([("images", "images"), ("instances", "objects (instances)")]):
         for col, low in enumerate([True, False]):
             ax = axes[row, col]
@@ -69,8 +73,29 @@ def plot_images_objects(summary: dict[str, Any], path: Path) -> Path:
     return _save(fig, path, dpi=110)
 
 
+def _short(v: float) -> str:
+    """A count as a short label: 0.93, 7, 25.7, 840, 3.1k, 26k, 1.2M."""
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if v >= div:
+            q = v / div
+            return f"{q:.1f}{unit}" if q < 10 else f"{q:.0f}{unit}"
+    return f"{v:.3g}"
+
+
+def _unit(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``v`` mapped onto [0, 1] from [lo, hi] (the middle when the range is empty)."""
+    return (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
+
+
 def plot_per_class(summary: dict[str, Any], path: Path, strategy: str = "p") -> Path | None:
-    """One panel per class: its instances in each ``strategy`` subset vs fraction."""
+    """One panel per class: its instances in each ``strategy`` subset vs fraction.
+
+    All panels are drawn in one hidden Axes with a handful of collections (frames, lines,
+    dots) instead of one Axes per class: 80 sets of log-scale ticks made this plot take
+    longer than drawing every subset. Each panel has the fraction on a log x axis shared
+    by all (its range under the grid, light gridlines at the decades) and its own y range,
+    log when every value is positive, labelled at its top and bottom left.
+    """
     rows = [r for r in summary["subsets"] if r["strategy"] == strategy]
     if not rows:
         return None
@@ -82,22 +107,58 @@ def plot_per_class(summary: dict[str, Any], path: Path, strategy: str = "p") -> 
     expected = np.array([r["instances"] for r in rows], float)[:, None] * share[None, :]
     ncols = min(10, max(1, math.ceil(math.sqrt(len(names)))))
     nrows = math.ceil(len(names) / ncols)
-    # a plain grid (no layout engine) and no minor ticks: 80 log-log panels stay fast to draw
     fig = Figure(figsize=(1.7 * ncols + 0.4, 1.3 * nrows + 0.8))
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.03, top=1 - 0.6 / (1.3 * nrows + 0.8), hspace=0.45)
-    for c, ax in enumerate(axes):
-        if c >= len(names):
-            ax.set_axis_off()
-            continue
-        ax.plot(x, expected[:, c], "-", color="0.6", lw=1)
-        ax.plot(x, inst[:, c], "o", ms=2.2, color=COLORS.get(strategy, "tab:blue"))
-        ax.set_xscale("log")
-        if (inst[:, c] > 0).all() and (expected[:, c] > 0).all():
-            ax.set_yscale("log")
-        ax.minorticks_off()
-        ax.set_title(names[c], fontsize=7, pad=2)
-        ax.tick_params(labelsize=5, length=2, pad=1)
+    top = 1 - 0.6 / (1.3 * nrows + 0.8)
+    ax = fig.add_axes((0.01, 0.035, 0.98, top - 0.035))
+    ax.set_axis_off()
+    ax.set_xlim(0, ncols)
+    ax.set_ylim(-nrows, 0)
+    left, right, bottom, height = 0.2, 0.95, 0.1, 0.62  # of each cell; the title goes above
+    lx = np.log10(x)
+    x_lo, x_hi = float(lx.min()), float(lx.max())
+    decades = [d for d in range(math.floor(x_lo), math.ceil(x_hi) + 1) if x_lo < d < x_hi]
+    frames, grid, lines, dots = [], [], [], []
+    color = COLORS.get(strategy, "tab:blue")
+    for c, name in enumerate(names):
+        col, row = c % ncols, c // ncols
+        x0, y0 = col + left, -row - 1 + bottom
+        both = np.concatenate([inst[:, c], expected[:, c]])
+        log_y = bool((both > 0).all())
+        vals = np.log10(both) if log_y else both
+        y_lo, y_hi = (float(vals.min()), float(vals.max())) if log_y else (0.0, float(max(both.max(), 1)))
+        px = x0 + (right - left) * _unit(lx, x_lo, x_hi)
+        fy = y0 + height * _unit(vals[len(x) :], y_lo, y_hi)
+        iy = y0 + height * _unit(vals[: len(x)], y_lo, y_hi)
+        frames.append([(x0, y0), (col + right, y0), (col + right, y0 + height), (x0, y0 + height), (x0, y0)])
+        grid += [
+            [
+                (x0 + (right - left) * (d - x_lo) / (x_hi - x_lo), y0),
+                (x0 + (right - left) * (d - x_lo) / (x_hi - x_lo), y0 + height),
+            ]
+            for d in decades
+        ]
+        lines.append(np.column_stack([px, fy]))
+        dots.append(np.column_stack([px, iy]))
+        ax.text(col + 0.5 * (left + right), y0 + height + 0.05, name, fontsize=7, ha="center", va="bottom")
+        hi_label = _short(10**y_hi if log_y else y_hi)
+        lo_label = _short(10**y_lo) if log_y else "0"
+        ax.text(x0 - 0.02, y0 + height, hi_label, fontsize=5, ha="right", va="top")
+        ax.text(x0 - 0.02, y0, lo_label + ("" if log_y else " lin"), fontsize=5, ha="right", va="bottom")
+    ax.add_collection(LineCollection(grid, colors="0.9", linewidths=0.5))
+    ax.add_collection(LineCollection(frames, colors="0.3", linewidths=0.6))
+    ax.add_collection(LineCollection(lines, colors="0.6", linewidths=1))
+    pts = np.concatenate(dots)
+    ax.scatter(pts[:, 0], pts[:, 1], s=6, color=color, linewidths=0)
+    fig.text(
+        0.5,
+        0.012,
+        f"x (every panel): fraction of non-empty images, {format_pct(x.min())}-{format_pct(x.max())} %, "
+        "log scale, gridlines at decades; y: instances, log scale where all values are positive "
+        "(else linear from 0, marked 'lin'), range at the left",
+        fontsize=6.5,
+        ha="center",
+        va="bottom",
+    )
     fig.suptitle(
         f"'{strategy}' subsets: instances per class vs fraction (%)\n"
         "dots: in the subset; line: what the full set's share asks for",
@@ -108,8 +169,9 @@ def plot_per_class(summary: dict[str, Any], path: Path, strategy: str = "p") -> 
 
 def plot_deviation(summary: dict[str, Any], path: Path, dpi: int = 110) -> Path:
     """Relative deviation of class shares (mean, max) and size-mix deviation vs fraction."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 4.2))  # fixed margins, as in plot_images_objects
     ax, ax2 = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.93, wspace=0.14)
     for s in _strategies(summary):
         color = COLORS.get(s)
         x, mean = _series(summary, s, "mean_rel_deviation")
