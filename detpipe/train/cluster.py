@@ -154,6 +154,7 @@ class StepJob:
 
     def __post_init__(self) -> None:
         launcher(self.launcher)
+        mirror_uri(self.job_store, "check")
         if self.timeout_s < 1:
             raise InvalidInput(f"job_timeout_s {self.timeout_s}: must be >= 1")
 
@@ -208,12 +209,12 @@ def train_step(
     if cfg.batch % world:
         raise InvalidInput(f"batch {cfg.batch} (global) does not split evenly over {world} processes")
     name = pytorchjob.default_job_name(cfg)
+    job = step.job_config(cfg, name)
+    api = (api_factory or KubernetesJobApi.connect)(job.namespace, name, kind)  # no cluster: fail first
     stage = Path(step.data_mount) / JOBS_DIR / name
     try:
         yolo = stage_dataset(dataset_root, subsets_dir, stage, step.data_mount)
         job_cfg = replace(cfg, data=str(yolo / cfg.data), resume=mirror_uri(step.job_store, name))
-        job = step.job_config(job_cfg, name)
-        api = (api_factory or KubernetesJobApi.connect)(job.namespace, name, kind)
         return run_job(job_cfg, job, step.launcher, timeout_s=step.timeout_s, poll_s=step.poll_s, api=api)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

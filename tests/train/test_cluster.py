@@ -10,6 +10,7 @@ import signal
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from store_servers import S3Server
 
-from detpipe.errors import InvalidInput
+from detpipe.errors import InvalidInput, Unavailable
 from detpipe.train import cluster, pytorchjob, trainjob
 from detpipe.train.config import build_config
 from detpipe.train.jobwatch import PYTORCHJOB, TRAINJOB, Phase, job_state
@@ -186,6 +187,8 @@ def test_step_job_and_mirror_checks() -> None:
         cluster.StepJob(launcher="mpijob", nnodes=2, nproc_per_node=1, job_store="s3://b", timeout_s=10)
     with pytest.raises(InvalidInput, match="give s3://"):
         cluster.mirror_uri("/tmp/store", "train-x")
+    with pytest.raises(InvalidInput, match="job_store '/tmp/store'"):
+        cluster.StepJob(launcher="trainjob", nnodes=2, nproc_per_node=1, job_store="/tmp/store", timeout_s=10)
     assert cluster.mirror_uri("s3://detpipe/", "train-x") == "s3://detpipe/train-jobs/train-x"
     step = cluster.StepJob(
         launcher="trainjob", nnodes=2, nproc_per_node=4, job_store="s3://b", timeout_s=10,
@@ -195,6 +198,23 @@ def test_step_job_and_mirror_checks() -> None:
     assert (gpu.gpus_per_node, gpu.namespace, gpu.tolerations[0].key) == (4, "ml", "nvidia.com/gpu")
     cpu = step.job_config(_cfg(device="cpu"), "train-x")
     assert (cpu.gpus_per_node, cpu.tolerations) == (0, ())
+
+
+def test_step_without_a_cluster_fails_before_staging(tmp_path: Path) -> None:
+    step = cluster.StepJob(
+        launcher="trainjob", nnodes=2, nproc_per_node=1, job_store="s3://b", timeout_s=10,
+        data_mount=str(tmp_path / "pvc"),
+    )  # fmt: skip
+
+    def no_cluster(namespace: str, name: str, kind: Any) -> Any:
+        raise Unavailable("no Kubernetes cluster configured (in-cluster or kubeconfig): none")
+
+    cfg = build_config("train2017_100_p.yaml", "yolov8n.yaml", str(tmp_path / "model"), flags={"batch": 8})
+    with pytest.raises(Unavailable, match="no Kubernetes cluster"):
+        cluster.train_step(step, cfg, tmp_path / "coco", None, api_factory=no_cluster)
+    assert not (tmp_path / "pvc").exists()
+    with pytest.raises(InvalidInput, match=r"batch 8 .* over 3 processes"):
+        cluster.train_step(replace(step, nproc_per_node=3, nnodes=1), cfg, tmp_path / "coco", None)
 
 
 def _coco(tmp_path: Path, images: int = 8) -> Path:
