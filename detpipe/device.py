@@ -48,12 +48,29 @@ def parse_device(device: str) -> tuple[str, tuple[int, ...]]:
 
 
 def cuda_device_count() -> int:
-    """Visible CUDA GPUs (0 without torch, without a driver, or with CUDA_VISIBLE_DEVICES='')."""
+    """Visible CUDA GPUs (0 without a driver, or with CUDA_VISIBLE_DEVICES='').
+
+    torch's count where torch is installed; else the driver's own (``cuDeviceGetCount``), so
+    the slim GPU serving image, which has no torch, still finds its GPU.
+    """
     try:
         import torch
     except ImportError:
-        return 0
+        return _driver_device_count()
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _driver_device_count() -> int:
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
 
 
 def _mps_available() -> bool:

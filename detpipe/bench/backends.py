@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detpipe.device import cuda_device_count, is_gpu
+from detpipe.device import cuda_device_count, is_gpu, resolve_device
 from detpipe.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,16 @@ def _ort_cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def backends_for(model: ModelFile, requested: Sequence[str], device: str = "cpu") -> list[str]:
+def backends_for(model: ModelFile, requested: Sequence[str], device: str | None = None) -> list[str]:
     """The backends (of ``requested``, 'auto' resolved for the resolved ``device``) that can run ``model``.
+
+    ``device`` None is this machine's ``auto`` (:func:`detpipe.device.resolve_device`), as the
+    server resolves it.
 
     ``auto`` on ``cpu`` picks CPU backends (an engine keeps TensorRT, its only runtime); on a
     GPU the GPU backend of each kind (onnxruntime's CUDA provider only when this build has it).
     """
-    gpu = is_gpu(device)
+    gpu = is_gpu(resolve_device("auto") if device is None else device)
     out: list[str] = []
     for name in requested:
         if name == "auto":

@@ -87,3 +87,19 @@ def test_evaluate_gpu_request_without_gpu_is_exit_3(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "detpipe evaluate: error: --device cuda:0: CUDA is not available here (use --device cpu or auto)"
     ]
+
+
+def test_gpu_count_without_torch_asks_the_driver(monkeypatch):
+    """The slim GPU serving image has no torch: the count then comes from libcuda itself."""
+    import sys
+
+    from detpipe.device import _driver_device_count, cuda_device_count
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    assert cuda_device_count() == _driver_device_count()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        assert cuda_device_count() == 0 and resolve_device("auto") == "cpu"  # no driver on this machine
