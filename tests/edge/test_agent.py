@@ -132,3 +132,25 @@ def test_health_check_refuses_a_model_that_does_not_load(tmp_path: Path):
     junk.write_bytes(b"\x08\x01not a model")
     with pytest.raises(HealthCheckFailed, match=r"model\.onnx"):
         check_model(junk)
+
+
+def test_the_loop_polls_until_stopped(tmp_path: Path, keys: Path, models: Models):
+    import threading
+
+    store = LocalStore(tmp_path / "store")
+    publish(store, keys, models.good, "1")
+    a = agent(store, keys, tmp_path / "device", interval_s=0.05)
+    stop = threading.Event()
+    seen: list[str] = []
+    original = a.run_once
+
+    def once() -> dict:
+        r = original()
+        seen.append(r["outcome"])
+        if len(seen) == 3:
+            stop.set()  # what SIGTERM does in the CLI
+        return r
+
+    a.run_once = once  # type: ignore[method-assign]
+    assert a.run(stop) == 3
+    assert seen == ["installed", "unchanged", "unchanged"] and a.delays == [0.05, 0.05, 0.05]
