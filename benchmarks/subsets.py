@@ -265,9 +265,11 @@ def _phase(name: str, path: Path, out: Path) -> dict:
     return result
 
 
-def _run_phase(name: str, path: Path, out: Path) -> dict:
+def _run_phase(name: str, path: Path, out: Path, src: Path | None = None) -> dict:
+    """One phase in a fresh process; ``src``: import ``detpipe`` from that source tree instead."""
     cmd = [sys.executable, __file__, "--phase", name, "--file", str(path), "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -293,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=3, help="alternating parse/generate runs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also time the whole command with detpipe imported from this source tree (e.g. "
+        "`git archive HEAD~1 detpipe | tar -x -C DIR`), interleaved with the others",
+    )
     ap.add_argument("--phase", choices=["parse", "generate", "command", "plots"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -304,9 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     path = ensure_file(args.cache_dir, args.seed, args.images, args.segmentations)
     out = args.cache_dir / "subsets-out"
     runs: dict[str, list[dict]] = {"parse": [], "generate": [], "command": []}
+    if args.baseline_src is not None:
+        runs["baseline"] = []
     for i in range(args.repeats):
-        for name in ("parse", "generate", "command"):
-            r = _run_phase(name, path, out)
+        for name in runs:
+            r = _run_phase(
+                "command" if name == "baseline" else name,
+                path,
+                out,
+                args.baseline_src if name == "baseline" else None,
+            )
             runs[name].append(r)
             parts = "  " + ", ".join(f"{k} {v:.2f} s" for k, v in r.get("parts", {}).items())
             line = f"run {i + 1}/{args.repeats} {name:9s} {r['seconds']:7.2f} s"
@@ -318,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_s = statistics.median(r["seconds"] for r in runs["generate"])
     cmd_s = statistics.median(r["seconds"] for r in runs["command"])
     budgets = {"command": 3.0, "generate": 2.0 if args.segmentations else None}
+    base_s = statistics.median(r["seconds"] for r in runs["baseline"]) if runs.get("baseline") else None
     result = {
         "file": str(path),
         "file_mib": round(path.stat().st_size / 2**20, 1),
@@ -331,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(gen_s / parse_s, 3),
         "command_s": round(cmd_s, 2),
         "command_ratio": round(cmd_s / parse_s, 3),
+        "baseline_command_s": None if base_s is None else round(base_s, 2),
+        "baseline_command_ratio": None if base_s is None else round(base_s / parse_s, 3),
         "budgets": budgets,
         "plots_s": round(plots["seconds"], 2),
         "peak_rss_parse_mib": round(max(r["peak_rss_mib"] for r in runs["parse"])),
@@ -352,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"json.load (peer)   {parse_s:7.2f} s   peak RSS {result['peak_rss_parse_mib']} MiB")
     print(f"generate (45 lists){gen_s:7.2f} s   peak RSS {result['peak_rss_generate_mib']} MiB")
     print(f"whole command      {cmd_s:7.2f} s   peak RSS {result['peak_rss_command_mib']} MiB (plots on)")
+    if base_s is not None:
+        print(f"  ... baseline     {base_s:7.2f} s   ({args.baseline_src}), ratio {base_s / parse_s:.2f}")
     print(f"plots (separately) {plots['seconds']:7.2f} s")
     gen_budget = f"budget {budgets['generate']:.1f}" if budgets["generate"] else "no budget on this file"
     print(f"ratio generate/parse = {result['ratio']:.2f}  ({gen_budget})")
