@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Models, run_agent
+from edge_support import Models, run_agent
 
 from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.health import HealthCheckFailed, check_model

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Models, S3Fleet, run_agent
+from edge_support import Models, S3Fleet, run_agent
 from store_servers import RetryPolicy
 
 from detpipe.edge.agent import KILL_ENV, Agent, AgentConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Models
+from edge_support import Models
 from kfp import compiler, local
 
 from detpipe.components.edge import edge_publish_op

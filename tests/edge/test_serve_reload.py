@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Models
+from edge_support import Models
 
 from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.publish import PublishConfig, publish_target

@@ -1,0 +1,95 @@
+"""Helpers of the edge tests (a module name of its own, so ``conftest`` never clashes):
+test model files derived from the session's pico ONNX model, an S3 bucket behind a killable
+proxy, and the agent CLI as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from store_servers import MotoServer, Proxy, s3_config
+
+from detpipe.store import Store, open_store
+
+
+@dataclass(frozen=True)
+class Models:
+    good: Path
+    other: Path
+    big: Path
+    nan: Path
+
+
+def with_initializer(src: Path, dest: Path, values: np.ndarray) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    model.graph.initializer.append(numpy_helper.from_array(values, name="detpipe_test_padding"))
+    onnx.save(model, str(dest))
+    return dest
+
+
+def nan_output(src: Path, dest: Path) -> Path:
+    """The model with its output multiplied by NaN: loads and runs, fails the finite check."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    out = model.graph.output[0]
+    raw = out.name + "_raw"
+    for node in model.graph.node:
+        node.output[:] = [raw if o == out.name else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, dtype=np.float32), "nan_c"))
+    model.graph.node.append(helper.make_node("Mul", [raw, "nan_c"], [out.name]))
+    onnx.save(model, str(dest))
+    return dest
+
+
+@dataclass
+class S3Fleet:
+    """A bucket on the moto server, reached through a killable proxy."""
+
+    server: MotoServer
+    bucket: str
+    proxy: Proxy
+    uri: str
+
+    def env(self) -> dict[str, str]:
+        from store_servers import ACCESS_KEY, SECRET_KEY
+
+        return {
+            "DETPIPE_S3_ENDPOINT": f"http://{self.proxy.endpoint}",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "DETPIPE_S3_REGION": "us-east-1",
+            "DETPIPE_S3_RETRIES": "2",
+        }
+
+    def config(self, **overrides):
+        return s3_config(self.proxy.endpoint, **overrides)
+
+    def store(self) -> Store:
+        """The store as the publisher sees it (straight to the server, not through the proxy)."""
+        return open_store(self.uri, s3=s3_config(self.server.endpoint))
+
+    def restart_proxy(self) -> None:
+        self.proxy.kill()
+        self.proxy = Proxy(self.server.port, self.proxy.port)
+
+
+def run_agent(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``detpipe edge agent ARGS`` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "edge", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
