@@ -227,6 +227,7 @@ def ensure_file(cache_dir: Path, seed: int, images: int, segmentations: bool = T
 def _phase(name: str, path: Path, out: Path) -> dict:
     """Run one timed phase in this (fresh) process; return seconds and peak RSS."""
     parts: dict[str, float] = {}
+    cpu0 = time.process_time()  # CPU seconds too: on a shared machine they vary less than wall
     if name == "parse":
         t0 = time.perf_counter()
         with path.open("rb") as f:
@@ -259,7 +260,8 @@ def _phase(name: str, path: Path, out: Path) -> dict:
     else:
         raise ValueError(name)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {"phase": name, "seconds": seconds, "peak_rss_mib": rss_kib / 1024}
+    cpu = time.process_time() - cpu0
+    result = {"phase": name, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": rss_kib / 1024}
     if name == "generate":
         result["parts"] = parts
     return result
@@ -325,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs[name].append(r)
             parts = "  " + ", ".join(f"{k} {v:.2f} s" for k, v in r.get("parts", {}).items())
-            line = f"run {i + 1}/{args.repeats} {name:9s} {r['seconds']:7.2f} s"
+            line = (
+                f"run {i + 1}/{args.repeats} {name:9s} {r['seconds']:7.2f} s (CPU {r['cpu_seconds']:6.2f} s)"
+            )
             line += f"  peak RSS {r['peak_rss_mib']:7.0f} MiB"
             print(line + parts.rstrip(), file=sys.stderr)
     plots = _run_phase("plots", path, out)
@@ -335,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd_s = statistics.median(r["seconds"] for r in runs["command"])
     budgets = {"command": 3.0, "generate": 2.0 if args.segmentations else None}
     base_s = statistics.median(r["seconds"] for r in runs["baseline"]) if runs.get("baseline") else None
+    cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in runs.items()}
     result = {
         "file": str(path),
         "file_mib": round(path.stat().st_size / 2**20, 1),
@@ -348,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(gen_s / parse_s, 3),
         "command_s": round(cmd_s, 2),
         "command_ratio": round(cmd_s / parse_s, 3),
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_ratios": {k: round(v / cpu["parse"], 3) for k, v in cpu.items() if k != "parse"},
         "baseline_command_s": None if base_s is None else round(base_s, 2),
         "baseline_command_ratio": None if base_s is None else round(base_s / parse_s, 3),
         "budgets": budgets,
@@ -377,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     gen_budget = f"budget {budgets['generate']:.1f}" if budgets["generate"] else "no budget on this file"
     print(f"ratio generate/parse = {result['ratio']:.2f}  ({gen_budget})")
     print(f"ratio command/parse  = {result['command_ratio']:.2f}  (budget {budgets['command']:.1f})")
+    cpu_line = ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ratios"].items())
+    print(f"CPU-time ratios to parse (median CPU s; parse {cpu['parse']:.2f} s): {cpu_line}")
     print(f"machine: {result['machine']}, Python {result['python']}, {result['date']}")
     print("\nmean relative deviation of class shares (p / random), and mean size-mix deviation:")
     sizes = result["size_mix_deviation"]

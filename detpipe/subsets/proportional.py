@@ -30,11 +30,16 @@ stratified ordering of the images are each balanced.
    are searched until no swap helps, including an exhaustive search over all pairs of the
    best candidates, which finds swaps that only help together (images sharing classes).
 4. *Presence.* When the subset has at least as many images as there are classes, every
-   class with instances in the full set is present; below that, at least as many classes
-   as images (which keeps the next, larger subset able to hold them all). Swaps never
-   remove a class's last instance, and while classes are missing, the best image of the
-   most common one is swapped in for an added image whose classes all appear elsewhere in
-   the subset (one always exists).
+   class with instances in the full set is present: swaps never remove a class's last
+   instance, and while classes are missing, the best image of the most common one is
+   swapped in for an added image whose classes all appear elsewhere in the subset (one
+   always exists). Below that, coverage comes before balance: the additions start with a
+   greedy maximum-coverage pick (the image adding the most missing classes, ties broken by
+   the objective), the rest is seeded as above, and swaps keep every class present. A
+   uniform sample cannot cover more than the best possible, of which greedy reaches at
+   least 1 - 1/e; on long-tailed multi-label data it covers far more than a random one
+   (a COCO128-like tail in tests/subsets: 42 vs 19-28 of 71 classes with 13 images), at
+   some cost in balance.
 
 Growing from the bottom keeps the smallest subsets, whose balance is the hardest, free to
 pick from the whole set (a top-down scheme would confine them to images the larger

@@ -27,7 +27,8 @@ METHODS: dict[str, str] = {
     "p": "proportional: stratified systematic seeding by each image's rarest classes (implicit "
     "stratification), then swap refinement of per-class instance shares and small/medium/large "
     "mixes toward the full set's; nested subsets grow from the smallest up; every class present "
-    "once a subset has at least as many images as there are classes",
+    "once a subset has at least as many images as there are classes; below that, greedy maximum "
+    "class coverage first",
     "random": "uniform random sample without replacement",
     "topn": "first N images of the filtered list, in annotation-file order",
 }
