@@ -52,6 +52,23 @@ def _naming(path: Path) -> Iterator[None]:
         raise OSError(e.errno, e.strerror, str(path)) from e
 
 
+def discard_partial_writes(directory: str | Path) -> list[Path]:
+    """Remove the temp files that atomic writes of a killed process left in ``directory``.
+
+    A process killed inside :func:`atomic_writer` (or the writes built on it) leaves its
+    ``.<name>.<random>.tmp`` behind (the destination itself is untouched); a restart that
+    continues the work calls this first. Returns what was removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     """Stream bytes into ``path`` atomically (for data too large to hold in memory).

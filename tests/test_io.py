@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -95,3 +96,20 @@ def test_outputs_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE(f.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_discard_partial_writes_removes_only_temp_files_of_atomic_writes(tmp_path):
+    from detpipe.io import atomic_writer, discard_partial_writes
+
+    (tmp_path / "best.pt").write_bytes(b"complete")
+    try:
+        with atomic_writer(tmp_path / "last.pt") as f:
+            f.write(b"half")
+            leftover = next(tmp_path.glob(".last.pt.*.tmp"))
+            os.link(leftover, tmp_path / ".last.pt.killed.tmp")  # what a SIGKILL here leaves behind
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert [p.name for p in discard_partial_writes(tmp_path)] == [".last.pt.killed.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+    assert discard_partial_writes(tmp_path / "missing") == []

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from detpipe.errors import InvalidInput, StoreError
-from detpipe.io import read_json, write_json
+from detpipe.io import discard_partial_writes, read_json, write_json
 from detpipe.train import checkpoints as ck
 from detpipe.train.config import TrainConfig
 from detpipe.train.dist import DistEnv, process_group, writers_first
@@ -86,6 +86,9 @@ def train(cfg: TrainConfig, env: DistEnv | None = None) -> dict[str, Any] | None
     source = resolve_model(cfg.model)
     device = env.device(cfg.device)
     plan = ck.plan_resume(cfg.resume, out)
+    if cfg.resume and env.is_main:  # a killed run may have died inside an atomic checkpoint write
+        for stale in discard_partial_writes(out / "weights"):
+            log.info("removed %s, a partial write of the interrupted run", stale.name)
     if plan.mirror is not None and plan.mirror.finished():
         return _already_finished(plan.mirror, out, env)
     with process_group(env, device):
