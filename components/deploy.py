@@ -15,6 +15,7 @@ def deploy_op(
     steps: list = [10, 50, 100],  # noqa: B006
     pause: str = "10m",
     dry_run: bool = True,
+    enabled: bool = True,
 ) -> None:
     """Render the canary of ``release`` (``detpipe deploy canary``) and, unless ``dry_run``, apply it.
 
@@ -23,8 +24,13 @@ def deploy_op(
     only. On a cluster the step applies them with the run's service account (``detpipe-pipeline``,
     bound to the ``detpipe-deploy`` Role of k8s/serving/deploy-rbac.yaml); the analysis and the
     promotion then belong to Argo Rollouts (or to ``detpipe deploy promote`` for the Gateway API).
+    ``enabled=False`` does nothing (the local pipeline's stand-in for the cluster's ``dsl.If``).
     """
     from pathlib import Path
+
+    if not enabled:
+        manifests.metadata.update({"applied": False, "skipped": "deploy is off"})
+        return
 
     from detpipe.deploy.canary import roll_out, write_manifests
     from detpipe.deploy.config import CanaryConfig

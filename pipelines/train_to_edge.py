@@ -144,18 +144,16 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         )
         publish.after(gate)
         # a canary of the new release; without a cluster (kfp.local) rendered only, as an artifact
-        with dsl.If(deploy == True, "deploy"):  # noqa: E712 (a condition on a pipeline parameter)
-            configure(
-                deploy_op(
-                    release=publish.output, strategy=deploy_strategy, dry_run=settings.target != "cluster"
-                ),
-                settings,
-                cache=False,  # applying is an action, never served from cache
-                name="deploy canary",
-            )
+        cluster = settings.target == "cluster"
+        canary = {"release": publish.output, "strategy": deploy_strategy, "dry_run": not cluster}
+        if cluster:
+            with dsl.If(deploy == True, "deploy"):  # noqa: E712 (a condition on a pipeline parameter)
+                configure(deploy_op(**canary), settings, cache=False, name="deploy canary")
+        else:  # kfp.local 2.16 cannot evaluate a condition on a parameter (it skips the branch always)
+            configure(deploy_op(**canary, enabled=deploy), settings, cache=False, name="deploy canary")
         # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret.
-        # Not a dsl.If: kfp.local cannot evaluate string conditions, so the step itself is a no-op
-        # for an empty edge_device_class.
+        # Not a dsl.If: kfp.local cannot evaluate conditions on parameters, so the step itself is
+        # a no-op for an empty edge_device_class.
         edge_publish(settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir)
         return publish.output
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from kfp import compiler, local
 
@@ -25,9 +24,8 @@ def _compiled(target: str, tmp_path: Path) -> dict:
     return spec
 
 
-@pytest.mark.parametrize(("target", "dry_run"), [("local", True), ("cluster", False)])
-def test_deploy_runs_after_publish_only_when_asked(target: str, dry_run: bool, tmp_path: Path) -> None:
-    spec = _compiled(target, tmp_path)
+def test_on_a_cluster_deploy_runs_after_publish_only_when_asked(tmp_path: Path) -> None:
+    spec = _compiled("cluster", tmp_path)
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["deploy"] == {"defaultValue": False, "isOptional": True, "parameterType": "BOOLEAN"}
     assert params["deploy_strategy"]["defaultValue"] == "rollout"
@@ -42,9 +40,25 @@ def test_deploy_runs_after_publish_only_when_asked(target: str, dry_run: bool, t
     inputs = task["inputs"]["parameters"]
     assert inputs["release"] == {"componentInputParameter": "pipelinechannel--publish-op-Output"}
     assert inputs["strategy"] == {"componentInputParameter": "pipelinechannel--deploy_strategy"}
-    assert inputs["dry_run"] == {"runtimeValue": {"constant": dry_run}}
-    if target == "cluster":
-        assert task["cachingOptions"] == {}  # applying is never served from cache
+    assert inputs["dry_run"] == {"runtimeValue": {"constant": False}}
+    assert task["cachingOptions"] == {}  # applying is never served from cache
+
+
+def test_locally_the_step_always_runs_and_deploy_switches_it(tmp_path: Path) -> None:
+    """kfp.local 2.16 never runs a dsl.If branch on a parameter, so the local build passes ``enabled``."""
+    spec = _compiled("local", tmp_path)
+    task = spec["root"]["dag"]["tasks"]["deploy-op"]
+    assert task["dependentTasks"] == ["publish-op"]
+    inputs = task["inputs"]["parameters"]
+    assert inputs["enabled"] == {"componentInputParameter": "deploy"}
+    assert inputs["dry_run"] == {"runtimeValue": {"constant": True}}
+
+
+def test_the_step_switched_off_renders_nothing(tmp_path: Path) -> None:
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    artifact = deploy_op(release=RELEASE, enabled=False).outputs["manifests"]
+    assert not (Path(artifact.path) / "canary.yaml").exists()
+    assert artifact.metadata == {"applied": False, "skipped": "deploy is off"}
 
 
 def test_the_component_renders_the_canary_as_an_artifact(tmp_path: Path) -> None:
