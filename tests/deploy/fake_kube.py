@@ -20,10 +20,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
+
+from kube_loopback import serve_api
 
 
 @dataclass
@@ -148,24 +150,5 @@ class FakeKube:
 @contextmanager
 def serve(kube: FakeKube, kubeconfig: Path) -> Iterator[FakeKube]:
     """Serve ``kube`` on a free loopback port and write a kubeconfig that points at it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), kube.handler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "fake",
-                "clusters": [{"name": "fake", "cluster": {"server": f"http://{host}:{port}"}}],
-                "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-            }
-        )
-    )
-    try:
+    with serve_api(kube.handler(), kubeconfig):
         yield kube
-    finally:
-        server.shutdown()
-        server.server_close()
