@@ -12,12 +12,13 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from serve_client import Server, start_serve
 from store_servers import MotoServer, S3Server, s3_env
 
 HERE = Path(__file__).resolve().parent
@@ -125,6 +126,33 @@ def trained_pico(
         )
         assert res.returncode == 0 and weights.is_file(), res.stderr[-3000:]
     return weights
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start real ``detpipe serve ARGS`` processes on free loopback ports; stopped at teardown.
+
+    Ready (``/readyz`` 200) when returned, unless ``wait=False`` (then ``server.wait_ready()``:
+    several servers start in parallel).
+    """
+    started: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Server:
+        server = start_serve(args, tmp_path, env)
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def val_jpegs(small_data: SmallData) -> list[bytes]:
+    """The first 8 val images as JPEG bytes, as a client would send them."""
+    return [p.read_bytes() for p in sorted(small_data.val_images.glob("*.jpg"))[:8]]
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,18 @@ is on ``sys.path`` because of ``tests/conftest.py``).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from store_servers import free_port
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ def http(
 
 @dataclass
 class Server:
+    """A running ``detpipe serve`` process on loopback."""
+
     proc: subprocess.Popen
     url: str
     log: Path
@@ -53,6 +60,25 @@ class Server:
 
     def post(self, path: str, data: bytes, content_type: str) -> Reply:
         return http(self.url + path, data, {"Content-Type": content_type})
+
+    def request(self, path: str, data: bytes | None = None, content_type: str = "") -> Reply:
+        return http(self.url + path, data, {"Content-Type": content_type} if content_type else {})
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until ``/readyz`` answers 200; raises with the log if the process exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"detpipe serve exited with {self.proc.returncode}:\n{self.log.read_text()}"
+                )
+            try:
+                if http(self.url + "/readyz", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"detpipe serve not ready after {timeout}s:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -65,17 +91,16 @@ class Server:
         return self.proc.returncode
 
 
-def wait_ready(server: Server, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(
-                f"detpipe serve exited with {server.proc.returncode}:\n{server.log.read_text()}"
-            )
-        try:
-            if http(server.url + "/readyz", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"detpipe serve not ready after {timeout}s:\n{server.log.read_text()}")
+def start_serve(args: Sequence[str], log_dir: Path, env: dict[str, str] | None = None) -> Server:
+    """``detpipe serve ARGS`` (one onnxruntime thread) on a free loopback port; not waited for."""
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    cmd = [sys.executable, "-m", "detpipe.cli.main", "serve", "--port", str(port), "--threads", "1", *args]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    return Server(proc, f"http://127.0.0.1:{port}", log)

@@ -11,21 +11,17 @@ and the vector broadcasts; on a real image K is in the thousands, onnxruntime fa
 broadcast and the server answers 500.
 No code of the server knows about it.
 
-``serve`` starts real ``detpipe serve`` processes (as tests/serving does), stopped at teardown.
+``serve`` (tests/conftest.py) starts the real ``detpipe serve`` processes.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,96 +29,6 @@ from store_servers import free_port
 
 PROMETHEUS = "/usr/bin/prometheus"
 SCRAPE_S = 1
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-@dataclass
-class Served:
-    """A running ``detpipe serve`` process on loopback."""
-
-    proc: subprocess.Popen
-    url: str
-    log: Path
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        """Until ``/readyz`` answers 200; raises with the log if the process exits or times out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"detpipe serve exited with {self.proc.returncode}:\n{self.log.read_text()}"
-                )
-            try:
-                if self.request("/readyz").status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"detpipe serve not ready:\n{self.log.read_text()}")
-
-    def request(self, path: str, data: bytes | None = None, content_type: str = "") -> Reply:
-        headers = {"Content-Type": content_type} if content_type else {}
-        req = urllib.request.Request(self.url + path, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
-        except urllib.error.HTTPError as e:
-            return Reply(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start ``detpipe serve ARGS`` on a free loopback port; ready (``/readyz`` 200) when returned,
-    unless ``wait=False`` (then call ``wait_ready()``: several servers start in parallel)."""
-    started: list[Served] = []
-
-    def start(*args: str, wait: bool = True) -> Served:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "detpipe.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-            *args,
-        ]
-        with log.open("wb") as out:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        server = Served(proc, f"http://127.0.0.1:{port}", log)
-        started.append(server)
-        if wait:
-            server.wait_ready()
-        return server
-
-    yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.terminate()
-            try:
-                server.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def val_jpegs(small_data) -> list[bytes]:
-    """The first 8 val images as JPEG bytes."""
-    return [p.read_bytes() for p in sorted(small_data.val_images.glob("*.jpg"))[:8]]
 
 
 @pytest.fixture

@@ -23,20 +23,6 @@ from store_servers import MotoServer, Proxy
 
 from detpipe.edge.keys import keygen
 
-
-def _serving_fixtures():
-    """tests/serving/conftest.py's ``serve`` and ``val_jpegs`` (real ``detpipe serve`` processes)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "serving" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_detpipe_tests_serving_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.serve, module.val_jpegs
-
-
-serve, val_jpegs = _serving_fixtures()
-
 FAULTS: collections.Counter[str] = collections.Counter()
 BAD_ACTIVATIONS: list[str] = []
 
