@@ -1,6 +1,6 @@
 """train_to_edge: one model from a COCO dataset to a gated, benchmarked release.
 
-    data -> subsets -> train -> evaluate
+    data -> subsets -> train -> evaluate, training-log analysis
                           \\-> export -> gate -> bench -> publish -> (deploy canary, edge publish)
 
 The pipeline returns the release URI, so the serving and OTA steps append after ``publish``
@@ -17,6 +17,7 @@ from detpipe.components.data import data_op
 from detpipe.components.deploy import deploy_op
 from detpipe.components.edge import edge_publish_op
 from detpipe.components.export import export_op, gate_op
+from detpipe.components.logs import logs_op
 from detpipe.components.publish import publish_op
 from detpipe.components.subsets import subsets_op
 from detpipe.pipelines.settings import PipelineSettings
@@ -96,6 +97,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             job_timeout_s=job_timeout_s,
         )
         model = train.outputs["model"]
+        configure(logs_op(model=model), settings, name="training logs")  # detpipe logs analyze
         export = configure(
             export_op(
                 model=model,

@@ -24,6 +24,7 @@ TRAIN_TO_EDGE_ORDER = {
     "publish-op": {"train-op", "evaluate-op", "export-op", "bench-op", "subsets-op", "gate-op"},
     "condition-1": {"publish-op"},  # dsl.If(deploy): the canary (tests/deploy/test_pipeline_step.py)
     "edge-publish-op": {"publish-op"},  # a no-op without edge_device_class (tests/edge/test_pipeline_step.py)
+    "logs-op": {"train-op"},  # detpipe logs analyze on the trained run
 }
 
 

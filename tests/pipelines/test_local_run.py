@@ -49,6 +49,9 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
         "gate-op",
         "bench-op",
         "publish-op",
+        "logs-op",
+        "deploy-op",  # deploy=False: a no-op locally (kfp.local cannot run a dsl.If on a parameter)
+        "edge-publish-op",  # edge_device_class="": a no-op
     }
     assert all(t["status"] == "SUCCESS" for t in tasks.values())
     # tasks run one after another: their runner-side times add up to at most the pipeline's
