@@ -21,6 +21,7 @@ Resolution returns the string ultralytics and :func:`torch_device` accept: ``"cp
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from detpipe.errors import InvalidInput, Unavailable
 
@@ -50,23 +51,27 @@ def parse_device(device: str) -> tuple[str, tuple[int, ...]]:
 def cuda_device_count() -> int:
     """Visible CUDA GPUs (0 without a driver, or with CUDA_VISIBLE_DEVICES='').
 
-    torch's count where torch is installed; else the driver's own (``cuDeviceGetCount``), so
-    the slim GPU serving image, which has no torch, still finds its GPU.
+    Without the CUDA driver (``libcuda.so.1``) there is no GPU, and torch is not imported (a
+    CPU serving pod never loads it). With the driver: torch's count where torch is installed
+    (a CPU build of torch counts 0); else the driver's own (``cuDeviceGetCount``), so the slim
+    GPU serving image, which has no torch, still finds its GPU.
     """
-    try:
-        import torch
-    except ImportError:
-        return _driver_device_count()
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _driver_device_count() -> int:
     import ctypes
 
     try:
         driver = ctypes.CDLL("libcuda.so.1")
     except OSError:
         return 0
+    try:
+        import torch
+    except ImportError:
+        return _driver_device_count(driver)
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _driver_device_count(driver: Any) -> int:
+    import ctypes
+
     count = ctypes.c_int(0)
     if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return 0

@@ -90,16 +90,23 @@ def test_evaluate_gpu_request_without_gpu_is_exit_3(tmp_path, capsys):
 
 
 def test_gpu_count_without_torch_asks_the_driver(monkeypatch):
-    """The slim GPU serving image has no torch: the count then comes from libcuda itself."""
+    """The slim GPU serving image has no torch: the count then comes from libcuda itself;
+    without libcuda there is no GPU, and torch is not even imported (CPU serving pods)."""
+    import ctypes
+    import subprocess
     import sys
 
     from detpipe.device import _driver_device_count, cuda_device_count
 
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
-    assert cuda_device_count() == _driver_device_count()
     try:
-        import ctypes
-
-        ctypes.CDLL("libcuda.so.1")
+        driver = ctypes.CDLL("libcuda.so.1")
     except OSError:
-        assert cuda_device_count() == 0 and resolve_device("auto") == "cpu"  # no driver on this machine
+        driver = None
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    if driver is not None:
+        assert cuda_device_count() == _driver_device_count(driver)
+        return
+    assert cuda_device_count() == 0 and resolve_device("auto") == "cpu"  # no driver on this machine
+    probe = "import sys; import detpipe.device as d; d.resolve_device('auto'); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "False", res.stderr
