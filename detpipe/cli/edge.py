@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import tempfile
 import textwrap
@@ -13,38 +12,9 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from detpipe.cli.options import existing_file, non_negative_int, positive_int
+from detpipe.cli.options import duration, existing_file, percentage, positive_float, positive_int
 
 log = logging.getLogger(__name__)
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``12h``, ``7d`` -> a positive timedelta."""
-    m = _DURATION.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"expected a duration like 7d, 12h, 30m or 90s, got {text!r}")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-
-
-def percentage(text: str) -> int:
-    """A whole percentage 0-100."""
-    value = non_negative_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be 0-100, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
