@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from detpipe.cli.options import positive_int, unit_float
@@ -189,25 +190,22 @@ def _canary(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     from detpipe.deploy import actions
-    from detpipe.deploy.cluster import Kube
 
-    kube = Kube.connect(args.context, args.kubeconfig)
-    if args.strategy == "rollout":
-        actions.promote_rollout(kube, args.namespace, args.name)
-    else:
-        actions.promote_gateway(kube, args.namespace, args.name)
-    return _print_status(kube, args)
+    return _act(args, actions.promote_rollout, actions.promote_gateway)
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from detpipe.deploy import actions
+
+    return _act(args, actions.abort_rollout, actions.rollback_gateway)
+
+
+def _act(args: argparse.Namespace, on_rollout: Callable, on_gateway: Callable) -> int:
+    """Run the strategy's action on the cluster, then print the status."""
     from detpipe.deploy.cluster import Kube
 
     kube = Kube.connect(args.context, args.kubeconfig)
-    if args.strategy == "rollout":
-        actions.abort_rollout(kube, args.namespace, args.name)
-    else:
-        actions.rollback_gateway(kube, args.namespace, args.name)
+    (on_rollout if args.strategy == "rollout" else on_gateway)(kube, args.namespace, args.name)
     return _print_status(kube, args)
 
 
