@@ -7,11 +7,16 @@ from detpipe.components.images import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def report_op(runs: str, report: Output[Artifact], target: float = 0.4) -> None:
-    """Build the data-scaling report (table, retention, cliff, power-law fit, plots) from ``runs``.
+def report_op(
+    runs: str, report: Output[Artifact], target: float = 0.4, strategy: str = "", epochs_policy: str = ""
+) -> None:
+    """Build the data-scaling report (table, retention, cliff, power-law fit, strategy and
+    epochs-policy comparisons, variance across subset draws vs seeds, plots) from ``runs``.
 
-    ``runs`` is a directory or store URI prefix holding the sweep's ``train_summary.json`` files
-    (and each cell's ``logs/analysis.json``, which the report links).
+    ``runs`` is a directory or store URI prefix holding the sweep's cells (``train_summary.json``,
+    ``cell.json``, ``logs/analysis.json``, which the report links) and ``subsets/overlap.json``
+    (the overlap between subset draws, filed by the plan step). ``strategy`` and
+    ``epochs_policy`` choose the main analysis' (empty: ``p`` and ``fixed`` when present).
     """
     import tempfile
     from pathlib import Path
@@ -19,11 +24,25 @@ def report_op(runs: str, report: Output[Artifact], target: float = 0.4) -> None:
     from detpipe.report.build import ReportConfig, write_report
     from detpipe.store import open_store
 
-    local = Path(runs)
+    # Per-cell files the report reads (contract 2 of issue 12), the log analyses it links, and
+    # the subsets' files the plan step files under runs.
+    cell_files = ("/train_summary.json", "/cell.json", "/logs/analysis.json", "/logs/analysis.md")
+    subsets_files = ("subsets/overlap.json", "subsets/summary.json")
+    local = Path(runs.removeprefix("file://"))
     if "://" in runs and not runs.startswith("file://"):
         store = open_store(runs)
         local = Path(tempfile.mkdtemp(prefix="detpipe-runs-"))
         for key in store.list(""):
-            if key.endswith(("train_summary.json", "/logs/analysis.json", "/logs/analysis.md")):
+            if ("/" + key).endswith(cell_files) or key in subsets_files:
                 store.get_file(key, local / key)
-    write_report(ReportConfig(runs=local, out=Path(report.path), target=target))
+    overlap = local / "subsets" / "overlap.json"
+    write_report(
+        ReportConfig(
+            runs=local,
+            out=Path(report.path),
+            target=target,
+            strategy=strategy or None,
+            epochs_policy=epochs_policy or None,
+            subsets=overlap.parent if overlap.is_file() else None,
+        )
+    )

@@ -5,6 +5,7 @@ Usage::
     detpipe report --runs runs/sweep --out runs/report --target 0.4
     detpipe report --table results.csv --out runs/report --full-images 118287 --fit-min-fraction 5
     detpipe report --runs runs/sweep --out runs/report --reference yolo12-coco --fail-on-mismatch
+    detpipe report --runs runs/sweep --out runs/report --epochs-policy fixed --subsets runs/subsets
 """
 
 from __future__ import annotations
@@ -32,8 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fraction in percent or a train2017_<pct>_<strategy> subset name, best_map5095; "
         "optional best_map50, best_epoch, last_epoch, seed, strategy), or a CSV table with the "
         "header model,fraction,best_map5095 and optionally best_map50,best_epoch,last_epoch,seed,"
-        "strategy (fraction in percent, mAP in [0, 1], '#' lines are comments). Several seeds per "
-        "(model, fraction) are averaged. Output (replaced atomically): report.json, report.md and "
+        "strategy,subset_seed,epochs_policy,epochs (fraction in percent, mAP in [0, 1], '#' lines are "
+        "comments); a sweep cell's cell.json beside its summary gives its strategy, subset_seed, "
+        "epochs_policy and planned epochs. Several seeds and subset draws per (model, fraction) are "
+        "averaged. Runs of several strategies / epochs policies are compared (strategies.png, "
+        "policies.png, winner per model and fraction); the main analysis uses the primary one "
+        "(--strategy, else p; --epochs-policy, else fixed). The spread across subset draws and "
+        "across training seeds is reported separately (variance.png), with the draws' overlap "
+        "table from the subsets' overlap.json (<runs>/subsets/ or --subsets). "
+        "Output (replaced atomically): report.json, report.md and "
         "PNGs with the best-mAP50-95 table (models x fractions), retention (% of the 100 % "
         "score), the cliff (adjacent fractions with the largest mAP drop, and their ratio), runs "
         "that peaked in their last epochs, and a fit mAP(N) = a - b*N^-alpha per model (N = "
@@ -84,7 +92,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategy",
         default=None,
         metavar="NAME",
-        help="use only runs on subsets of this strategy (p, random, topn)",
+        help="the main analysis' subset strategy (p, random, topn; default: p when present, else the "
+        "first alphabetically); the others are compared beside it",
+    )
+    p.add_argument(
+        "--epochs-policy",
+        default=None,
+        metavar="P",
+        help="the main analysis' epochs policy (fixed, iterations; default: fixed when present, else "
+        "the only one); the other is compared beside it",
+    )
+    p.add_argument(
+        "--subsets",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a detpipe subsets output dir whose overlap.json gives the overlap table between subset "
+        "draws (default: <runs>/subsets/overlap.json when present)",
     )
     p.add_argument(
         "--reference",
@@ -127,6 +151,8 @@ def _report(args: argparse.Namespace) -> int:
         fit_min_fraction=args.fit_min_fraction,
         reference=SHIPPED_REFERENCES.get(str(args.reference), args.reference),
         max_rel_diff=args.max_rel_diff,
+        epochs_policy=args.epochs_policy,
+        subsets=args.subsets,
     )
     report = write_report(config)
     for name, model in report["models"].items():
@@ -143,6 +169,9 @@ def _report(args: argparse.Namespace) -> int:
         else:
             need = f"mAP {config.target:g} not reachable"
         print(f"{name}: {step}; {need}")
+    for name, winners in report["strategies"]["winner"].items():
+        text = ", ".join(f"{k} % {v}" for k, v in winners.items())
+        print(f"{name}: best strategy per fraction: {text}")
     failed = []
     for name, e in (report["reproduction"] or {}).items():
         if e["ours"] is None:

@@ -11,6 +11,12 @@ Definitions (all on the mean over seeds of best mAP50-95):
   step at the larger fractions.
 * **late peak**: a run whose best epoch lies in the last ``late_fraction`` of its epochs,
   ``last_epoch - best_epoch < late_fraction * last_epoch``: it had not converged.
+* **still improving**: a late peak that also ran all its planned epochs (``last_epoch >=
+  epochs``, when the planned ``epochs`` are known): training stopped on the schedule, not on
+  patience, while the score was still rising; more epochs would likely help.
+* **regime** of each fraction, on the mean curve: ``saturated`` when retention >=
+  :data:`SATURATED_RETENTION_PCT`; ``collapsed`` when the fraction is at or below the cliff's
+  lower fraction and retention < :data:`COLLAPSED_RETENTION_PCT`; ``steep`` otherwise.
 
 Usage::
 
@@ -25,11 +31,19 @@ import logging
 import re
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from detpipe.report.collect import Run, fraction_key
 
 log = logging.getLogger(__name__)
+
+SATURATED_RETENTION_PCT = 90.0
+"""Retention (%) from which more data barely helps: the curve is ``saturated``. detpipe's
+choice on top of the study's cliff definition (the study names the cliff, not the regimes)."""
+COLLAPSED_RETENTION_PCT = 50.0
+"""Retention (%) below which a fraction at or under the cliff has ``collapsed`` (lost more
+than half the full-data score). detpipe's choice on top of the study's cliff definition."""
+REGIMES = ("saturated", "steep", "collapsed")
 
 SCALES = "nsmlx"
 # yolo12n, yolov8s, yolo11x-p2, rtdetr-l: a family ending in a digit or '-', then the scale letter.
@@ -56,9 +70,10 @@ class Cell:
     Attributes:
         model: Architecture name.
         fraction: Percent of the training set.
-        runs: The runs (one per seed).
+        runs: The runs (one per seed and subset draw), by seed then draw.
         mean: Mean best mAP50-95 over the runs.
-        std: Sample standard deviation (n - 1) over seeds; None for a single run.
+        std: Sample standard deviation (n - 1) over all runs (seeds and draws); None for a
+            single run.
         map50: Mean mAP50 when every run has it, else None.
     """
 
@@ -72,7 +87,10 @@ class Cell:
     @classmethod
     def of(cls, runs: list[Run]) -> Cell:
         """Build a cell from the runs of one (model, fraction) group."""
-        runs = sorted(runs, key=lambda r: (r.seed is None, r.seed))
+        runs = sorted(
+            runs,
+            key=lambda r: (r.seed is None, r.seed or 0, r.subset_seed is None, r.subset_seed or 0),
+        )
         scores = [r.best_map5095 for r in runs]
         map50 = [r.best_map50 for r in runs]
         return cls(
@@ -115,6 +133,7 @@ class RunStability:
     run: Run
     position: float  # best_epoch / last_epoch
     late: bool
+    still_improving: bool  # late, and ran all its planned epochs (when they are known)
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,7 @@ class ModelAnalysis:
     cliff: Step | None
     stability: tuple[RunStability, ...]
     notes: tuple[str, ...]
+    regimes: dict[str, str] = field(default_factory=dict)
 
 
 def stability_of(run: Run, late_fraction: float) -> RunStability | None:
@@ -137,7 +157,26 @@ def stability_of(run: Run, late_fraction: float) -> RunStability | None:
     if run.best_epoch is None or run.last_epoch is None:
         return None
     late = run.last_epoch - run.best_epoch < late_fraction * run.last_epoch
-    return RunStability(run=run, position=run.best_epoch / run.last_epoch, late=late)
+    ran_all = run.epochs is None or run.last_epoch >= run.epochs
+    return RunStability(
+        run=run, position=run.best_epoch / run.last_epoch, late=late, still_improving=late and ran_all
+    )
+
+
+def regimes_of(cells: tuple[Cell, ...], retention: Mapping[str, float], cliff: Step | None) -> dict[str, str]:
+    """The regime of each fraction (module docstring); empty when retention is unknown."""
+    out = {}
+    for cell in cells:
+        if cell.key not in retention:
+            continue
+        kept = retention[cell.key]
+        if kept >= SATURATED_RETENTION_PCT:
+            out[cell.key] = "saturated"
+        elif cliff is not None and cell.fraction <= cliff.lower.fraction and kept < COLLAPSED_RETENTION_PCT:
+            out[cell.key] = "collapsed"
+        else:
+            out[cell.key] = "steep"
+    return out
 
 
 def analyze_model(
@@ -196,6 +235,7 @@ def analyze_model(
         cliff=cliff,
         stability=stability,
         notes=tuple(notes),
+        regimes=regimes_of(cells, retention, cliff),
     )
 
 

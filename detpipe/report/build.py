@@ -8,7 +8,14 @@ Usage::
     report["models"]["yolo12n"]["cliff"]    # {"from": 5, "to": 2.5, "ratio": 0.51, ...}
 
 The output directory (replaced atomically, nothing written on bad input) holds
-``report.json``, ``report.md``, ``map_vs_size.png``, ``retention_vs_size.png`` and ``cliff.png``.
+``report.json``, ``report.md``, ``map_vs_size.png``, ``retention_vs_size.png`` and ``cliff.png``,
+plus ``strategies.png`` / ``policies.png`` when >= 2 subset strategies / epochs policies were
+run and ``variance.png`` when some fraction has runs over several seeds or subset draws.
+
+Runs of several strategies and policies are welcome: the main analysis (table, retention,
+cliff, fit, stability, regimes, variance) uses the primary strategy and policy (see
+:func:`~detpipe.report.collect.select_primary`); ``strategies`` and ``policies`` compare the
+others (:mod:`~detpipe.report.compare`), ``schedules`` says which policy each run used.
 """
 
 from __future__ import annotations
@@ -23,15 +30,19 @@ from detpipe.errors import InvalidInput
 from detpipe.io import atomic_dir, write_json, write_text
 from detpipe.report.analysis import Cell, ModelAnalysis, analyze_model, order_models
 from detpipe.report.collect import (
+    EPOCHS_POLICIES,
+    Run,
     find_log_analyses,
     fraction_key,
     group_runs,
     load_runs,
     load_table,
-    select_strategy,
 )
+from detpipe.report.compare import compare_axis, schedules
 from detpipe.report.fit import FitResult, fit_power_law
 from detpipe.report.reproduction import MAX_REL_DIFF_PCT, compare, load_reference
+from detpipe.report.select import select_primary
+from detpipe.report.variance import find_overlap, load_overlap, variance_by_model
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,10 @@ class ReportConfig:
         reference: CSV ``model,map5095`` of published full-data scores: adds the reproduction
             gate (``reproduction``, ``reproduction_ok``); None: no gate.
         max_rel_diff: The gate's bound on ``|ours - reference| / reference``, in percent.
+        epochs_policy: The main analysis' epochs policy (``fixed``, ``iterations``); None:
+            ``fixed`` when present, else the only one.
+        subsets: A ``detpipe subsets`` output dir whose ``overlap.json`` gives the overlap
+            table between subset draws; None: ``<runs>/subsets/overlap.json`` when present.
     """
 
     out: Path
@@ -68,6 +83,8 @@ class ReportConfig:
     fit_min_fraction: float | None = None
     reference: Path | None = None
     max_rel_diff: float = MAX_REL_DIFF_PCT
+    epochs_policy: str | None = None
+    subsets: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.runs is None) == (self.table is None):
@@ -84,6 +101,10 @@ class ReportConfig:
             raise InvalidInput(f"--max-rel-diff must be a percentage >= 0, got {self.max_rel_diff:g}")
         if self.full_images is not None and self.full_images < 1:
             raise InvalidInput(f"--full-images must be >= 1, got {self.full_images}")
+        if self.epochs_policy is not None and self.epochs_policy not in EPOCHS_POLICIES:
+            raise InvalidInput(
+                f"--epochs-policy must be one of {', '.join(EPOCHS_POLICIES)}, got {self.epochs_policy!r}"
+            )
 
 
 def _num(x: float) -> int | float:
@@ -149,10 +170,13 @@ def model_json(model: ModelAnalysis, result: FitResult, config: ReportConfig) ->
         stability.setdefault(fraction_key(s.run.fraction), []).append(
             {
                 "seed": s.run.seed,
+                "subset_seed": s.run.subset_seed,
                 "best_epoch": s.run.best_epoch,
                 "last_epoch": s.run.last_epoch,
+                "epochs": s.run.epochs,
                 "position": _r(s.position),
                 "late_peak": s.late,
+                "still_improving": s.still_improving,
             }
         )
     return {
@@ -190,7 +214,19 @@ def model_json(model: ModelAnalysis, result: FitResult, config: ReportConfig) ->
             for s in model.steps
         ],
         "stability": stability,
+        "regimes": dict(model.regimes),
         "fit": _fit_json(fitted_cells(model, config), result, config),
+    }
+
+
+def _run_json(run: Run) -> dict[str, Any]:
+    return {
+        "model": run.model,
+        "fraction": _num(run.fraction),
+        "seed": run.seed,
+        "subset_seed": run.subset_seed,
+        "best_epoch": run.best_epoch,
+        "last_epoch": run.last_epoch,
     }
 
 
@@ -201,18 +237,34 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         InvalidInput: Bad or inconsistent input (see :mod:`detpipe.report.collect`).
     """
     if config.runs is not None:
-        runs, source = load_runs(config.runs), {"kind": "runs", "path": str(config.runs)}
+        loaded, source = load_runs(config.runs), {"kind": "runs", "path": str(config.runs)}
     else:
         assert config.table is not None
-        runs, source = load_table(config.table), {"kind": "table", "path": str(config.table)}
-    runs = select_strategy(runs, config.strategy)
+        loaded, source = load_table(config.table), {"kind": "table", "path": str(config.table)}
+    selection = select_primary(loaded, config.strategy, config.epochs_policy)
+    runs = selection.runs
+    if not runs:
+        raise InvalidInput(
+            f"no runs with subset strategy {selection.strategy!r} and epochs policy "
+            f"{selection.policy!r} together (choose with --strategy / --epochs-policy)"
+        )
     groups = group_runs(runs)
-    strategies = sorted({r.strategy for r in runs if r.strategy is not None})
-    source.update(runs=len(runs), strategy=strategies[0] if strategies else None)
+    overlap_path, overlap_note = find_overlap(config.runs, config.subsets)
+    overlap = None if overlap_path is None else load_overlap(overlap_path)
+    source.update(
+        runs=len(runs),
+        strategy=selection.strategy,
+        epochs_policy=selection.policy,
+        all_runs=len(loaded),
+        overlap=None if overlap is None else {"path": str(overlap_path), "seeds": overlap["seeds"]},
+    )
 
     models: dict[str, Any] = {}
-    notes: list[str] = []
+    notes: list[str] = list(selection.notes)
+    if overlap_note:
+        notes.append(overlap_note)
     late_peaks: list[dict[str, Any]] = []
+    still_improving: list[dict[str, Any]] = []
     for name in order_models(m for m, _ in groups):
         analysis = analyze_model(name, groups, config.late_fraction)
         fitted = fitted_cells(analysis, config)
@@ -226,16 +278,9 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             )
         notes.extend(analysis.notes)
         models[name] = model_json(analysis, result, config)
-        late_peaks += [
-            {
-                "model": name,
-                "fraction": _num(s.run.fraction),
-                "seed": s.run.seed,
-                "best_epoch": s.run.best_epoch,
-                "last_epoch": s.run.last_epoch,
-            }
-            for s in analysis.stability
-            if s.late
+        late_peaks += [_run_json(s.run) for s in analysis.stability if s.late]
+        still_improving += [
+            {**_run_json(s.run), "epochs": s.run.epochs} for s in analysis.stability if s.still_improving
         ]
     fractions = sorted({fraction_key(r.fraction) for r in runs}, key=float)
     reproduction, reproduction_ok = None, None
@@ -256,11 +301,24 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             "fit_min_fraction": config.fit_min_fraction,
             "reference": None if config.reference is None else str(config.reference),
             "max_rel_diff_pct": config.max_rel_diff,
+            "strategy": config.strategy,
+            "epochs_policy": config.epochs_policy,
+            "subsets": None if config.subsets is None else str(config.subsets),
         },
         "fractions": fractions,
         "models": models,
         "late_peaks": late_peaks,
-        "logs": find_log_analyses(runs, config.runs) if config.runs is not None else [],
+        "still_improving": still_improving,
+        "strategies": compare_axis(
+            selection.everything, "strategy", selection.strategy, {"epochs_policy": selection.policy}
+        ),
+        "policies": compare_axis(
+            selection.everything, "epochs_policy", selection.policy, {"strategy": selection.strategy}
+        ),
+        "schedules": schedules(selection.everything),
+        "variance": variance_by_model(groups),
+        "overlap": None if overlap is None else overlap["summary"],
+        "logs": find_log_analyses(selection.everything, config.runs) if config.runs is not None else [],
         "reproduction": reproduction,
         "reproduction_ok": reproduction_ok,
         "notes": notes,

@@ -5,8 +5,8 @@ Two sources, both giving one :class:`Run` per trained model:
 * a directory of training runs: every ``train_summary.json`` below it (found recursively;
   hidden directories such as in-progress ``.out.tmp`` dirs are skipped);
 * a CSV table with the header ``model,fraction,best_map5095`` and optionally
-  ``best_map50,best_epoch,last_epoch,seed,strategy``; blank lines and lines starting with
-  ``#`` are ignored.
+  ``best_map50,best_epoch,last_epoch,seed,strategy,subset_seed,epochs_policy,epochs``; blank
+  lines and lines starting with ``#`` are ignored.
 
 ``train_summary.json`` keys read here (written by ``detpipe train``; other keys are ignored):
 
@@ -26,13 +26,33 @@ last_epoch      int    optional  1-based last epoch trained (< epochs when stopp
 seed            int    optional  training seed; several seeds per (model, fraction) are averaged
 strategy        str    optional  subset strategy (``p``, ``random``, ``topn``); else parsed from
                                  the subset name like ``fraction``
+subset_seed     int    optional  which independent subset draw the run trained on (the seed of
+                                 the subsets' ``summary.json``; ``detpipe train`` copies it from
+                                 the data YAML)
 ==============  =====  ========  ============================================================
+
+A sweep cell's ``cell.json`` beside its ``train_summary.json`` (the sweep's record step files
+it, contract 2 of issue 12) says how the cell was planned; its ``strategy``, ``subset_seed``,
+``epochs_policy`` and ``epochs`` override the summary's, and ``epochs_scale`` and ``capped``
+are read from it too (other keys are ignored):
+
+==============  =====  ===========================================================================
+key             type   meaning
+==============  =====  ===========================================================================
+epochs_policy   str    ``fixed`` (the study's: the same epochs at every fraction) or ``iterations``
+                       (epochs scaled so every cell sees the 100 % run's optimizer steps)
+epochs          int    planned epochs of the cell (>= 1)
+epochs_scale    float  planned epochs / base epochs (> 0)
+capped          bool   the scale hit the sweep's ``max_epochs_scale``
+==============  =====  ===========================================================================
 
 Usage::
 
     runs = load_runs(Path("runs/sweep"))      # or load_table(Path("results.csv"))
-    runs = select_strategy(runs, None)        # refuses a mix of subset strategies
     groups = group_runs(runs)                 # {(model, "5"): [Run, ...]}, duplicates refused
+
+Choosing the main analysis' runs among several strategies and policies is
+:mod:`detpipe.report.select`'s.
 """
 
 from __future__ import annotations
@@ -42,7 +62,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -53,8 +73,20 @@ from detpipe.subsets.config import format_pct, parse_subset_name
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "train_summary.json"
+CELL_NAME = "cell.json"
 REQUIRED_COLUMNS = ("model", "fraction", "best_map5095")
-OPTIONAL_COLUMNS = ("best_map50", "best_epoch", "last_epoch", "seed", "strategy")
+OPTIONAL_COLUMNS = (
+    "best_map50",
+    "best_epoch",
+    "last_epoch",
+    "seed",
+    "strategy",
+    "subset_seed",
+    "epochs_policy",
+    "epochs",
+)
+EPOCHS_POLICIES = ("fixed", "iterations")
+"""The sweep's ``epochs_policy`` values (issue 12: ``small_data_sweep``'s parameter)."""
 _MODEL_SUFFIXES = (".yaml", ".yml", ".pt")
 
 fraction_key = format_pct
@@ -75,6 +107,11 @@ class Run:
         seed: Training seed, when known.
         strategy: Subset strategy, when known.
         source: Where the run came from (``file`` or ``file:line``), for messages.
+        subset_seed: Which independent subset draw the run trained on, when known.
+        epochs_policy: ``fixed`` or ``iterations``, when known.
+        epochs: Planned epochs, when known (a run with ``last_epoch < epochs`` stopped early).
+        epochs_scale: Planned epochs / base epochs of the sweep, when known.
+        capped: Whether the iteration-matched scale hit the sweep's cap, when known.
     """
 
     model: str
@@ -86,6 +123,16 @@ class Run:
     seed: int | None = None
     strategy: str | None = None
     source: str = ""
+    subset_seed: int | None = None
+    epochs_policy: str | None = None
+    epochs: int | None = None
+    epochs_scale: float | None = None
+    capped: bool | None = None
+
+    @property
+    def identity(self) -> tuple[int | None, int | None]:
+        """What tells runs of one group apart: (training seed, subset draw)."""
+        return (self.seed, self.subset_seed)
 
 
 def _model_name(value: Any, where: str) -> str:
@@ -182,6 +229,12 @@ def make_run(record: Mapping[str, Any], where: str, names: Iterable[str] = (), t
         raise InvalidInput(f"{where}: 'strategy' must be a string, got {strategy!r}")
     if strategy is None and parsed is not None:
         strategy = parsed[1]
+    subset_seed = (
+        None if get("subset_seed") is None else _integer(get("subset_seed"), "subset_seed", where, text)
+    )
+    planned = None if get("epochs") is None else _integer(get("epochs"), "epochs", where, text)
+    if planned is not None and planned < 1:
+        raise InvalidInput(f"{where}: 'epochs' = {planned} must be >= 1")
     return Run(
         model=model,
         fraction=fraction,
@@ -192,7 +245,57 @@ def make_run(record: Mapping[str, Any], where: str, names: Iterable[str] = (), t
         seed=seed,
         strategy=strategy.strip() if strategy else None,
         source=where,
+        subset_seed=subset_seed,
+        epochs_policy=_policy(get("epochs_policy"), where),
+        epochs=planned,
     )
+
+
+def _policy(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip() not in EPOCHS_POLICIES:
+        raise InvalidInput(
+            f"{where}: 'epochs_policy' must be one of {', '.join(EPOCHS_POLICIES)}, got {value!r}"
+        )
+    return value.strip()
+
+
+def read_cell(path: Path) -> dict[str, Any]:
+    """The planning keys of a sweep cell's ``cell.json`` (see the module docstring), validated.
+
+    Returns:
+        Only the keys present and not null, among ``strategy``, ``subset_seed``,
+        ``epochs_policy``, ``epochs``, ``epochs_scale`` and ``capped``.
+
+    Raises:
+        InvalidInput: Not a JSON object, or a key of the wrong type or out of range.
+    """
+    cell = read_json(path)
+    if not isinstance(cell, dict):
+        raise InvalidInput(f"{path}: expected a JSON object, got {type(cell).__name__}")
+    where = str(path)
+    keys: dict[str, Any] = {}
+    if cell.get("strategy") is not None:
+        if not isinstance(cell["strategy"], str) or not cell["strategy"].strip():
+            raise InvalidInput(f"{where}: 'strategy' must be a non-empty string, got {cell['strategy']!r}")
+        keys["strategy"] = cell["strategy"].strip()
+    for key in ("subset_seed", "epochs"):
+        if cell.get(key) is not None:
+            keys[key] = _integer(cell[key], key, where)
+    if keys.get("epochs", 1) < 1:
+        raise InvalidInput(f"{where}: 'epochs' = {keys['epochs']} must be >= 1")
+    if cell.get("epochs_policy") is not None:
+        keys["epochs_policy"] = _policy(cell["epochs_policy"], where)
+    if cell.get("epochs_scale") is not None:
+        keys["epochs_scale"] = _number(cell["epochs_scale"], "epochs_scale", where)
+        if keys["epochs_scale"] <= 0:
+            raise InvalidInput(f"{where}: 'epochs_scale' = {keys['epochs_scale']:g} must be > 0")
+    if cell.get("capped") is not None:
+        if not isinstance(cell["capped"], bool):
+            raise InvalidInput(f"{where}: 'capped' must be true or false, got {cell['capped']!r}")
+        keys["capped"] = cell["capped"]
+    return keys
 
 
 def load_table(path: Path) -> list[Run]:
@@ -267,46 +370,49 @@ def load_runs(root: Path) -> list[Run]:
         if not isinstance(summary, dict):
             raise InvalidInput(f"{path}: expected a JSON object, got {type(summary).__name__}")
         names = [summary.get(k) for k in ("subset", "data")] + [path.relative_to(root).as_posix()]
-        runs.append(make_run(summary, str(path), [n for n in names if isinstance(n, str)]))
+        run = make_run(summary, str(path), [n for n in names if isinstance(n, str)])
+        cell = path.with_name(CELL_NAME)
+        if cell.is_file():
+            run = replace(run, **read_cell(cell))
+            if run.best_epoch is not None and run.epochs is not None and run.best_epoch > run.epochs:
+                raise InvalidInput(f"{cell}: 'epochs' = {run.epochs} is before best_epoch {run.best_epoch}")
+        runs.append(run)
     log.info("%s: %d train summaries", root, len(runs))
     return runs
 
 
-def select_strategy(runs: list[Run], strategy: str | None) -> list[Run]:
-    """Keep the runs of one subset strategy; without one, refuse a mix of strategies.
+def check_unique(runs: Iterable[Run]) -> None:
+    """Runs of one (model, fraction, strategy, epochs policy) must differ in (seed, subset_seed).
 
     Raises:
-        InvalidInput: ``strategy`` matches no run, or runs of several strategies and none chosen.
+        InvalidInput: Two runs share all of them; the message names their sources.
     """
-    present = sorted({r.strategy for r in runs if r.strategy is not None})
-    if strategy is not None:
-        kept = [r for r in runs if r.strategy == strategy]
-        if not kept:
-            raise InvalidInput(f"no runs with subset strategy {strategy!r} (present: {present or 'none'})")
-        return kept
-    if len(present) > 1:
-        raise InvalidInput(f"runs mix subset strategies {', '.join(present)}: choose one with --strategy")
-    return runs
+    seen: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        seen[run.model, fraction_key(run.fraction), run.strategy, run.epochs_policy, run.identity].append(run)
+    for (model, key, *_), members in seen.items():
+        if len(members) == 1:
+            continue
+        sources = ", ".join(r.source for r in members)
+        seed, draw = members[0].identity
+        if seed is None and draw is None:
+            raise InvalidInput(f"duplicate rows for {model} at {key} % without seeds ({sources})")
+        what = f"seed {seed}" if draw is None else f"seed {seed}, subset seed {draw}"
+        raise InvalidInput(f"duplicate seed for {model} at {key} % ({what}: {sources})")
 
 
 def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """Group runs by (model, fraction key); several runs per group need distinct seeds.
+    """Group runs by (model, fraction key); a group's runs must differ in (seed, subset_seed).
 
     Raises:
-        InvalidInput: A group has several runs and one lacks a seed or two share one.
+        InvalidInput: Two runs of a group share their seed and subset seed (or both lack them).
     """
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[run.model, fraction_key(run.fraction)].append(run)
-    for (model, key), members in groups.items():
-        if len(members) == 1:
-            continue
-        sources = ", ".join(r.source for r in members)
-        if any(r.seed is None for r in members):
-            raise InvalidInput(f"duplicate rows for {model} at {key} % without seeds ({sources})")
-        seeds = [r.seed for r in members]
-        if len(set(seeds)) != len(seeds):
-            raise InvalidInput(f"duplicate seed for {model} at {key} % ({sources})")
+    for members in groups.values():
+        if len(members) > 1:
+            check_unique(replace(r, strategy=None, epochs_policy=None) for r in members)
     return dict(groups)
 
 
@@ -318,7 +424,8 @@ pipeline's logs step files it there; ``detpipe logs analyze --out <cell>/logs`` 
 def find_log_analyses(runs: list[Run], root: Path) -> list[dict[str, Any]]:
     """The training-log analyses beside the runs' summaries, one entry per run that has one.
 
-    Each entry: ``model``, ``fraction``, ``seed``, ``analysis`` (the analysis.md path relative
+    Each entry: ``model``, ``fraction``, ``seed``, ``strategy``, ``subset_seed``,
+    ``epochs_policy``, ``analysis`` (the analysis.md path relative
     to ``root``), and the run's ``status``, ``reason`` and ``stable_epoch`` from analysis.json.
     An unreadable analysis is skipped with a warning (it never fails the report).
     """
@@ -338,6 +445,9 @@ def find_log_analyses(runs: list[Run], root: Path) -> list[dict[str, Any]]:
                 "model": run.model,
                 "fraction": fraction_key(run.fraction),
                 "seed": run.seed,
+                "strategy": run.strategy,
+                "subset_seed": run.subset_seed,
+                "epochs_policy": run.epochs_policy,
                 "analysis": path.with_suffix(".md").relative_to(root).as_posix(),
                 "status": entry.get("status"),
                 "reason": entry.get("reason"),

@@ -1,10 +1,15 @@
 """PNG plots of the data-scaling report (matplotlib Agg, bundled fonts only).
 
 * ``map_vs_size.png``: mAP50-95 vs fraction (log x), one line per model with seed std as
-  error bars, the power-law fit dashed, the target mAP dotted;
+  error bars, the power-law fit dashed, the target mAP dotted; the marker says the regime
+  (square saturated, circle steep, cross collapsed);
 * ``retention_vs_size.png``: retention (% of the reference score) vs fraction (log x);
 * ``cliff.png``: the mAP lost at each adjacent step, grouped by step, one bar per model;
-  each model's cliff is outlined.
+  each model's cliff is outlined;
+* ``strategies.png`` / ``policies.png`` (when >= 2 were run): mAP50-95 vs fraction (log x),
+  colour per model, line style per subset strategy / epochs policy;
+* ``variance.png`` (when some fraction has runs over several seeds or draws): std of mAP50-95
+  across subset draws vs across training seeds per fraction, grouped bars, a panel per model.
 
 Usage::
 
@@ -29,6 +34,9 @@ from detpipe.report.collect import fraction_key
 log = logging.getLogger(__name__)
 
 _DPI = 120
+_REGIME_MARKERS = {"saturated": "s", "steep": "o", "collapsed": "X"}
+_LINE_STYLES = ["-", "--", ":", "-."]
+_AXIS_MARKERS = ["o", "s", "^", "D"]
 
 
 def _figure() -> tuple[Figure, Axes]:
@@ -64,7 +72,12 @@ def plot_map(report: dict[str, Any], path: Path) -> str:
         x = np.array([float(k) for k in cells])
         y = np.array([c["mean"] for c in cells.values()])
         err = np.array([c["std"] or 0.0 for c in cells.values()])
-        ax.errorbar(x, y, yerr=err, color=color, marker="o", capsize=3, label=name)
+        regimes = data.get("regimes") or {}
+        ax.errorbar(x, y, yerr=err, color=color, marker=None if regimes else "o", capsize=3, label=name)
+        for regime, marker in _REGIME_MARKERS.items():
+            at = [i for i, k in enumerate(cells) if regimes.get(k) == regime]
+            if at:
+                ax.scatter(x[at], y[at], color=color, marker=marker, s=45, zorder=3)
         fit = data["fit"]
         if fit["status"] == "ok":
             grid = np.geomspace(max(x.min(), fit["min_fraction"] or 0.0), max(x.max(), 100.0), 200)
@@ -79,9 +92,74 @@ def plot_map(report: dict[str, Any], path: Path) -> str:
         label=f"target {report['settings']['target']:g}",
     )
     _log_fraction_axis(ax, report["fractions"])
+    shown = {r for d in models.values() for r in (d.get("regimes") or {}).values()}
+    for regime, marker in _REGIME_MARKERS.items():
+        if regime in shown:
+            ax.scatter([], [], color="black", marker=marker, label=regime)
     ax.set_ylabel("best mAP50-95")
     ax.set_title("mAP50-95 vs training-set size (power-law fits dashed)")
     ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_axis(comparison: dict[str, Any], what: str, path: Path) -> str:
+    """mAP50-95 vs size per model (colour) and value of the compared axis (line style)."""
+    fig, ax = _figure()
+    models = comparison["models"]
+    styles = {v: i for i, v in enumerate(comparison["present"])}
+    keys: set[str] = set()
+    for color, (name, by_pct) in zip(_colors(len(models)), models.items(), strict=True):
+        for value, i in styles.items():
+            points = [(k, c[value]) for k, c in by_pct.items() if value in c]
+            if not points:
+                continue
+            keys.update(k for k, _ in points)
+            ax.errorbar(
+                [float(k) for k, _ in points],
+                [c["mean"] for _, c in points],
+                yerr=[c["std"] or 0.0 for _, c in points],
+                color=color,
+                linestyle=_LINE_STYLES[i % len(_LINE_STYLES)],
+                marker=_AXIS_MARKERS[i % len(_AXIS_MARKERS)],
+                capsize=3,
+                label=f"{name} {value}",
+            )
+    _log_fraction_axis(ax, sorted(keys, key=float))
+    ax.set_ylabel("best mAP50-95")
+    ax.set_title(f"mAP50-95 vs training-set size per {what}")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_variance(report: dict[str, Any], path: Path) -> str:
+    """Std across draws vs across seeds per fraction, a panel per model; returns the file name."""
+    variance = {
+        m: v
+        for m, v in report["variance"].items()
+        if any(e["across_seeds"] or e["across_draws"] for e in v.values())
+    }
+    fig = Figure(figsize=(max(7.0, 4.0 * len(variance)), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(variance), squeeze=False)[0]
+    for ax, (name, by_pct) in zip(axes, variance.items(), strict=True):
+        keys = list(by_pct)
+        at = np.arange(len(keys))
+        for offset, (source, label, color) in zip(
+            (-0.2, 0.2),
+            (
+                ("across_draws", "across subset draws", "tab:orange"),
+                ("across_seeds", "across seeds", "tab:blue"),
+            ),
+            strict=True,
+        ):
+            heights = [(by_pct[k][source] or {}).get("std", np.nan) for k in keys]
+            ax.bar(at + offset, heights, 0.4, color=color, label=label)
+        ax.set_xticks(at, [f"{fraction_key(float(k))} %" for k in keys])
+        ax.set_xlabel("training-set fraction")
+        ax.set_ylabel("std of best mAP50-95")
+        ax.set_title(name)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("std of mAP50-95: across subset draws vs across training seeds")
     return _save(fig, path)
 
 
@@ -152,5 +230,11 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:
         plot_retention(report, out_dir / "retention_vs_size.png"),
         plot_cliff(report, out_dir / "cliff.png"),
     ]
+    if len(report["strategies"]["present"]) >= 2:
+        names.append(plot_axis(report["strategies"], "subset strategy", out_dir / "strategies.png"))
+    if len(report["policies"]["present"]) >= 2:
+        names.append(plot_axis(report["policies"], "epochs policy", out_dir / "policies.png"))
+    if any(e["across_seeds"] or e["across_draws"] for v in report["variance"].values() for e in v.values()):
+        names.append(plot_variance(report, out_dir / "variance.png"))
     log.info("plots: %s", ", ".join(names))
     return names

@@ -11,6 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from detpipe.report.collect import fraction_key
+from detpipe.report.sections import (
+    overlap_lines,
+    policies_lines,
+    regimes_lines,
+    schedules_lines,
+    still_improving_lines,
+    strategies_lines,
+    variance_lines,
+)
 
 LATE = "⚠"
 NOT_FULL = "†"
@@ -18,6 +27,9 @@ _PLOT_TITLES = {
     "map_vs_size.png": "mAP50-95 vs training-set size (fits dashed)",
     "retention_vs_size.png": "Retention vs training-set size",
     "cliff.png": "mAP50-95 lost at each adjacent step (cliffs outlined)",
+    "strategies.png": "mAP50-95 vs training-set size per subset strategy",
+    "policies.png": "mAP50-95 vs training-set size per epochs policy",
+    "variance.png": "std of mAP50-95 across subset draws vs across training seeds",
 }
 
 
@@ -112,6 +124,8 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     settings, source = report["settings"], report["source"]
     heads = ["model"] + [_frac(k) for k in keys]
     strategy = f", subset strategy `{source['strategy']}`" if source["strategy"] else ""
+    if source.get("epochs_policy"):
+        strategy += f", epochs policy `{source['epochs_policy']}`"
     out = [
         "# Data-scaling report",
         "",
@@ -135,6 +149,7 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     out += _table(heads, rows)
     if any(d["retention_reference"] and not d["retention_reference"]["full"] for d in models.values()):
         out += ["", f"{NOT_FULL} no 100 % run: relative to the model's largest fraction instead."]
+    out += regimes_lines(report)
 
     out += [
         "",
@@ -174,6 +189,7 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
             f"{LATE} best epoch in the last {share} of the epochs: the run was still improving "
             f"and had not converged; {len(report['late_peaks'])} run(s) flagged.",
         ]
+        out += still_improving_lines(report)
     else:
         out.append("No epoch information in the inputs.")
 
@@ -210,6 +226,9 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
             ]
         )
     out += _table(["model", "a", "b", "α", "RMSE", "R²", "points", f"N for mAP {settings['target']:g}"], rows)
+
+    for section in (strategies_lines, policies_lines, schedules_lines, variance_lines, overlap_lines):
+        out += section(report)
 
     if report.get("reproduction"):
         out += _reproduction_lines(report)

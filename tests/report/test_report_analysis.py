@@ -72,9 +72,41 @@ def test_late_peaks_are_flagged(report):
     assert flagged == [("yolo12n", 2.5, 100, 100), ("yolo12n", 5, 91, 100), ("yolo12s", 10, 271, 300)]
     n = report["models"]["yolo12n"]["stability"]
     assert n["10"] == [
-        {"seed": None, "best_epoch": 90, "last_epoch": 100, "position": 0.9, "late_peak": False}
+        {
+            "seed": None,
+            "subset_seed": None,
+            "best_epoch": 90,
+            "last_epoch": 100,
+            "epochs": None,
+            "position": 0.9,
+            "late_peak": False,
+            "still_improving": False,
+        }
+    ]
+    # Planned epochs unknown: every late peak counts as still improving.
+    assert [(p["model"], p["fraction"]) for p in report["still_improving"]] == [
+        ("yolo12n", 2.5),
+        ("yolo12n", 5),
+        ("yolo12s", 10),
     ]
     assert report["models"]["yolo12s"]["stability"]["5"][0]["late_peak"] is False  # 270/300: not in 271..300
+
+
+def test_regimes_on_the_mean_curve(report):
+    # yolo12n: retention 35/70/80/90/96/100, cliff 5 -> 2.5; yolo12s: 50/60/80/90/95/100, cliff 10 -> 5.
+    assert report["models"]["yolo12n"]["regimes"] == {
+        "2.5": "collapsed",
+        "5": "steep",
+        "10": "steep",
+        "25": "saturated",
+        "50": "saturated",
+        "100": "saturated",
+    }
+    # 2.5 % keeps exactly 50 %: not below the collapse threshold, so steep.
+    assert report["models"]["yolo12s"]["regimes"]["2.5"] == "steep"
+    assert set(report["models"]["yolo12s"]["regimes"].values()) == {"steep", "saturated"}
+    md = render_markdown(report)
+    assert "| yolo12n | collapsed | steep | steep | saturated | saturated | saturated |" in md
 
 
 def test_markdown_shows_the_tables(report):

@@ -16,8 +16,8 @@ from detpipe.report.collect import (
     load_runs,
     load_table,
     parse_subset_name,
-    select_strategy,
 )
+from detpipe.report.select import select_primary
 
 
 def _summary(root: Path, rel: str, **keys) -> Path:
@@ -61,7 +61,15 @@ def test_runs_dir_with_seeds_and_subset_names(tmp_path):
 
     report = build_report(ReportConfig(out=tmp_path / "out", runs=tmp_path))
     n = report["models"]["yolo12n"]
-    assert report["source"] == {"kind": "runs", "path": str(tmp_path), "runs": 6, "strategy": "p"}
+    assert report["source"] == {
+        "kind": "runs",
+        "path": str(tmp_path),
+        "runs": 6,
+        "strategy": "p",
+        "epochs_policy": None,
+        "all_runs": 6,
+        "overlap": None,
+    }
     assert n["best_map5095"]["5"] == {"mean": 0.32, "std": 0.02, "n": 3, "seeds": [0, 1, 2]}
     assert n["best_map50"] == {"2.5": 0.2, "5": 0.52, "10": 0.6, "100": 0.7}
     assert n["retention"] == {"2.5": 20.0, "5": 64.0, "10": 80.0, "100": 100.0}
@@ -87,15 +95,21 @@ def test_fraction_keys_are_minimal():
     ]
 
 
-def test_strategies_must_not_mix(tmp_path):
+def test_mixed_strategies_pick_a_primary_instead_of_refusing():
+    # Until issue 12 a mix of strategies was refused; now the main analysis uses p (else the
+    # first alphabetically) and says so, and --strategy still chooses.
     runs = [Run("yolo12n", 5, 0.3, strategy="p"), Run("yolo12n", 5, 0.2, strategy="random")]
-    with pytest.raises(
-        InvalidInput, match=r"^runs mix subset strategies p, random: choose one with --strategy$"
-    ):
-        select_strategy(runs, None)
-    assert select_strategy(runs, "random") == [runs[1]]
-    with pytest.raises(InvalidInput, match="no runs with subset strategy 'topn'"):
-        select_strategy(runs, "topn")
+    selection = select_primary(runs, None, None)
+    assert (selection.runs, selection.strategy, selection.strategies) == ([runs[0]], "p", ["p", "random"])
+    assert selection.notes == (
+        "the main analysis uses subset strategy 'p' (also present: random; see Strategies; "
+        "choose with --strategy)",
+    )
+    assert select_primary(runs, "random", None).runs == [runs[1]]
+    no_p = [Run("m", 5, 0.3, strategy="topn"), Run("m", 5, 0.2, strategy="random")]
+    assert select_primary(no_p, None, None).strategy == "random"
+    with pytest.raises(InvalidInput, match=r"^no runs with subset strategy 'topn' \(present: p, random\)$"):
+        select_primary(runs, "topn", None)
 
 
 def test_table_with_comments_and_optional_columns(tmp_path):
@@ -142,8 +156,8 @@ def test_bad_tables_say_why(tmp_path, text, reason):
 def test_duplicates_need_distinct_seeds():
     with pytest.raises(InvalidInput, match=r"^duplicate rows for yolo12n at 5 % without seeds \(a, b\)$"):
         group_runs([Run("yolo12n", 5, 0.3, source="a"), Run("yolo12n", 5.0, 0.31, source="b")])
-    with pytest.raises(InvalidInput, match=r"^duplicate seed for yolo12n at 5 %"):
-        group_runs([Run("yolo12n", 5, 0.3, seed=1), Run("yolo12n", 5, 0.31, seed=1)])
+    with pytest.raises(InvalidInput, match=r"^duplicate seed for yolo12n at 5 % \(seed 1: a, b\)$"):
+        group_runs([Run("yolo12n", 5, 0.3, seed=1, source="a"), Run("yolo12n", 5, 0.31, seed=1, source="b")])
     assert len(group_runs([Run("yolo12n", 5, 0.3, seed=1), Run("yolo12n", 5, 0.31, seed=2)])) == 1
 
 

@@ -20,7 +20,9 @@ def _cell(root: Path, name: str, fraction: float, best: float, with_logs: bool) 
     cell.mkdir(parents=True)
     summary = {"model": "yolo12n", "fraction": fraction, "best_map5095": best, "seed": 0}
     (cell / "train_summary.json").write_text(json.dumps(summary))
-    if with_logs:
+    if with_logs:  # and the record step's cell.json (contract 2 of issue 12)
+        plan = {"strategy": "p", "subset_seed": 0, "epochs_policy": "fixed", "epochs": 2, "capped": False}
+        (cell / "cell.json").write_text(json.dumps(plan))
         run = root.parent / "train" / name
         run.mkdir(parents=True)
         (run / "results.csv").write_text(RESULTS)
@@ -38,6 +40,9 @@ def test_report_links_the_analyses(tmp_path):
             "model": "yolo12n",
             "fraction": "100",
             "seed": 0,
+            "strategy": "p",
+            "subset_seed": 0,
+            "epochs_policy": "fixed",
             "analysis": "yolo12n_100_p_s0/logs/analysis.md",
             "status": "completed",
             "reason": "all 2 epochs",
