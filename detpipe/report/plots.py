@@ -217,7 +217,7 @@ def plot_cliff(report: dict[str, Any], path: Path) -> str:
     ax.set_ylabel("mAP50-95 lost")
     ax.set_title("mAP50-95 lost at each step (each model's cliff outlined)")
     ax.grid(True, axis="y", alpha=0.3)
-    if models:
+    if any(data["steps"] for data in models.values()):
         ax.legend(fontsize="small")
     return _save(fig, path)
 

@@ -47,6 +47,7 @@ def test_help_explains():
     proc = _detpipe("--help")
     assert proc.returncode == 0
     assert "train_summary.json" in proc.stdout and "--target" in proc.stdout and "cliff" in proc.stdout
+    assert "--epochs-policy" in proc.stdout and "--subsets" in proc.stdout and "cell.json" in proc.stdout
 
 
 def _bad_csv(tmp_path: Path, text: str) -> str:
@@ -75,6 +76,12 @@ def _bad_csv(tmp_path: Path, text: str) -> str:
         (lambda t: ["--runs", str(t)], "no train_summary.json found"),
         (lambda t: ["--table", str(t / "missing.csv")], "missing.csv: no such file"),
         (lambda t: ["--table", str(FIXTURE), "--target", "1.2"], "--target must be an mAP50-95 in (0, 1)"),
+        (
+            lambda t: ["--table", str(FIXTURE), "--epochs-policy", "steps"],
+            "--epochs-policy must be one of fixed, iterations",
+        ),
+        (lambda t: ["--table", str(FIXTURE), "--strategy", "topn"], "no runs with subset strategy 'topn'"),
+        (lambda t: ["--table", str(FIXTURE), "--subsets", str(t)], "not a subsets output dir"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make_args, reason):
