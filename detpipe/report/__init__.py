@@ -5,9 +5,17 @@
 best mAP50-95 per model x fraction, retention against the 100 % run, the cliff (the adjacent
 step with the largest drop), late-peaking runs, and a saturating power-law fit per model.
 
+With several subset strategies, subset draws or epochs policies (issue 12), the main analysis
+uses the primary strategy and policy and the report adds the strategy and policy comparisons,
+the schedules, the variance across draws vs seeds, the draws' overlap, regimes and the runs
+still improving.
+
 Modules: :mod:`~detpipe.report.collect` (inputs and their validation, the train_summary.json
-keys), :mod:`~detpipe.report.analysis` (retention, cliff, stability), :mod:`~detpipe.report.fit`
-(power law), :mod:`~detpipe.report.render` (markdown), :mod:`~detpipe.report.plots` (PNGs),
+and cell.json keys), :mod:`~detpipe.report.select` (the primary strategy and policy),
+:mod:`~detpipe.report.analysis` (retention, cliff, stability, regimes), :mod:`~detpipe.report.fit`
+(power law), :mod:`~detpipe.report.compare` (strategies, policies, schedules),
+:mod:`~detpipe.report.variance` (draws vs seeds, overlap.json), :mod:`~detpipe.report.render`
+and :mod:`~detpipe.report.sections` (markdown), :mod:`~detpipe.report.plots` (PNGs),
 :mod:`~detpipe.report.build` (config and orchestration).
 
 Usage::
