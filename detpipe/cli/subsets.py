@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from detpipe.cli.options import csv_list, existing_dir, existing_file
+from detpipe.cli.options import csv_list, existing_dir, existing_file, non_negative_int
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +21,24 @@ seeding by rarest classes, then swap refinement), 'random' (uniform) or 'topn' (
 of the filtered list). Deterministic by --seed. Subsets are nested by default: each
 smaller subset of a strategy lies inside the next larger one (topn always is).
 
+A draw is one such set of lists drawn with one seed. --draw-seeds 1,2 adds independent
+draws: the same strategies (all but topn, which does not depend on the seed) drawn again
+with seed 1 and with seed 2, each a nested chain over the fractions of its own, written
+to OUT/draws/seed-1/ and OUT/draws/seed-2/ (lists, summary.json, class_distribution.csv;
+the root of OUT holds the --seed draw). overlap.json / overlap.csv / overlap.png compare
+the draws: for each strategy, fraction and pair of seeds, the share of images the two
+lists have in common (100 x common / images), the random expectation 100 x n/N, and the
+largest per-class overlap (Dice over the images holding the class). Training on several
+draws separates the variance due to which images were picked from the training seed's.
+
 Writes into OUT (atomically: a failure leaves no output directory):
   <split>_<pct>_<strategy>.txt  one image path per line, e.g. train2017_0.3125_p.txt
   class_distribution.csv        per (strategy, fraction, class): images, instances, share,
                                 full-set share, relative deviation, size bins
   summary.json                  filter counts, per-subset statistics, p vs random
+                                ("draws": the seeds and their dirs, with --draw-seeds)
   images_objects.png, p_per_class.png, deviation.png
+  draws/seed-<s>/, overlap.json, overlap.csv, overlap.png    with --draw-seeds
 and prints a table. The annotation file gets the same checks as 'detpipe data validate'.
 """
 
@@ -53,6 +65,11 @@ def _strategy_list(text: str) -> list[str]:
         if s not in STRATEGIES:
             raise argparse.ArgumentTypeError(f"unknown strategy {s!r}; choose from {','.join(STRATEGIES)}")
     return items
+
+
+def _seed_list(text: str) -> list[int]:
+    """Comma-separated non-negative integers."""
+    return [non_negative_int(item) for item in csv_list(text)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +99,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed for p and random (default: 0)")
     p.add_argument(
+        "--draw-seeds",
+        type=_seed_list,
+        default=None,
+        metavar="S,...",
+        help="more independent draws of p and random, one per seed, into OUT/draws/seed-<s>/, "
+        "with the image overlap between draws (overlap.json/.csv/.png); a seed given twice or "
+        "equal to --seed is drawn once",
+    )
+    p.add_argument(
         "--no-nested",
         dest="nested",
         action="store_false",
@@ -108,6 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from detpipe.subsets import DEFAULT_FRACTIONS, STRATEGIES, SubsetsConfig, generate
+    from detpipe.subsets.draws import format_overlap
     from detpipe.subsets.outputs import format_table
 
     fractions = tuple(f for group in args.fractions for f in group) if args.fractions else DEFAULT_FRACTIONS
@@ -118,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
             fractions=fractions,
             strategies=tuple(args.strategies) if args.strategies else STRATEGIES,
             seed=args.seed,
+            draw_seeds=tuple(args.draw_seeds or ()),
             nested=args.nested,
             image_prefix=args.image_prefix,
             drop_crowd_only=args.drop_crowd_only,
@@ -128,9 +156,24 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        print(format_table(summary))
-        plots = f", {len(summary.get('plots', []))} plots" if args.plots else ""
-        lists = len(summary["subsets"])
-        print(f"wrote {lists} lists, class_distribution.csv, summary.json{plots} to {args.out}")
+        return 0
+    print(format_table(summary))
+    plots = f", {len(summary.get('plots', []))} plots" if args.plots else ""
+    lists = len(summary["subsets"])
+    print(f"wrote {lists} lists, class_distribution.csv, summary.json{plots} to {args.out}")
+    draws = summary.get("draws")
+    if draws:
+        others = {s: d for s, d in draws["dirs"].items() if d != "."}
+        if others:
+            where = ", ".join(f"{args.out}/{d}/" for d in others.values())
+            print(f"draws of seeds {', '.join(others)} ({', '.join(_seeded(summary))} lists) in {where}")
+            print(format_overlap(summary["overlap"]) + f"; per pair in {args.out}/overlap.csv")
+        else:
+            print(
+                "no other draw: the draw seeds repeat --seed, or only topn (the same for any seed) was drawn"
+            )
     return 0
+
+
+def _seeded(summary: dict) -> list[str]:
+    return [s for s in dict.fromkeys(r["strategy"] for r in summary["subsets"]) if s != "topn"]

@@ -16,6 +16,10 @@ Output (the split names come from the image dir names, e.g. train2017/val2017)::
     OUT/dataset.yaml                                          (path, train, val, names)
     OUT/train2017_5_p.txt + OUT/train2017_5_p.yaml            (one pair per subset list, --subsets)
 
+A subset YAML also carries ``subset_seed``: the ``seed`` of the subsets dir's ``summary.json``
+(the draw its lists come from, issue 12 §1; no key without a summary or its seed). ultralytics
+keeps unknown keys of a data YAML and ignores them; ``train_summary.json`` reads it back.
+
 ultralytics finds a label by replacing the last ``/images/`` of the image path with
 ``/labels/`` and never resolves the symlink, so the labels beside it are the ones read.
 Class indices are the positions of the categories sorted by id; crowd annotations are
@@ -36,7 +40,7 @@ from tqdm import tqdm
 
 from detpipe.data.coco import CocoDataset, load_coco
 from detpipe.errors import InvalidInput
-from detpipe.io import atomic_dir, write_text
+from detpipe.io import atomic_dir, read_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,8 @@ class YoloConfig:
         val_annotations: val COCO json (with ``val_images_dir``); without it the YAMLs
             validate on the train list.
         val_images_dir: the val images.
-        subsets_dir: a ``detpipe subsets`` output dir: every ``<train split>_<pct>_<strategy>.txt``
-            in it gets a copy and a YAML in ``out``.
+        subsets_dir: a ``detpipe subsets`` output dir (or one of its ``draws/seed-<s>`` dirs):
+            every ``<train split>_<pct>_<strategy>.txt`` in it gets a copy and a YAML in ``out``.
         out: output dataset root, replaced atomically.
     """
 
@@ -100,6 +104,7 @@ def convert(cfg: YoloConfig) -> list[Path]:
             raise InvalidInput(f"train and val image dirs have the same name {splits[0].name!r}")
     train = splits[0]
     subsets = _read_subsets(Path(cfg.subsets_dir), train) if cfg.subsets_dir is not None else {}
+    seed = _subset_seed(Path(cfg.subsets_dir)) if cfg.subsets_dir is not None else None
     names = _class_names(train.ds)
 
     with atomic_dir(out) as tmp:
@@ -115,7 +120,7 @@ def convert(cfg: YoloConfig) -> list[Path]:
         yamls = [_write_yaml(tmp / "dataset.yaml", out, f"{train.name}.txt", val_list, names)]
         for stem, text in subsets.items():
             write_text(tmp / f"{stem}.txt", text)
-            yamls.append(_write_yaml(tmp / f"{stem}.yaml", out, f"{stem}.txt", val_list, names))
+            yamls.append(_write_yaml(tmp / f"{stem}.yaml", out, f"{stem}.txt", val_list, names, seed))
         os.sync()  # one flush for the label files (written without per-file fsync) before the rename
     log.info("wrote %d YOLO dataset YAML(s) to %s", len(yamls), out)
     return [out / p.name for p in yamls]
@@ -217,6 +222,22 @@ def _read_subsets(subsets_dir: Path, train: _Split) -> dict[str, str]:
     return lists
 
 
-def _write_yaml(path: Path, root: Path, train: str, val: str, names: dict[int, str]) -> Path:
-    doc = {"path": str(root), "train": train, "val": val, "names": names}
+def _subset_seed(subsets_dir: Path) -> int | None:
+    """The ``seed`` of ``subsets_dir/summary.json`` (the draw its lists are), None without one."""
+    path = subsets_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    seed = summary.get("seed") if isinstance(summary, dict) else None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidInput(f"{path}: 'seed' is {seed!r}, expected an integer")
+    return seed
+
+
+def _write_yaml(
+    path: Path, root: Path, train: str, val: str, names: dict[int, str], subset_seed: int | None = None
+) -> Path:
+    doc: dict[str, object] = {"path": str(root), "train": train, "val": val, "names": names}
+    if subset_seed is not None:
+        doc["subset_seed"] = subset_seed
     return write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

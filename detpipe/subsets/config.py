@@ -37,7 +37,10 @@ class SubsetsConfig:
         out: output directory, written atomically (replaced when it exists).
         fractions: percentages of the non-empty images, each in (0, 100].
         strategies: any of :data:`STRATEGIES`, in output order.
-        seed: makes ``p`` and ``random`` reproducible.
+        seed: makes ``p`` and ``random`` reproducible; the root lists are drawn with it.
+        draw_seeds: more subset seeds, each an independent draw of every strategy but ``topn``
+            under ``draws/seed-<s>/``, with the overlap between draws
+            (:mod:`detpipe.subsets.draws`); repeats and ``seed`` itself are drawn once.
         nested: each smaller subset of a strategy is contained in the next larger one.
         image_prefix: prepended to each ``file_name`` in the lists; None derives
             ``./images/<split>/`` from the annotation file name.
@@ -53,6 +56,7 @@ class SubsetsConfig:
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     strategies: tuple[str, ...] = STRATEGIES
     seed: int = 0
+    draw_seeds: tuple[int, ...] = ()
     nested: bool = True
     image_prefix: str | None = None
     drop_crowd_only: bool = False
@@ -72,12 +76,16 @@ class SubsetsConfig:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise InvalidInput(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+        for s in (self.seed, *self.draw_seeds):
+            if isinstance(s, bool) or int(s) != s or s < 0:
+                raise InvalidInput(f"seed {s!r} is not a non-negative integer")
         return SubsetsConfig(
             annotations=Path(self.annotations),
             out=Path(self.out),
             fractions=tuple(sorted({float(f) for f in self.fractions})),
             strategies=tuple(dict.fromkeys(self.strategies)),
-            seed=self.seed,
+            seed=int(self.seed),
+            draw_seeds=tuple(int(s) for s in self.draw_seeds),
             nested=self.nested,
             image_prefix=self.image_prefix,
             drop_crowd_only=self.drop_crowd_only,

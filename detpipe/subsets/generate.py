@@ -8,13 +8,16 @@ Loads and validates the file (:func:`detpipe.data.coco.load_coco`: the same chec
 messages as ``detpipe data validate``), drops images without annotations (step 1), draws
 every (strategy, fraction) subset (step 2) and writes the lists, ``class_distribution.csv``,
 ``summary.json`` and the plots (step 3) into a temp sibling of ``out`` that replaces ``out``
-only once complete.
+only once complete. With ``draw_seeds``, the same temp directory also gets every other
+seed's draw under ``draws/seed-<s>/`` and the overlap between the draws (``overlap.json``,
+``overlap.csv``, ``overlap.png``; :mod:`detpipe.subsets.draws`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,10 @@ from tqdm import tqdm
 
 from detpipe.data.coco import load_coco
 from detpipe.errors import InvalidInput
-from detpipe.io import atomic_dir, write_json
+from detpipe.io import atomic_dir, fsync_path, write_json
 from detpipe.subsets.config import SubsetsConfig, default_prefix, split_name, subset_size
-from detpipe.subsets.counts import count_instances, filter_images, subset_stats
+from detpipe.subsets.counts import FilterResult, ImageCounts, count_instances, filter_images, subset_stats
+from detpipe.subsets.draws import DRAWS_DIR, draw_seeds, overlap_table, seed_dirname, write_overlap
 from detpipe.subsets.outputs import Subset, build_summary, write_class_csv, write_lists
 from detpipe.subsets.strategies import METHODS, draw
 
@@ -40,7 +44,8 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
         config: what to read, which subsets to draw and where to write them.
 
     Returns:
-        The summary (also written as ``summary.json``), with ``timings`` in seconds.
+        The summary (also written as ``summary.json``), with ``timings`` in seconds and, when
+        draws were compared, ``overlap`` (the content of ``overlap.json``) added.
 
     Raises:
         InvalidInput: bad configuration, unreadable file, or no image with annotations.
@@ -77,23 +82,26 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
         filtered.dropped_empty,
         f", {filtered.dropped_crowd_only} crowd-only" if cfg.drop_crowd_only else "",
     )
-    subsets: list[Subset] = []
+    seeds = draw_seeds(cfg.seed, cfg.draw_seeds)
+    seeded = [s for s in cfg.strategies if s != "topn"]  # topn is the same list for every seed
+    if len(seeds) > 1 and "topn" in cfg.strategies:
+        log.info(
+            "topn does not depend on the seed: drawn once, not for draw seeds %s", _seeds_text(seeds[1:])
+        )
+    if len(seeds) > 1 and not seeded:
+        seeds = seeds[:1]
     bar = tqdm(
-        total=len(cfg.strategies) * len(sizes),
+        total=(len(cfg.strategies) + len(seeded) * (len(seeds) - 1)) * len(sizes),
         desc="subsets",
         unit="subset",
         disable=None if cfg.progress else True,
     )
     try:
-        for strategy in cfg.strategies:
-            bar.set_postfix_str(strategy)
-            start = bar.n
-            rows = draw(
-                strategy, counts, sizes, seed=cfg.seed, nested=cfg.nested, on_subset=lambda _n: bar.update()
-            )
-            bar.update(start + len(sizes) - bar.n)  # fractions that round to one size count once
-            for pct, r in zip(cfg.fractions, rows, strict=True):
-                subsets.append(Subset(strategy, pct, r, subset_stats(counts, r)))
+        subsets = _draw_all(cfg.strategies, counts, cfg.fractions, sizes, cfg.seed, cfg.nested, bar)
+        others = {
+            s: _draw_all(seeded, counts, cfg.fractions, sizes, s, cfg.nested, bar, label=f" seed {s}")
+            for s in seeds[1:]
+        }
     finally:
         bar.close()
     timings["draw"] = time.perf_counter() - t
@@ -105,27 +113,92 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
     with atomic_dir(out) as tmp:
         files = write_lists(tmp, subsets, lines, split)
         write_class_csv(tmp / "class_distribution.csv", subsets, counts)
-        summary = build_summary(
-            annotations=annotations,
-            split=split,
-            image_prefix=prefix,
-            seed=cfg.seed,
-            nested=cfg.nested,
-            filtered=filtered,
-            counts=counts,
-            subsets=subsets,
-            files=files,
-            methods=METHODS,
-        )
+        summary = _summary(cfg, annotations, split, prefix, filtered, counts, subsets, files, cfg.seed)
+        table = None
+        if cfg.draw_seeds:
+            summary["draws"] = {
+                "seeds": seeds,
+                "dirs": {str(cfg.seed): ".", **{str(s): seed_dirname(s) for s in others}},
+            }
+            for s, draw in others.items():
+                where = tmp / seed_dirname(s)
+                where.mkdir(parents=True)
+                names = write_lists(where, draw, lines, split)
+                write_class_csv(where / "class_distribution.csv", draw, counts)
+                write_json(
+                    where / "summary.json",
+                    _summary(cfg, annotations, split, prefix, filtered, counts, draw, names, s),
+                )
+            if others:
+                fsync_path(tmp / DRAWS_DIR)
+                table = overlap_table(
+                    {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
+                )
+                write_overlap(tmp, table)
         write_json(tmp / "summary.json", summary)
         timings["write"] = time.perf_counter() - t
         if cfg.plots:
             from detpipe.subsets.plots import write_plots  # matplotlib only when plotting
 
             t = time.perf_counter()
-            summary["plots"] = [p.name for p in write_plots(summary, tmp)]
+            summary["plots"] = [p.name for p in write_plots(summary, tmp, overlap=table)]
             timings["plots"] = time.perf_counter() - t
             write_json(tmp / "summary.json", summary)
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    if table is not None:
+        summary["overlap"] = table  # returned for the callers (CLI, component), not in summary.json
     log.info("wrote %d lists to %s", len(files), out)
+    if others:
+        log.info("wrote the draws of seeds %s to %s/%s", _seeds_text(list(others)), out, DRAWS_DIR)
     return summary
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def _draw_all(
+    strategies: Sequence[str],
+    counts: ImageCounts,
+    fractions: Sequence[float],
+    sizes: Sequence[int],
+    seed: int,
+    nested: bool,
+    bar: tqdm,
+    label: str = "",
+) -> list[Subset]:
+    """Every (strategy, fraction) subset drawn with ``seed``, in strategy then fraction order."""
+    subsets = []
+    for strategy in strategies:
+        bar.set_postfix_str(strategy + label)
+        start = bar.n
+        rows = draw(strategy, counts, sizes, seed=seed, nested=nested, on_subset=lambda _n: bar.update())
+        bar.update(start + len(sizes) - bar.n)  # fractions that round to one size count once
+        for pct, r in zip(fractions, rows, strict=True):
+            subsets.append(Subset(strategy, pct, r, subset_stats(counts, r)))
+    return subsets
+
+
+def _summary(
+    cfg: SubsetsConfig,
+    annotations: Path,
+    split: str,
+    prefix: str,
+    filtered: FilterResult,
+    counts: ImageCounts,
+    subsets: list[Subset],
+    files: list[str],
+    seed: int,
+) -> dict[str, Any]:
+    return build_summary(
+        annotations=annotations,
+        split=split,
+        image_prefix=prefix,
+        seed=seed,
+        nested=cfg.nested,
+        filtered=filtered,
+        counts=counts,
+        subsets=subsets,
+        files=files,
+        methods=METHODS,
+    )

@@ -8,6 +8,9 @@
   proportional subset vs fraction, against the count its full-set share asks for.
 - ``deviation.png``: mean (solid) and max (dotted) relative deviation of class shares, and
   mean size-mix deviation, vs fraction, per strategy.
+- ``overlap.png`` (with draw seeds, from ``overlap.json``'s content): the mean image overlap
+  between draws vs fraction (log x), one line per strategy with the range over the pairs of
+  seeds, and two independent uniform draws' expectation dashed; linear and log y side by side.
 
 Uses matplotlib's object API with its bundled font: no pyplot state, no font downloads.
 """
@@ -197,12 +200,52 @@ def plot_deviation(summary: dict[str, Any], path: Path, dpi: int = 110) -> Path:
     return _save(fig, path, dpi=dpi)
 
 
-def write_plots(summary: dict[str, Any], out: Path) -> list[Path]:
-    """Write every plot of a run into ``out``; return their paths."""
+def plot_overlap(table: dict[str, Any], path: Path, dpi: int = 110) -> Path:
+    """Image overlap between draws vs fraction per strategy; the random expectation dashed."""
+    fig = Figure(figsize=(11, 4.2))  # fixed margins, as in plot_images_objects
+    axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.86, wspace=0.16)
+    expected: dict[float, float] = {}
+    for strategy in table["summary"]:
+        rows = [r for r in table["pairs"] if r["strategy"] == strategy]
+        x = np.array(sorted({float(r["pct"]) for r in rows}))
+        per = [[r["overlap_pct"] for r in rows if float(r["pct"]) == v] for v in x]
+        mean = np.array([np.mean(v) for v in per])
+        lo, hi = np.array([min(v) for v in per]), np.array([max(v) for v in per])
+        expected.update({float(r["pct"]): r["expected_random_pct"] for r in rows})
+        color = COLORS.get(strategy)
+        marker = STYLES.get(strategy, "o")[0]  # solid lines: the dashed one is the expectation
+        for ax, floor in zip(axes, (-np.inf, 0.0), strict=True):
+            ok = mean > floor  # the log panel leaves out pairs sharing no image
+            ax.plot(x[ok], mean[ok], marker + "-", ms=3.5, color=color, label=f"{strategy} (mean)")
+            band = (lo > floor) & ok
+            if len(table["seeds"]) > 2 and band.any():
+                ax.fill_between(x[band], lo[band], hi[band], color=color, alpha=0.15, linewidth=0)
+    ex = np.array(sorted(expected))
+    for ax, scale in zip(axes, ("linear", "log"), strict=True):
+        ax.plot(ex, [expected[v] for v in ex], "--", color="0.2", lw=1, label="random expectation 100 n/N")
+        ax.set_xscale("log")
+        ax.set_yscale(scale)
+        ax.set_xlabel("fraction of non-empty images (%)")
+        ax.set_ylabel("images shared by two draws (%)")
+        ax.set_title(f"{scale} y", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        if ax.has_data():
+            ax.legend(fontsize=8)
+    seeds = ", ".join(str(s) for s in table["seeds"])
+    band = "; band: min-max over the pairs" if len(table["seeds"]) > 2 else ""
+    fig.suptitle(f"Image overlap between independent subset draws (seeds {seeds}){band}", fontsize=10)
+    return _save(fig, path, dpi=dpi)
+
+
+def write_plots(summary: dict[str, Any], out: Path, overlap: dict[str, Any] | None = None) -> list[Path]:
+    """Write every plot of a run into ``out`` (``overlap.png`` with an overlap table); return their paths."""
     paths = [plot_images_objects(summary, out / "images_objects.png")]
     per_class = plot_per_class(summary, out / "p_per_class.png")
     if per_class is not None:
         paths.append(per_class)
     paths.append(plot_deviation(summary, out / "deviation.png"))
+    if overlap is not None:
+        paths.append(plot_overlap(overlap, out / "overlap.png"))
     log.info("wrote %d plots", len(paths))
     return paths

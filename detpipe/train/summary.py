@@ -6,6 +6,8 @@ Keys (the report stage reads ``model``, ``fraction``, ``best_map5095``, ``best_m
     model            "yolo12n"
     fraction         percent from a train2017_<pct>_<strategy> subset name, else null
     strategy         "p" | "random" | "topn" | null;  subset: the subset name or null
+    subset_seed      the subset draw trained on: the data YAML's ``subset_seed`` (written by
+                     ``detpipe data yolo --subsets``, issue 12 §1), else null
     seed, best_epoch, last_epoch (1-based), best_map5095, best_map50 (at best_epoch)
     wall_time_s      seconds of training epochs (results.csv ``time``, summed over resumed sessions)
     images_per_s     training images per second, all processes together, this session
@@ -38,14 +40,25 @@ MAP5095 = "metrics/mAP50-95(B)"
 MAP50 = "metrics/mAP50(B)"
 
 
-def subset_name(data_yaml: str | Path) -> str | None:
-    """The subset a dataset YAML trains on: its ``train`` list's name, else the YAML's own name."""
-    path = Path(data_yaml)
+def _data_yaml(path: Path) -> dict[str, Any]:
+    """A dataset YAML's mapping; an unreadable or odd file reads as empty."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         data = {}
-    train = data.get("train") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def subset_seed(data_yaml: str | Path) -> int | None:
+    """The subset draw a dataset YAML trains on: its ``subset_seed`` key, else None."""
+    seed = _data_yaml(Path(data_yaml)).get("subset_seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def subset_name(data_yaml: str | Path) -> str | None:
+    """The subset a dataset YAML trains on: its ``train`` list's name, else the YAML's own name."""
+    path = Path(data_yaml)
+    train = _data_yaml(path).get("train")
     candidates = [*(train if isinstance(train, list) else [train] if train else []), path.name]
     for candidate in candidates:
         name = PurePath(str(candidate)).name
@@ -179,6 +192,7 @@ def build_summary(
         "fraction": parsed[0] if parsed else None,
         "strategy": parsed[1] if parsed else None,
         "subset": subset,
+        "subset_seed": subset_seed(data),
         "data": str(data),
         "seed": int(seed),
         "best_epoch": int(best["epoch"]) if best else None,

@@ -146,6 +146,39 @@ def test_subset_yamls(src, tmp_path):
     assert not (out / "summary.json").exists()
 
 
+def test_subset_yamls_carry_the_seed_of_the_draw(src, tmp_path):
+    """``subset_seed`` = the subsets dir's summary.json ``seed``; ultralytics reads the YAML as before."""
+    from detpipe.ultralytics_env import configure_offline
+
+    d = _subsets(tmp_path)
+    (d / "summary.json").write_text(json.dumps({"seed": 3, "subsets": []}))
+    out = tmp_path / "yolo"
+    convert(_cfg(src, out, subsets_dir=d))
+    doc = yaml.safe_load((out / "train2017_50_p.yaml").read_text())
+    assert doc == {
+        "path": str(out),
+        "train": "train2017_50_p.txt",
+        "val": "val2017.txt",
+        "names": {0: "dog", 1: "cat"},
+        "subset_seed": 3,
+    }
+    assert "subset_seed" not in yaml.safe_load((out / "dataset.yaml").read_text())  # not a subset
+
+    configure_offline(tmp_path / "ul")
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(out / "train2017_50_p.yaml"))
+    assert (data["train"], data["nc"], data["subset_seed"]) == (str(out / "train2017_50_p.txt"), 2, 3)
+
+    (d / "summary.json").unlink()  # lists without a summary: no key
+    convert(_cfg(src, out, subsets_dir=d))
+    assert "subset_seed" not in yaml.safe_load((out / "train2017_50_p.yaml").read_text())
+    (d / "summary.json").write_text('{"seed": "3"}')
+    with pytest.raises(InvalidInput, match=r"summary\.json: 'seed' is '3', expected an integer"):
+        convert(_cfg(src, tmp_path / "yolo2", subsets_dir=d))
+    assert not (tmp_path / "yolo2").exists()
+
+
 def test_rerun_replaces_output(src, tmp_path):
     out = tmp_path / "yolo"
     convert(_cfg(src, out, subsets_dir=_subsets(tmp_path)))

@@ -119,7 +119,7 @@ def _offline_workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
-    """24 train + 8 val synthetic images as a YOLO dataset, plus train2017_50_random.yaml."""
+    """24 train + 8 val synthetic images as a YOLO dataset, plus train2017_50_random.yaml (subset_seed 1)."""
     base = tmp_path_factory.mktemp("tiny")
     coco = base / "coco"
     done = cli(
@@ -145,6 +145,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
     subsets.mkdir()
     half = train_names[::2]
     (subsets / "train2017_50_random.txt").write_text("".join(f"./images/train2017/{n}\n" for n in half))
+    (subsets / "summary.json").write_text('{"seed": 1}')  # a draw of subset seed 1: subset_seed in the YAML
     yolo = base / "yolo"
     done = cli(
         "data",

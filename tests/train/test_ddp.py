@@ -82,6 +82,7 @@ def test_torchrun_single_node_two_processes_killed_and_resumed(tiny_data: TinyDa
     # this session trained epoch 2 only: 6 images per rank, 2 per step
     _check_sharded_run(summary, images=tiny_data.subset_images, per_rank_batch=2)
     assert (summary["model"], summary["fraction"], summary["strategy"]) == ("yolov8n", 50.0, "random")
+    assert summary["subset_seed"] == 1  # ultralytics trained on a data YAML with the extra key
     assert summary["last_epoch"] == 2 and results_epochs(out) == [1, 2]
     assert sorted(p.name for p in (out / "weights").iterdir()) == ["best.pt", "last.pt"]
     assert '"world_size": 2' in done.stdout  # the summary is printed on stdout

@@ -16,6 +16,7 @@ from detpipe.train.summary import (
     parse_subset_name,
     read_results,
     subset_name,
+    subset_seed,
     training_seconds,
     trim_results,
 )
@@ -47,6 +48,28 @@ def test_subset_name_prefers_the_train_list(tmp_path: Path) -> None:
     other = tmp_path / "dataset.yaml"
     other.write_text("train: images/train\nval: images/val\nnames: {0: a}\n")
     assert subset_name(other) is None
+
+
+def test_subset_seed_comes_from_the_data_yaml(tmp_path: Path) -> None:
+    data = tmp_path / "train2017_10_p.yaml"
+    data.write_text("path: /d\ntrain: train2017_10_p.txt\nval: val2017.txt\nnames: {0: a}\nsubset_seed: 2\n")
+    assert subset_seed(data) == 2
+    rows = read_results(_csv(tmp_path, ["1,10,2.0,0.1,0.30,0.20"]))
+    summary = build_summary(
+        model="yolo12n.yaml",
+        data=str(data),
+        seed=0,
+        rows=rows,
+        config={},
+        dataset_sha256="",
+        ranks=[],
+        weights={},
+    )
+    assert (summary["subset"], summary["subset_seed"], summary["seed"]) == ("train2017_10_p", 2, 0)
+    for text in ("subset_seed: true\n", "subset_seed: '2'\n", "names: {0: a}\n", "[1, 2]\n"):
+        data.write_text(text)
+        assert subset_seed(data) is None, text
+    assert subset_seed(tmp_path / "missing.yaml") is None
 
 
 def _csv(tmp_path: Path, rows: list[str]) -> Path:
@@ -133,6 +156,7 @@ def test_build_summary(tmp_path: Path) -> None:
         "fraction": 5.0,
         "strategy": "p",
         "subset": "train2017_5_p",
+        "subset_seed": None,  # the YAML has no subset_seed key
         "seed": 3,
         "best_epoch": 2,
         "last_epoch": 2,
