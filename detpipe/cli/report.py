@@ -44,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Output (replaced atomically): report.json, report.md and "
         "PNGs with the best-mAP50-95 table (models x fractions), retention (% of the 100 % "
         "score), the cliff (adjacent fractions with the largest mAP drop, and their ratio), runs "
-        "that peaked in their last epochs, and a fit mAP(N) = a - b*N^-alpha per model (N = "
+        "that peaked in their last epochs (and those still improving when their planned epochs ran "
+        "out), regime labels per fraction (saturated / steep / collapsed), and a fit mAP(N) = "
+        "a - b*N^-alpha per model (N = "
         "fraction in percent) with the N needed to reach --target. With --reference, a "
-        "reproduction gate: each model's 100 %% run against a published score (report.json "
+        "reproduction gate: each model's 100 % run against a published score (report.json "
         "reproduction.<model>, reproduction_ok; --fail-on-mismatch exits 4). Bad input: exit 2, "
         "nothing written.",
     )
