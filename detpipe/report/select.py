@@ -112,6 +112,12 @@ def select_primary(runs: list[Run], strategy: str | None, policy: str | None) ->
             f"the main analysis uses epochs policy {primary_policy!r} (also present: {others}; "
             "see Epochs policies; choose with --epochs-policy)"
         )
+    missing = sorted({r.model for r in everything} - {r.model for r in kept})
+    if missing and kept:
+        notes.append(
+            f"{', '.join(missing)}: no runs at subset strategy {primary_strategy!r} and epochs policy "
+            f"{primary_policy!r}; shown only in the comparisons"
+        )
     left = len(runs) - len(kept)
     log.info(
         "main analysis: %d runs (strategy %s, policy %s; %d others)",

@@ -140,6 +140,13 @@ def test_no_run_at_both_primaries_is_refused(tmp_path):
     assert (
         build_report(ReportConfig(out=tmp_path / "o", table=table, strategy="random"))["source"]["runs"] == 1
     )
+    # a model trained only on another strategy is named in the notes
+    with table.open("a") as f:
+        f.write("m,10,0.4,p,fixed\nother,5,0.3,random,fixed\n")
+    report = build_report(ReportConfig(out=tmp_path / "o", table=table))
+    assert list(report["models"]) == ["m"] and list(report["strategies"]["models"]) == ["m", "other"]
+    note = "other: no runs at subset strategy 'p' and epochs policy 'fixed'; shown only in the comparisons"
+    assert note in report["notes"]
 
 
 def test_duplicates_must_differ_in_seed_or_subset_seed(tmp_path):
