@@ -2,7 +2,7 @@
 as a PyTorchJob / Kubeflow Trainer v2 TrainJob across ``nnodes`` pods."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from detpipe.components.images import DEFAULT_IMAGE
 
@@ -16,7 +16,9 @@ def train_op(
     arch: str = "yolov8n.yaml",
     fraction: float = 100.0,
     strategy: str = "p",
+    subset_seed: int = 0,
     epochs: int = 100,
+    warmup_epochs: float = -1.0,
     imgsz: int = 640,
     batch: int = 16,
     seed: int = 0,
@@ -35,7 +37,12 @@ def train_op(
     job_data_pvc: str = "detpipe-datasets",
     job_data_mount: str = "/data",
 ) -> None:
-    """Train ``arch`` from scratch on the ``train2017_<fraction>_<strategy>`` subset.
+    """Train ``arch`` from scratch on the ``train2017_<fraction>_<strategy>`` subset of draw ``subset_seed``.
+
+    ``subset_seed`` picks an independent subset draw of the subsets step (``draw_seeds``; the
+    seed the step drew its main lists with, 0 by default, is those lists). ``warmup_epochs`` >= 0
+    sets the warm-up (a sweep's iteration-matched schedule); negative leaves it to
+    ``train_overrides`` or ultralytics.
 
     ``train_overrides`` takes any other ultralytics train argument (``lr0``, ``optimizer``,
     ``mosaic``, ``nbs`` ...), as ``detpipe train --set`` does.
@@ -56,6 +63,7 @@ def train_op(
 
     from detpipe.data.layout import TRAIN_SPLIT, yolo_dataset
     from detpipe.subsets.config import list_name
+    from detpipe.subsets.draws import draw_dir
     from detpipe.train import launch
     from detpipe.train.config import build_config
     from detpipe.ultralytics_env import configure_offline
@@ -70,6 +78,9 @@ def train_op(
         "workers": workers,
         "plots": False,
     }
+    if warmup_epochs >= 0:
+        train_overrides = {**train_overrides, "warmup_epochs": warmup_epochs}
+    lists = draw_dir(subsets.path, subset_seed)
     if nnodes > 1:
         from detpipe.train import cluster
 
@@ -87,11 +98,11 @@ def train_op(
             data_mount=job_data_mount,
         )
         cfg = build_config(data_name, arch, model.path, flags=flags, sets=train_overrides, device=device)
-        summary = cluster.train_step(step, cfg, dataset.path, subsets.path)
+        summary = cluster.train_step(step, cfg, dataset.path, lists)
     else:
         configure_offline()  # before anything imports ultralytics (the cluster path trains nothing here)
         scratch = Path(tempfile.mkdtemp(prefix="detpipe-yolo-"))
-        yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=subsets.path)
+        yolo_dataset(dataset.path, scratch / "yolo", subsets_dir=lists)
         data_yaml = scratch / "yolo" / data_name
         cfg = build_config(str(data_yaml), arch, model.path, flags=flags, sets=train_overrides, device=device)
         launch.check_inputs(cfg, nproc_per_node)
@@ -103,30 +114,11 @@ def train_op(
     for key in ("best_map5095", "best_map50", "best_epoch", "images_per_s"):
         if summary.get(key) is not None:
             metrics.log_metric(key, summary[key])
-    model.metadata.update({"arch": arch, "fraction": fraction, "strategy": strategy, "seed": seed})
+    model.metadata.update(
+        {"arch": arch, "fraction": fraction, "strategy": strategy, "seed": seed, "subset_seed": subset_seed}
+    )
     model.metadata["nodes"] = nnodes
     if nnodes > 1:
         model.metadata["launcher"] = launcher
     model.metadata["framework"] = "ultralytics"
     metrics.log_metric("wall_time_s", round(time.perf_counter() - start, 3))
-
-
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def record_op(model: Input[Model], evaluation: Input[Artifact], runs: str) -> str:
-    """File one sweep cell's ``train_summary.json`` (+ COCO ``metrics.json``) under ``runs``.
-
-    ``runs`` is a directory or store URI prefix; the report step reads every summary there.
-    Returns where the cell was recorded.
-    """
-    from pathlib import Path
-
-    from detpipe.io import read_json
-    from detpipe.store import open_store
-
-    summary = read_json(Path(model.path) / "train_summary.json")
-    pct = f"{summary['fraction']:g}" if summary.get("fraction") is not None else "full"
-    cell = f"{summary['model']}_{pct}_{summary.get('strategy') or 'all'}_s{summary.get('seed', 0)}"
-    store = open_store(runs)
-    store.put_file(f"{cell}/train_summary.json", Path(model.path) / "train_summary.json")
-    store.put_file(f"{cell}/metrics.json", Path(evaluation.path) / "metrics.json")
-    return f"{store.uri}/{cell}"

@@ -216,10 +216,19 @@ def format_summary(summary: dict[str, Any]) -> str:
         for name, uri in t.get("artifacts", {}).items():
             lines.append(f"{pad}  {name}: {uri}")
         for name, value in t.get("parameters", {}).items():
-            lines.append(f"{pad}  {name} = {value}")
+            lines.append(f"{pad}  {name} = {_shorten(value)}")
     for s in summary.get("skipped", []):
         lines += ["", f"!! SKIPPED {s['format']} in {s['task']} (CPU-only run, not released): {s['reason']}"]
     return "\n".join(lines)
+
+
+def _shorten(value: Any, width: int = 160) -> str:
+    """A parameter for the table: long ones (the sweep plan's cells) cut, the count said."""
+    text = str(value)
+    if len(text) <= width:
+        return text
+    count = f" ({len(value)} items)" if isinstance(value, list | dict) else ""
+    return f"{text[: width - 4]} ...{count}"
 
 
 def _fmt(v: Any) -> str:

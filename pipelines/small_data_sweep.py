@@ -1,7 +1,13 @@
 """small_data_sweep: the data-scaling study as a pipeline.
 
-    data -> subsets -> ParallelFor(cells: model x fraction x seed) [train -> evaluate -> record
-         -> logs] -> report
+    data -> subsets -> plan -> ParallelFor(planned cells) [train -> evaluate -> record -> logs] -> report
+
+The plan step crosses the ``cells`` grid (model x fraction x training seed) with the subset
+``strategies`` (``p``, ``random``, ``topn``: the study trained ``p`` and proposed comparing
+them) and the ``subset_seeds`` (independent subset draws, so the report can tell the variance
+of the draw from the variance of training), and schedules every cell by ``epochs_policy``:
+``fixed`` (the study: every fraction ``epochs``) or ``iterations`` (epochs scaled so every
+cell takes the same optimizer steps, at most ``max_epochs_scale`` x; warm-up alike).
 
 Each cell records its ``train_summary.json`` and COCO ``metrics.json`` under ``runs`` (a
 store prefix), and its training-log analysis (``detpipe logs analyze``) under the cell's
@@ -23,7 +29,7 @@ from detpipe.components.data import data_op
 from detpipe.components.logs import logs_op
 from detpipe.components.report import report_op
 from detpipe.components.subsets import subsets_op
-from detpipe.components.train import record_op
+from detpipe.components.sweep import plan_op, record_op
 from detpipe.pipelines.settings import PipelineSettings
 from detpipe.pipelines.tasks import configure, train_and_evaluate
 
@@ -71,7 +77,10 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         coco_root: str = "",
         synth_images: int = 240,
         synth_imgsz: int = 320,
-        strategy: str = "p",
+        strategies: list = ["p"],  # noqa: B006
+        subset_seeds: list = [0],  # noqa: B006
+        epochs_policy: str = "fixed",
+        max_epochs_scale: float = 10.0,
         epochs: int = 600,
         imgsz: int = 640,
         batch: int = 16,
@@ -92,16 +101,35 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
             name="data",
         )
         dataset = data.outputs["dataset"]
-        subsets = configure(subsets_op(dataset=dataset), settings, name="subsets")
-        with dsl.ParallelFor(cells, parallelism=settings.sweep_parallelism) as cell:
+        subsets = configure(subsets_op(dataset=dataset, draw_seeds=subset_seeds), settings, name="subsets")
+        plan = configure(
+            plan_op(
+                subsets=subsets.outputs["subsets"],
+                cells=cells,
+                runs=runs,
+                strategies=strategies,
+                subset_seeds=subset_seeds,
+                epochs_policy=epochs_policy,
+                epochs=epochs,
+                batch=batch,
+                train_overrides=train_overrides,
+                max_epochs_scale=max_epochs_scale,
+            ),
+            settings,
+            store=True,
+            name="plan",
+        )
+        with dsl.ParallelFor(plan.outputs["Output"], parallelism=settings.sweep_parallelism) as cell:
             train, evaluation = train_and_evaluate(
                 settings,
                 dataset,
                 subsets.outputs["subsets"],
                 arch=cell.arch,
                 fraction=cell.fraction,
-                strategy=strategy,
-                epochs=epochs,
+                strategy=cell.strategy,
+                subset_seed=cell.subset_seed,
+                epochs=cell.epochs,
+                warmup_epochs=cell.warmup_epochs,
                 imgsz=imgsz,
                 batch=batch,
                 seed=cell.seed,
@@ -116,7 +144,10 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
             )
             record = configure(
                 record_op(
-                    model=train.outputs["model"], evaluation=evaluation.outputs["evaluation"], runs=runs
+                    model=train.outputs["model"],
+                    evaluation=evaluation.outputs["evaluation"],
+                    runs=runs,
+                    cell=cell,
                 ),
                 settings,
                 store=True,

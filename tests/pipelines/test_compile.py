@@ -124,16 +124,30 @@ SECRET_ENV = (
 )
 
 
-def test_sweep_loops_over_cells_then_reports(compiled):
+def test_sweep_plans_cells_loops_over_them_then_reports(compiled):
     spec, _ = load_compiled(compiled["small_data_sweep"])
     tasks = spec["root"]["dag"]["tasks"]
-    loop = next(t for name, t in tasks.items() if name.startswith("for-loop"))
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("cells")
-    assert set(tasks["report-op"]["dependentTasks"]) == {next(n for n in tasks if n.startswith("for-loop"))}
+    loop_name = next(name for name in tasks if name.startswith("for-loop"))
+    loop = tasks[loop_name]
+    # the loop runs the plan step's cells (grid x strategies x subset draws, each with its schedule)
+    items = loop["parameterIterator"]["items"]["inputParameter"]
+    assert loop["inputs"]["parameters"][items]["taskOutputParameter"]["producerTask"] == "plan-op"
+    plan_inputs = tasks["plan-op"]["inputs"]["parameters"]
+    for name in ("cells", "strategies", "subset_seeds", "epochs_policy", "epochs", "max_epochs_scale"):
+        assert plan_inputs[name]["componentInputParameter"] == name
+    draws = tasks["subsets-op"]["inputs"]["parameters"]["draw_seeds"]
+    assert draws["componentInputParameter"] == "subset_seeds"
+    assert set(tasks["report-op"]["dependentTasks"]) == {loop_name}
     loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     assert set(loop_tasks) == {"train-op", "evaluate-op", "record-op", "logs-op"}
-    default_cells = spec["root"]["inputDefinitions"]["parameters"]["cells"]["defaultValue"]
-    assert default_cells == sweep_grid()
+    train_inputs = loop_tasks["train-op"]["inputs"]["parameters"]
+    for name in ("strategy", "subset_seed", "epochs", "warmup_epochs", "fraction", "seed", "arch"):
+        assert train_inputs[name]["componentInputParameter"] == f"{items}-loop-item", name
+        assert train_inputs[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["cells"]["defaultValue"] == sweep_grid()
+    assert (params["strategies"]["defaultValue"], params["subset_seeds"]["defaultValue"]) == (["p"], [0])
+    assert params["epochs_policy"]["defaultValue"] == "fixed"
 
 
 def test_study_grid():

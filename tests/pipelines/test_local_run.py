@@ -94,27 +94,41 @@ def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
 
 @pytest.mark.slow
 def test_small_data_sweep_runs_locally_and_reports(tmp_path):
+    """Two subset draws at 50 %, iteration-matched: 3 cells, the 50 % ones trained twice the epochs."""
     workdir = tmp_path / "sweep"
     cells = "[{arch: yolov8n.yaml, fraction: 50.0, seed: 0}, {arch: yolov8n.yaml, fraction: 100.0, seed: 0}]"
     tiny = {"synth_images": 24, "synth_imgsz": 128, "epochs": 1, "imgsz": 64, "batch": 8, "cells": cells}
+    tiny |= {"strategies": "[random]", "subset_seeds": "[0, 1]", "epochs_policy": "iterations"}
     res, summary = _pipeline_run(workdir, tiny, "--pipeline", "small_data_sweep")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert summary["status"] == "SUCCESS"
     names = sorted(t["task"] for t in summary["tasks"])
     steps = ("evaluate-op", "logs-op", "record-op", "train-op")
-    loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1) for op in steps]
-    assert names == sorted(["data-op", "subsets-op", "report-op", *loop])
+    loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1, 2) for op in steps]
+    assert names == sorted(["data-op", "subsets-op", "plan-op", "report-op", *loop])
     assert all(t["wall_time_s"] > 0 for t in summary["tasks"])
 
     runs = workdir / "store" / "sweeps" / "local"
-    assert sorted(p.name for p in runs.iterdir()) == ["yolov8n_100_p_s0", "yolov8n_50_p_s0"]
-    assert all((p / "train_summary.json").is_file() for p in runs.iterdir())
+    cell_dirs = sorted(p.name for p in runs.iterdir() if p.name != "subsets")
+    assert cell_dirs == [
+        "yolov8n_100_random_s0_iters",
+        "yolov8n_50_random_s0_d1_iters",
+        "yolov8n_50_random_s0_iters",
+    ]
+    assert (runs / "subsets" / "overlap.json").is_file()  # the plan step filed the draws' overlap
+    cell = json.loads((runs / "yolov8n_50_random_s0_d1_iters" / "cell.json").read_text())
+    assert (cell["subset_seed"], cell["epochs"], cell["epochs_policy"]) == (1, 2, "iterations")
+    trained = json.loads((runs / "yolov8n_50_random_s0_d1_iters" / "train_summary.json").read_text())
+    assert (trained["subset_seed"], trained["last_epoch"]) == (1, 2)  # the draw and the schedule ran
     report_dir = Path(next(t for t in summary["tasks"] if t["task"] == "report-op")["artifacts"]["report"])
     report = json.loads((report_dir / "report.json").read_text())
     model = report["models"]["yolov8n"]
     assert set(model["best_map5095"]) == {"50", "100"}  # one epoch: scores near 0, no retention
+    assert model["best_map5095"]["50"]["n"] == 2  # both draws
+    assert report["variance"]["yolov8n"]["50"]["draws"] == [0, 1]
+    assert {r["epochs_policy"] for r in report["schedules"]} == {"iterations"}
     assert {"map_vs_size.png", "retention_vs_size.png", "cliff.png"} <= {p.name for p in report_dir.iterdir()}
     # every cell's training-log analysis is filed beside its summary and linked by the report
-    assert all((p / "logs" / "analysis.json").is_file() for p in runs.iterdir())
+    assert all((runs / name / "logs" / "analysis.json").is_file() for name in cell_dirs)
     linked = sorted((e["fraction"], e["status"]) for e in report["logs"])
-    assert linked == [("100", "completed"), ("50", "completed")]
+    assert linked == [("100", "completed"), ("50", "completed"), ("50", "completed")]
