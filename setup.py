@@ -19,5 +19,5 @@ setup(
     packages=[*find_packages(include=["detpipe", "detpipe.*"]), *TOP_LEVEL],
     package_dir=TOP_LEVEL,
     # Data files read at run time through importlib.resources.
-    package_data={"detpipe.report": ["references/*.csv"]},
+    package_data={"detpipe.report": ["references/*.csv"], "detpipe.train": ["configs/*.yaml"]},
 )

@@ -8,7 +8,12 @@ from detpipe.components.images import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def report_op(
-    runs: str, report: Output[Artifact], target: float = 0.4, strategy: str = "", epochs_policy: str = ""
+    runs: str,
+    report: Output[Artifact],
+    target: float = 0.4,
+    strategy: str = "",
+    epochs_policy: str = "",
+    fit_min_fraction: float = 0.0,
 ) -> None:
     """Build the data-scaling report (table, retention, cliff, power-law fit, strategy and
     epochs-policy comparisons, variance across subset draws vs seeds, plots) from ``runs``.
@@ -16,7 +21,8 @@ def report_op(
     ``runs`` is a directory or store URI prefix holding the sweep's cells (``train_summary.json``,
     ``cell.json``, ``logs/analysis.json``, which the report links) and ``subsets/overlap.json``
     (the overlap between subset draws, filed by the plan step). ``strategy`` and
-    ``epochs_policy`` choose the main analysis' (empty: ``p`` and ``fixed`` when present).
+    ``epochs_policy`` choose the main analysis' (empty: ``p`` and ``fixed`` when present);
+    ``fit_min_fraction`` > 0 fits the power law to the fractions from it up only (0: all).
     """
     import tempfile
     from pathlib import Path
@@ -43,6 +49,7 @@ def report_op(
             target=target,
             strategy=strategy or None,
             epochs_policy=epochs_policy or None,
+            fit_min_fraction=fit_min_fraction or None,
             subsets=overlap.parent if overlap.is_file() else None,
         )
     )

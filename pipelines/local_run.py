@@ -67,6 +67,10 @@ class _TaskClock(logging.Filter):
         return round(best[2] - best[1], 3)
 
 
+REPORT_ARGUMENTS = ("runs", "target", "fit_min_fraction")
+"""The sweep's arguments its report step takes (locally a second pipeline run)."""
+
+
 def _init_local(pipeline_root: Path) -> None:
     from kfp import local
 
@@ -167,7 +171,8 @@ def run_local(
     if pipeline == "small_data_sweep" and all(t["status"] == "SUCCESS" for t in tasks):
         from detpipe.pipelines.small_data_sweep import build_sweep_report
 
-        report = _run(build_sweep_report(settings), {"runs": arguments["runs"]}, pipeline_root)
+        report_args = {k: arguments[k] for k in REPORT_ARGUMENTS if k in arguments}
+        report = _run(build_sweep_report(settings), report_args, pipeline_root)
         tasks += collect_tasks(report)
         wall += report.wall
     summary = {

@@ -77,6 +77,7 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         coco_root: str = "",
         synth_images: int = 240,
         synth_imgsz: int = 320,
+        synth_classes: int = 6,
         strategies: list = ["p"],  # noqa: B006
         subset_seeds: list = [0],  # noqa: B006
         epochs_policy: str = "fixed",
@@ -93,9 +94,15 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         job_store: str = "s3://detpipe",
         job_timeout_s: int = 72 * 3600,
         target: float = 0.4,
+        fit_min_fraction: float = 0.0,
     ) -> None:
         data = configure(
-            data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz),
+            data_op(
+                coco_root=coco_root,
+                synth_images=synth_images,
+                synth_imgsz=synth_imgsz,
+                synth_classes=synth_classes,
+            ),
             settings,
             retry=True,
             name="data",
@@ -158,7 +165,12 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
                 logs_op(model=train.outputs["model"], cell=record.output), settings, store=True, name="logs"
             )
         if fan_in:
-            report = configure(report_op(runs=runs, target=target), settings, store=True, name="report")
+            report = configure(
+                report_op(runs=runs, target=target, fit_min_fraction=fit_min_fraction),
+                settings,
+                store=True,
+                name="report",
+            )
             report.after(record, logs)
 
     return small_data_sweep
@@ -168,7 +180,12 @@ def build_sweep_report(settings: PipelineSettings) -> Callable[..., Any]:
     """A one-step pipeline running the sweep's report (the local runner's fan-in)."""
 
     @dsl.pipeline(name="small-data-sweep-report")
-    def sweep_report(runs: str, target: float = 0.4) -> None:
-        configure(report_op(runs=runs, target=target), settings, store=True, name="report")
+    def sweep_report(runs: str, target: float = 0.4, fit_min_fraction: float = 0.0) -> None:
+        configure(
+            report_op(runs=runs, target=target, fit_min_fraction=fit_min_fraction),
+            settings,
+            store=True,
+            name="report",
+        )
 
     return sweep_report

@@ -21,8 +21,10 @@ import pytest
 from serve_client import Server, start_serve
 from store_servers import MotoServer, S3Server, s3_env
 
+from detpipe.train.models import CONFIGS_DIR
+
 HERE = Path(__file__).resolve().parent
-PICO_YAML = HERE / "export" / "yolov8-pico.yaml"
+PICO_YAML = CONFIGS_DIR / "yolov8-pico.yaml"
 SYNTH = {"images": 128, "val_images": 32, "classes": 2, "imgsz": 64, "seed": 0}
 TRAIN = {"epochs": 40, "imgsz": 64, "batch": 16, "seed": 0}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.errors import DetpipeError, GateFailed, InvalidInput
+from detpipe.io import read_json
 from detpipe.overrides import parse_set
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
@@ -114,10 +115,24 @@ def _run(args: argparse.Namespace) -> int:
 
     summary = run_local(args.pipeline, Path(args.workdir), _arguments(args))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if not args.json:
+        for line in report_headline(summary):
+            print(line)
     if summary["status"] != "SUCCESS":
         failed = summary["tasks"][-1]["task"] if summary["tasks"] else "(no step ran)"
         raise run_failure(args.pipeline, failed, Path(args.workdir) / "run_summary.json")
     return 0
+
+
+def report_headline(summary: dict[str, Any]) -> list[str]:
+    """A sweep's answer under its run table: the report's headline and where report.md is."""
+    from detpipe.report.render import headline
+
+    task = next((t for t in summary["tasks"] if t["task"] == "report-op" and t["status"] == "SUCCESS"), None)
+    if task is None:
+        return []
+    report_dir = Path(task["artifacts"]["report"])
+    return ["", *headline(read_json(report_dir / "report.json")), str(report_dir / "report.md")]
 
 
 GATE_TASKS = ("gate-op",)

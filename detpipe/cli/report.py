@@ -140,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from detpipe.errors import GateFailed
     from detpipe.report.build import ReportConfig, write_report
-    from detpipe.report.render import format_percent
+    from detpipe.report.render import headline
 
     config = ReportConfig(
         out=args.out,
@@ -157,23 +157,8 @@ def _report(args: argparse.Namespace) -> int:
         subsets=args.subsets,
     )
     report = write_report(config)
-    for name, model in report["models"].items():
-        cliff, fit = model["cliff"], model["fit"]
-        if cliff is None:
-            step = "no cliff"
-        else:
-            ratio = "n/a" if cliff["ratio"] is None else f"{cliff['ratio']:.3f}"
-            step = f"cliff {cliff['from']} % -> {cliff['to']} % (ratio {ratio})"
-        if fit["status"] != "ok":
-            need = fit["status"]
-        elif fit["target"]["status"] == "reachable":
-            need = f"mAP {config.target:g} at {format_percent(fit['target']['fraction'])} %"
-        else:
-            need = f"mAP {config.target:g} not reachable"
-        print(f"{name}: {step}; {need}")
-    for name, winners in report["strategies"]["winner"].items():
-        text = ", ".join(f"{k} % {v}" for k, v in winners.items())
-        print(f"{name}: best strategy per fraction: {text}")
+    for line in headline(report):
+        print(line)
     failed = []
     for name, e in (report["reproduction"] or {}).items():
         if e["ours"] is None:

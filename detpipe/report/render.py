@@ -12,6 +12,7 @@ from typing import Any
 
 from detpipe.report.collect import fraction_key
 from detpipe.report.sections import (
+    format_stat,
     overlap_lines,
     policies_lines,
     regimes_lines,
@@ -47,14 +48,6 @@ def format_percent(x: float) -> str:
 
 def _frac(x: float | str) -> str:
     return f"{fraction_key(float(x))} %"
-
-
-def _map_cell(cell: dict[str, Any] | None) -> str:
-    if cell is None:
-        return "—"
-    if cell["std"] is None:
-        return f"{cell['mean']:.3f}"
-    return f"{cell['mean']:.3f} ± {cell['std']:.3f} (n={cell['n']})"
 
 
 def _stability_cell(entries: list[dict[str, Any]] | None) -> str:
@@ -137,7 +130,7 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
         "",
     ]
     out += _table(
-        heads, [[m] + [_map_cell(d["best_map5095"].get(k)) for k in keys] for m, d in models.items()]
+        heads, [[m] + [format_stat(d["best_map5095"].get(k)) for k in keys] for m, d in models.items()]
     )
 
     out += ["", "## Retention (% of the model's 100 % score)", ""]
@@ -260,3 +253,28 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     if report["notes"]:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(out).rstrip() + "\n"
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """One line per model (its cliff and the data for the target mAP), then the best strategies:
+    what ``detpipe report`` and a local sweep print."""
+    target = report["settings"]["target"]
+    lines = []
+    for name, model in report["models"].items():
+        cliff, fit = model["cliff"], model["fit"]
+        if cliff is None:
+            step = "no cliff"
+        else:
+            ratio = "n/a" if cliff["ratio"] is None else f"{cliff['ratio']:.3f}"
+            step = f"cliff {cliff['from']} % -> {cliff['to']} % (ratio {ratio})"
+        if fit["status"] != "ok":
+            need = fit["status"]
+        elif fit["target"]["status"] == "reachable":
+            need = f"mAP {target:g} at {format_percent(fit['target']['fraction'])} %"
+        else:
+            need = f"mAP {target:g} not reachable"
+        lines.append(f"{name}: {step}; {need}")
+    for name, winners in report["strategies"]["winner"].items():
+        text = ", ".join(f"{k} % {v}" for k, v in winners.items())
+        lines.append(f"{name}: best strategy per fraction: {text}")
+    return lines

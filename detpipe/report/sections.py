@@ -34,7 +34,8 @@ def _opt(value: Any, fmt: str = "{}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
-def _stat(cell: dict[str, Any] | None) -> str:
+def format_stat(cell: dict[str, Any] | None) -> str:
+    """A ``{mean, std, n}`` cell: ``0.412 ± 0.013 (n=3)``, the mean alone for one run, — for none."""
     if cell is None:
         return "—"
     if cell["std"] is None:
@@ -60,7 +61,7 @@ def _axis_lines(comparison: dict[str, Any] | None, title: str, what: str, held: 
             win = comparison["winner"].get(model, {}).get(key)
             row = [model, frac(key)]
             for value in present:
-                text = _stat(cell.get(value))
+                text = format_stat(cell.get(value))
                 row.append(f"**{text}**" if value == win else text)
             rows.append(row)
     return out + table(["model", "fraction", *[f"`{v}`" for v in present]], rows)

@@ -331,8 +331,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--model",
         required=True,
-        help="yolov8n.yaml ... yolo12x.yaml (scratch), a local model YAML, or weights: a local .pt "
-        "or s3:// URI. Nothing is ever downloaded from a hub.",
+        help="yolov8n.yaml ... yolo12x.yaml (scratch), yolov8-pico.yaml (detpipe's 1/8-width YOLOv8 "
+        "for CPU demos), a local model YAML, or weights: a local .pt or s3:// URI. Nothing is ever "
+        "downloaded from a hub.",
     )
     run.add_argument("--out", required=True, help="run directory (weights/, results.csv, train_summary.json)")
     run.add_argument(

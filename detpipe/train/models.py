@@ -6,6 +6,8 @@
   ``yolo12x.yaml`` (the ``.yaml`` may be left out). ultralytics ships one YAML with a
   ``scales:`` table for v8, 11 and 12 and one file per scale for v9 and v10; both resolve to a
   file inside the installed ultralytics package, so nothing is fetched;
+* a config detpipe ships in ``detpipe/train/configs`` (``yolov8-pico.yaml``: YOLOv8 at 1/8
+  width, for CPU demos);
 * a local model YAML (a custom architecture);
 * weights: a local ``.pt`` file or a store URI (``s3://bucket/key.pt``, ``file://...``),
   downloaded through :mod:`detpipe.store`.
@@ -32,6 +34,8 @@ import yaml
 from detpipe.errors import InvalidInput
 
 STORE_SCHEMES = ("s3://", "file://")
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""Model configs detpipe ships (found by file name, like the built-in ones)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ def is_store_uri(text: str) -> bool:
     return str(text).lower().startswith(STORE_SCHEMES)
 
 
+def shipped_configs() -> list[str]:
+    """The config files detpipe ships, e.g. ``["yolov8-pico.yaml"]``."""
+    return sorted(p.name for p in CONFIGS_DIR.glob("*.yaml"))
+
+
 def builtin_names() -> list[str]:
     """Every built-in config name, e.g. ``["yolov8n", ..., "yolo12x"]``."""
     return [f"{a.family}{s}" for a in ARCHITECTURES.values() for s in a.scales]
@@ -159,6 +168,9 @@ def resolve_model(text: str) -> ModelSource:
         return ModelSource(text, "config", str(path), path.stem, config_file=path)
     if "/" in text or "\\" in text:
         raise InvalidInput(f"--model {text}: no such file")
+    shipped = CONFIGS_DIR / (text if lowered.endswith((".yaml", ".yml")) else f"{text}.yaml")
+    if shipped.is_file():
+        return ModelSource(text, "config", str(shipped), shipped.stem, config_file=shipped)
     _, _, config = resolve_builtin(text)
     stem = text.removesuffix(".yaml").removesuffix(".yml")
     # ultralytics reads the scale from the file *name* it is given, so pass the scaled name:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,8 +17,9 @@ from detpipe.device import resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
 from detpipe.publish import PublishConfig, release_files
+from detpipe.train.models import CONFIGS_DIR
 
-PICO = Path(__file__).resolve().parents[1] / "export" / "yolov8-pico.yaml"
+PICO = CONFIGS_DIR / "yolov8-pico.yaml"
 STATS = (
     "min_ms",
     "mean_ms",

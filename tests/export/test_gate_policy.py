@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,9 @@ from detpipe.errors import GateFailed, Unavailable
 from detpipe.export.gate import FLOOR_HINT, GateConfig, enforce, evaluate_gate, gate_from_report
 from detpipe.export.stage import ExportConfig, run_export
 from detpipe.export.tensorrt_build import engine_unavailable_reason
+from detpipe.train.models import CONFIGS_DIR
 
-PICO_YAML = Path(__file__).resolve().parent / "yolov8-pico.yaml"
+PICO_YAML = CONFIGS_DIR / "yolov8-pico.yaml"
 
 
 def _cuda() -> bool:

@@ -11,6 +11,7 @@ import pytest
 from logs_runs import clean, nan_loss, spiky, stopped_early
 
 from detpipe.cli.main import main
+from detpipe.train.models import CONFIGS_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -117,7 +118,7 @@ def test_a_real_ultralytics_run(tmp_path, trained_pico: Path):
     assert entry["losses"]["train/box_loss"]["change_pct"] < 0  # it learned
     assert entry["lr_phases"][0]["phase"] == "warm-up"
     assert entry["time"]["total_s"] > 0
-    pico = Path(__file__).parents[1] / "export" / "yolov8-pico.yaml"
+    pico = CONFIGS_DIR / "yolov8-pico.yaml"
     assert entry["params"] == sum(
         p.numel() for p in DetectionModel(str(pico), nc=2, verbose=False).parameters()
     )

@@ -122,6 +122,8 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     assert (trained["subset_seed"], trained["last_epoch"]) == (1, 2)  # the draw and the schedule ran
     report_dir = Path(next(t for t in summary["tasks"] if t["task"] == "report-op")["artifacts"]["report"])
     report = json.loads((report_dir / "report.json").read_text())
+    assert res.stdout.splitlines()[-1] == str(report_dir / "report.md")  # the answer under the run table
+    assert res.stdout.splitlines()[-2].startswith("yolov8n: ")
     model = report["models"]["yolov8n"]
     assert set(model["best_map5095"]) == {"50", "100"}  # one epoch: scores near 0, no retention
     assert model["best_map5095"]["50"]["n"] == 2  # both draws

@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from detpipe.errors import InvalidInput
-from detpipe.train.models import ARCHITECTURES, builtin_names, resolve_model, ultralytics_models_dir
+from detpipe.train.models import (
+    ARCHITECTURES,
+    CONFIGS_DIR,
+    builtin_names,
+    resolve_model,
+    shipped_configs,
+    ultralytics_models_dir,
+)
 
 
 @pytest.fixture
@@ -86,3 +93,14 @@ def test_local_files_and_store_weights(tmp_path: Path, no_network: None) -> None
     assert (local.kind, local.remote, local.ultralytics_model) == ("weights", False, str(weights))
     remote = resolve_model("s3://detpipe/models/y/1/weights.pt")
     assert (remote.kind, remote.remote) == ("weights", True)
+
+
+def test_shipped_configs_resolve_by_name(no_network: None) -> None:
+    assert "yolov8-pico.yaml" in shipped_configs()
+    for text in ("yolov8-pico.yaml", "yolov8-pico"):
+        source = resolve_model(text)
+        assert (source.kind, source.name) == ("config", "yolov8-pico")
+        assert source.config_file == CONFIGS_DIR / "yolov8-pico.yaml"
+        assert Path(source.ultralytics_model).is_file()  # a path: ultralytics does not look it up
+    with pytest.raises(InvalidInput, match="not a built-in YOLO config"):
+        resolve_model("yolov8-femto.yaml")
