@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a pipeline on this machine with kfp.local (SubprocessRunner, this Python "
         "environment): every step is a subprocess, artifacts live under WORKDIR/pipeline_root and "
         "releases in the local store WORKDIR/store. Prints a per-step summary (status, wall time, "
-        "metrics, artifact URIs) and writes it to WORKDIR/run_summary.json.",
+        "metrics, artifact URIs) and writes it to WORKDIR/run_summary.json; small_data_sweep then "
+        "prints its report's headline (cliff, data for the target mAP) and report.md's path. "
+        "small_data_sweep's axes: cells (model x fraction x seed), strategies (e.g. [p, random]), "
+        "subset_seeds (independent subset draws, e.g. [0, 1, 2]), epochs_policy (fixed | iterations: "
+        "the same optimizer steps at every fraction, at most max_epochs_scale x the epochs).",
     )
     _add_common(p)
     p.add_argument("--workdir", default="runs/local", help="where everything goes (default: runs/local)")

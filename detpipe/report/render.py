@@ -238,14 +238,17 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
             [
                 e["model"],
                 _frac(e["fraction"]),
+                e.get("strategy") or "—",
                 "—" if e["seed"] is None else str(e["seed"]),
+                "—" if e.get("subset_seed") is None else str(e["subset_seed"]),
                 e["status"] or "—",
                 "—" if e["stable_epoch"] is None else str(e["stable_epoch"]),
                 f"[{e['analysis']}]({e['analysis']})",
             ]
-            for e in report["logs"]
+            for e in sorted(report["logs"], key=_log_order)
         ]
-        out += _table(["model", "fraction", "seed", "status", "stable from", "analysis"], rows, align="l")
+        header = ["model", "fraction", "strategy", "seed", "draw", "status", "stable from", "analysis"]
+        out += _table(header, rows, align="l")
 
     if plots:
         out += ["", "## Plots", ""]
@@ -253,6 +256,17 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     if report["notes"]:
         out += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _log_order(entry: dict[str, Any]) -> tuple:
+    """Training-log rows by model, fraction (ascending), strategy, seed, draw."""
+    return (
+        entry["model"],
+        float(entry["fraction"]),
+        entry.get("strategy") or "",
+        entry["seed"] if entry["seed"] is not None else -1,
+        entry.get("subset_seed") if entry.get("subset_seed") is not None else -1,
+    )
 
 
 def headline(report: dict[str, Any]) -> list[str]:

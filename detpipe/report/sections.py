@@ -182,12 +182,15 @@ def overlap_lines(report: dict[str, Any]) -> list[str]:
         "",
         f"Pairwise image overlap of independent draws{drawn}: mean (max) % of one draw's images "
         "also in the other, the % two independent uniform draws would share, and the largest "
-        "per-class overlap (Dice over the images holding the class).",
+        "per-class overlap (Dice over the images holding the class). Rows: the fractions "
+        "trained (report.json keeps every fraction of the subsets).",
         "",
     ]
+    trained = set(report["fractions"])
     rows = []
     for strategy, by_pct in overlap.items():
-        for key, e in by_pct.items():
+        shown = {k: e for k, e in by_pct.items() if k in trained} or by_pct
+        for key, e in shown.items():
             largest = _opt(e["max_class_overlap_pct"], "{:.1f} %")
             if e["max_class"] is not None and e["max_class_overlap_pct"] is not None:
                 largest += f" ({e['max_class']})"

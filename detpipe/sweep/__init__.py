@@ -1,7 +1,7 @@
 """The data-scaling sweep's own logic: its grid, its training schedules and its records.
 
     cells = plan_cells(grid, strategies=["p", "random"], subset_seeds=[0, 1], sizes=subset_sizes(summary),
-                       schedule=ScheduleConfig(policy="iterations", epochs=600, batch=256))
+                       config=ScheduleConfig(policy="iterations", epochs=600, batch=256))
     record_cell(model_dir, evaluation_dir, "s3://detpipe/sweeps/yolo12", cells[0])
 
 Modules: :mod:`~detpipe.sweep.schedule` (fixed and iteration-matched epochs),
