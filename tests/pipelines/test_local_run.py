@@ -94,9 +94,9 @@ def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
 
 @pytest.mark.slow
 def test_small_data_sweep_runs_locally_and_reports(tmp_path):
-    """Two subset draws at 50 %, iteration-matched: 3 cells, the 50 % ones trained twice the epochs."""
+    """Two subset draws at 50 %, iteration-matched: 2 cells, each trained twice the epochs of 100 %."""
     workdir = tmp_path / "sweep"
-    cells = "[{arch: yolov8n.yaml, fraction: 50.0, seed: 0}, {arch: yolov8n.yaml, fraction: 100.0, seed: 0}]"
+    cells = "[{arch: yolov8n.yaml, fraction: 50.0, seed: 0}]"
     tiny = {"synth_images": 24, "synth_imgsz": 128, "epochs": 1, "imgsz": 64, "batch": 8, "cells": cells}
     tiny |= {"strategies": "[random]", "subset_seeds": "[0, 1]", "epochs_policy": "iterations"}
     res, summary = _pipeline_run(workdir, tiny, "--pipeline", "small_data_sweep")
@@ -104,17 +104,13 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     assert summary["status"] == "SUCCESS"
     names = sorted(t["task"] for t in summary["tasks"])
     steps = ("evaluate-op", "logs-op", "record-op", "train-op")
-    loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1, 2) for op in steps]
+    loop = [f"for-loop-1-iteration-{i}/{op}" for i in (0, 1) for op in steps]
     assert names == sorted(["data-op", "subsets-op", "plan-op", "report-op", *loop])
     assert all(t["wall_time_s"] > 0 for t in summary["tasks"])
 
     runs = workdir / "store" / "sweeps" / "local"
     cell_dirs = sorted(p.name for p in runs.iterdir() if p.name != "subsets")
-    assert cell_dirs == [
-        "yolov8n_100_random_s0_iters",
-        "yolov8n_50_random_s0_d1_iters",
-        "yolov8n_50_random_s0_iters",
-    ]
+    assert cell_dirs == ["yolov8n_50_random_s0_d1_iters", "yolov8n_50_random_s0_iters"]
     assert (runs / "subsets" / "overlap.json").is_file()  # the plan step filed the draws' overlap
     cell = json.loads((runs / "yolov8n_50_random_s0_d1_iters" / "cell.json").read_text())
     assert (cell["subset_seed"], cell["epochs"], cell["epochs_policy"]) == (1, 2, "iterations")
@@ -122,10 +118,11 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     assert (trained["subset_seed"], trained["last_epoch"]) == (1, 2)  # the draw and the schedule ran
     report_dir = Path(next(t for t in summary["tasks"] if t["task"] == "report-op")["artifacts"]["report"])
     report = json.loads((report_dir / "report.json").read_text())
-    assert res.stdout.splitlines()[-1] == str(report_dir / "report.md")  # the answer under the run table
-    assert res.stdout.splitlines()[-2].startswith("yolov8n: ")
+    # the answer under the run table (kfp.local may leave its indenting stdout wrapper behind)
+    assert res.stdout.splitlines()[-1].strip() == str(report_dir / "report.md")
+    assert res.stdout.splitlines()[-2].strip().startswith("yolov8n: ")
     model = report["models"]["yolov8n"]
-    assert set(model["best_map5095"]) == {"50", "100"}  # one epoch: scores near 0, no retention
+    assert set(model["best_map5095"]) == {"50"}  # two epochs: scores near 0
     assert model["best_map5095"]["50"]["n"] == 2  # both draws
     assert report["variance"]["yolov8n"]["50"]["draws"] == [0, 1]
     assert {r["epochs_policy"] for r in report["schedules"]} == {"iterations"}
@@ -133,4 +130,4 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     # every cell's training-log analysis is filed beside its summary and linked by the report
     assert all((runs / name / "logs" / "analysis.json").is_file() for name in cell_dirs)
     linked = sorted((e["fraction"], e["status"]) for e in report["logs"])
-    assert linked == [("100", "completed"), ("50", "completed"), ("50", "completed")]
+    assert linked == [("50", "completed"), ("50", "completed")]

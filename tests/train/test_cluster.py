@@ -229,6 +229,7 @@ def _subsets(tmp_path: Path, coco: Path) -> Path:
     subsets.mkdir()
     names = sorted(p.name for p in (coco / "images" / "train2017").iterdir())
     (subsets / "train2017_100_p.txt").write_text("".join(f"./images/train2017/{n}\n" for n in names))
+    (subsets / "summary.json").write_text('{"seed": 0}')  # a subsets output names its draw's seed
     return subsets
 
 
