@@ -6,55 +6,53 @@ import argparse
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+
+def _parse(text: str, kind: type[int] | type[float]) -> int | float:
+    """``text`` as an int or a float, or the argparse error naming what was expected."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _checked(value: Any, ok: bool, problem: str) -> Any:
+    """``value`` when ``ok``, else the argparse error ``problem, got value``."""
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{problem}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """An integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+    value = _parse(text, int)
+    return _checked(value, value > 0, "must be > 0")
 
 
 def non_negative_float(text: str) -> float:
     """A number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    value = _parse(text, float)
+    return _checked(value, value >= 0, "must be >= 0")
 
 
 def port_number(text: str) -> int:
     """A TCP port, 0-65535 (0: any free port)."""
-    value = non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
-    return value
+    value = _parse(text, int)
+    return _checked(value, 0 <= value <= 65535, "must be a port number 0-65535")
 
 
 def unit_float(text: str) -> float:
     """A number in [0, 1] (a threshold or a fraction)."""
-    value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+    value = _parse(text, float)
+    return _checked(value, 0 <= value <= 1, "must be in [0, 1]")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    value = _parse(text, int)
+    return _checked(value, value >= 0, "must be >= 0")
 
 
 def existing_file(text: str) -> Path:
@@ -95,18 +93,11 @@ def duration(text: str) -> timedelta:
 
 def percentage(text: str) -> int:
     """A whole percentage 0-100."""
-    value = non_negative_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be 0-100, got {value}")
-    return value
+    value = _parse(text, int)
+    return _checked(value, 0 <= value <= 100, "must be 0-100")
 
 
 def positive_float(text: str) -> float:
     """A number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+    value = _parse(text, float)
+    return _checked(value, value > 0, "must be > 0")
