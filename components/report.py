@@ -31,9 +31,9 @@ def report_op(
     from detpipe.store import open_store
 
     # Per-cell files the report reads (contract 2 of issue 12), the log analyses it links, and
-    # the subsets' files the plan step files under runs.
+    # the draws' overlap table the plan step files under runs (the report finds it there).
     cell_files = ("/train_summary.json", "/cell.json", "/logs/analysis.json", "/logs/analysis.md")
-    subsets_files = ("subsets/overlap.json", "subsets/summary.json")
+    subsets_files = ("subsets/overlap.json",)
     local = Path(runs.removeprefix("file://"))
     if "://" in runs and not runs.startswith("file://"):
         store = open_store(runs)
@@ -41,7 +41,6 @@ def report_op(
         for key in store.list(""):
             if ("/" + key).endswith(cell_files) or key in subsets_files:
                 store.get_file(key, local / key)
-    overlap = local / "subsets" / "overlap.json"
     write_report(
         ReportConfig(
             runs=local,
@@ -50,6 +49,5 @@ def report_op(
             strategy=strategy or None,
             epochs_policy=epochs_policy or None,
             fit_min_fraction=fit_min_fraction or None,
-            subsets=overlap.parent if overlap.is_file() else None,
         )
     )

@@ -33,16 +33,9 @@ def plan_op(
     from detpipe.io import read_json
     from detpipe.store import open_store
     from detpipe.sweep import ScheduleConfig, plan_cells, subset_sizes
-    from detpipe.sweep.schedule import ULTRALYTICS_WARMUP_EPOCHS
 
     summary_path = Path(subsets.path) / "summary.json"
-    config = ScheduleConfig(
-        policy=epochs_policy,
-        epochs=epochs,
-        batch=batch,
-        warmup_epochs=float(train_overrides.get("warmup_epochs", ULTRALYTICS_WARMUP_EPOCHS)),
-        max_epochs_scale=max_epochs_scale,
-    )
+    config = ScheduleConfig.for_training(epochs_policy, epochs, batch, train_overrides, max_epochs_scale)
     planned = plan_cells(cells, strategies, subset_seeds, subset_sizes(read_json(summary_path)), config)
     store = open_store(runs)
     for name in ("summary.json", "overlap.json"):

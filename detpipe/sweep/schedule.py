@@ -16,16 +16,19 @@ cells are flagged. Warm-up epochs scale alike, so warm-up covers the same steps 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from detpipe.errors import InvalidInput
+from detpipe.train.config import TrainConfig
 
 POLICIES = ("fixed", "iterations")
 MAX_EPOCHS_SCALE = 10.0
 """Default cap on the epochs scale: fractions down to 10 % are matched exactly (detpipe's choice;
 at the study's 600 epochs a capped 0.3125 % cell still trains 6000 epochs)."""
-ULTRALYTICS_WARMUP_EPOCHS = 3.0
-"""ultralytics' default ``warmup_epochs`` (used when the run does not set its own)."""
+ULTRALYTICS_WARMUP_EPOCHS: float = TrainConfig.warmup_epochs
+"""ultralytics' default ``warmup_epochs`` (as :class:`TrainConfig` repeats it), for runs that set none."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,17 @@ class ScheduleConfig:
     batch: int = 16
     warmup_epochs: float = ULTRALYTICS_WARMUP_EPOCHS
     max_epochs_scale: float = MAX_EPOCHS_SCALE
+
+    @classmethod
+    def for_training(
+        cls, policy: str, epochs: int, batch: int, train_overrides: Mapping[str, Any], max_epochs_scale: float
+    ) -> ScheduleConfig:
+        """The schedule of a sweep whose runs take ``train_overrides`` (their ``warmup_epochs``, if
+        any, is the 100 % cell's warm-up; else ultralytics' default)."""
+        warmup = train_overrides.get("warmup_epochs", ULTRALYTICS_WARMUP_EPOCHS)
+        if isinstance(warmup, bool) or not isinstance(warmup, int | float):
+            raise InvalidInput(f"train_overrides warmup_epochs must be a number, got {warmup!r}")
+        return cls(policy, epochs, batch, float(warmup), max_epochs_scale).checked()
 
     def checked(self) -> ScheduleConfig:
         """This config, or InvalidInput naming the bad value."""

@@ -62,3 +62,10 @@ def test_bad_configs_are_refused(kwargs, message):
 def test_a_cell_larger_than_the_full_set_is_refused():
     with pytest.raises(InvalidInput, match="1 <= images <= full images"):
         schedule(ScheduleConfig(), images=101, full_images=100)
+
+
+def test_a_sweeps_warmup_comes_from_its_train_overrides():
+    assert ScheduleConfig.for_training("iterations", 6, 4, {"warmup_epochs": 0.5}, 10).warmup_epochs == 0.5
+    assert ScheduleConfig.for_training("fixed", 6, 4, {}, 10).warmup_epochs == 3.0  # ultralytics' default
+    with pytest.raises(InvalidInput, match="warmup_epochs must be a number, got 'soon'"):
+        ScheduleConfig.for_training("fixed", 6, 4, {"warmup_epochs": "soon"}, 10)
