@@ -73,3 +73,7 @@ class UnsupportedMediaType(InvalidInput):
 
 class Overloaded(Unavailable):
     """The server's queue is full: the client should retry later (HTTP 503 + Retry-After)."""
+
+
+class SignatureError(InvalidInput):
+    """A release's signature is missing, does not verify, or was made by another key."""
