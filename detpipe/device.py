@@ -27,7 +27,7 @@ from detpipe.errors import InvalidInput, Unavailable
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N, N or N,M (GPU indices), mps"
 KINDS = ("auto", "cpu", "cuda", "mps")
-_INDICES_RE = re.compile(r"^\d+(,\d+)*$")
+_INDICES_RE = re.compile(r"^\d+(,\d+)*\Z")
 
 
 def parse_device(device: str) -> tuple[str, tuple[int, ...]]:

@@ -150,6 +150,30 @@ def read_json(path: str | Path) -> Any:
         raise InvalidInput(f"{path}: not valid JSON{where}") from None
 
 
+def inside(root: str | Path, *parts: str) -> Path:
+    """``root / parts...``, refused unless it stays inside ``root`` once symlinks are resolved.
+
+    Each part must be one plain name (no separator, ``.``/``..``, NUL, CR or LF): a value read
+    from a manifest or a request can then neither climb out of ``root`` nor name an absolute path.
+
+    Raises:
+        InvalidInput: a part that is not a plain name, or a destination outside ``root``.
+    """
+    for part in parts:
+        if (
+            not part
+            or part in (".", "..")
+            or any(c in part for c in "/\\\x00\r\n")
+            or Path(part).is_absolute()
+        ):
+            raise InvalidInput(f"{part!r} is not a plain file or directory name")
+    base = Path(root).resolve()
+    dest = base.joinpath(*parts).resolve()
+    if not dest.is_relative_to(base):
+        raise InvalidInput(f"{'/'.join(parts)!r} leads outside {root}")
+    return dest
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Build a directory in a temp sibling and move it to ``path`` on success.

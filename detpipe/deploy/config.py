@@ -19,13 +19,13 @@ STRATEGIES = ("rollout", "gateway")
 FORMATS = ("onnx", "onnx-int8", "engine")
 MANUAL = "manual"  # --pause manual: wait for `detpipe deploy promote` at every step
 # Go duration strings as Argo Rollouts' pause.duration and Prometheus' ranges accept them.
-_DURATION_RE = re.compile(r"^([1-9][0-9]*)(s|m|h)$")
+_DURATION_RE = re.compile(r"^([1-9][0-9]*)(s|m|h)\Z")
 # Kubernetes object names (DNS-1035 labels); the longest derived name adds "-canary" (7) and
 # Argo Rollouts appends a pod-template hash (up to 11) to ReplicaSets: stay at 40.
-_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_NAME = 40
 # Label values: at most 63 characters of [A-Za-z0-9_.-], alphanumeric at both ends.
-_LABEL_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
 
 
 def default_image(gpu: bool = False) -> str:

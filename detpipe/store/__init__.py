@@ -22,10 +22,11 @@ from detpipe.store.base import ObjectInfo, Store
 from detpipe.store.config import RetryPolicy, S3Config
 from detpipe.store.factory import open_store
 from detpipe.store.local import LocalStore
-from detpipe.store.manifest import LAYOUT, Lineage, Manifest, ManifestEntry, version_key
+from detpipe.store.manifest import LAYOUT, Lineage, Manifest, ManifestEntry, check_version, version_key
 from detpipe.store.release import (
     ManifestSigner,
     ManifestVerifier,
+    ObjectMismatch,
     fetch_release,
     latest_version,
     list_releases,
@@ -45,11 +46,13 @@ __all__ = [
     "ManifestSigner",
     "ManifestVerifier",
     "ObjectInfo",
+    "ObjectMismatch",
     "RetryPolicy",
     "S3Config",
     "S3Store",
     "Store",
     "StoreURI",
+    "check_version",
     "fetch_release",
     "latest_version",
     "list_releases",

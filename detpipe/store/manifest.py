@@ -50,9 +50,16 @@ LAYOUT = (
     re.compile(rf"bench/{_DEVICE}\.json"),
     re.compile(rf"engines/{_DEVICE}/model\.engine(\.json)?"),
 )
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# Semantic versions (minor and patch optional: ``1``, ``1.2``, ``1.2.3-rc.1+build.5``, an optional ``v``)
+# or a content hash (``sha-`` + 7 to 64 lowercase hex digits, what a plain model file is called).
+_IDENT = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+_VERSION_RE = re.compile(
+    rf"^(?:v?(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*)){{0,2}}(?:-{_IDENT})?(?:\+{_IDENT})?|sha-[0-9a-f]{{7,64}})\Z"
+)
+_MAX_VERSION = 128
+_CREATED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\Z")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def check_model_name(name: str) -> str:
@@ -61,21 +68,34 @@ def check_model_name(name: str) -> str:
     Raises:
         InvalidInput: characters outside ``[A-Za-z0-9._-]``, or not starting with a letter or digit.
     """
-    if not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
         raise InvalidInput(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
     return name
+
+
+def check_version(version: str) -> str:
+    """A release version as paths, headers and metrics labels use it.
+
+    Raises:
+        InvalidInput: not a semantic version (``1``, ``1.2.3``, ``1.2.3-rc.1+b5``, ``v2``) nor
+            ``sha-<hex>``; anything with a separator, ``..``, NUL or CR/LF is neither.
+    """
+    if not isinstance(version, str) or len(version) > _MAX_VERSION or not _VERSION_RE.match(version):
+        raise InvalidInput(
+            f"invalid version {version!r}: use a semantic version (1.2.3, 1.2.3-rc.1) or sha-<hex>"
+        )
+    return version
 
 
 def release_prefix(name: str, version: str) -> str:
     """``models/<name>/<version>`` after checking both parts.
 
     Raises:
-        InvalidInput: a name or version with characters outside ``[A-Za-z0-9._-]`` (``+`` is
-            also allowed in versions) or not starting with a letter or digit.
+        InvalidInput: a name with characters outside ``[A-Za-z0-9._-]`` or not starting with a
+            letter or digit; a version that :func:`check_version` refuses.
     """
     check_model_name(name)
-    if not _VERSION_RE.match(version):
-        raise InvalidInput(f"invalid version {version!r}: use letters, digits, '.', '_', '+' and '-'")
+    check_version(version)
     return f"models/{name}/{version}"
 
 
@@ -217,11 +237,17 @@ class Manifest:
     def from_json(cls, data: bytes, where: str) -> Manifest:
         """Parse and check manifest bytes read from ``where``.
 
+        Every field that becomes a path, a header or a metrics label is checked here: the
+        name and version (:func:`release_prefix`), each object's path (:func:`check_relpath`),
+        the creation time (an ISO 8601 UTC timestamp).
+
         Raises:
             StoreError: not JSON, an unknown schema, or malformed entries.
         """
         try:
             doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
             if doc.get("schema") != SCHEMA:
                 raise ValueError(f"unknown schema {doc.get('schema')!r} (expected {SCHEMA})")
             objects = tuple(
@@ -231,10 +257,15 @@ class Manifest:
                 check_relpath(o.path)
                 if not _SHA256_RE.match(o.sha256) or o.size < 0:
                     raise ValueError(f"bad entry for {o.path}")
+            if len({o.path for o in objects}) != len(objects):
+                raise ValueError("an object is listed twice")
+            release_prefix(doc["name"], doc["version"])
+            if not (isinstance(doc["created"], str) and _CREATED_RE.match(doc["created"])):
+                raise ValueError(f"created {str(doc['created'])[:40]!r} is not an ISO 8601 UTC time")
             return cls(
-                name=str(doc["name"]),
-                version=str(doc["version"]),
-                created=str(doc["created"]),
+                name=doc["name"],
+                version=doc["version"],
+                created=doc["created"],
                 objects=objects,
                 metrics=dict(doc.get("metrics") or {}),
                 lineage=dict(doc.get("lineage") or {}),

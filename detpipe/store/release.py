@@ -64,11 +64,15 @@ class ManifestSigner(Protocol):
 
 
 class ManifestVerifier(Protocol):
-    """Hook for the OTA agent: raises (e.g. StoreError) when the signature does not verify."""
+    """Checks a release's signature: raises (:class:`~detpipe.errors.SignatureError`) to refuse it."""
 
-    def verify(self, manifest: bytes, signature: bytes) -> None:
-        """Check ``signature`` over ``manifest``."""
+    def verify(self, manifest: bytes, signature: bytes | None) -> None:
+        """Check ``signature`` (None: the release has no ``manifest.sig``) over ``manifest``."""
         ...
+
+
+class ObjectMismatch(StoreError):
+    """An object of a release is missing, or its size or sha256 is not the manifest's."""
 
 
 def _as_store(store: Store | str | Path) -> Store:
@@ -181,15 +185,29 @@ def publish(
     return manifest
 
 
-def read_manifest(release: Store | str) -> Manifest:
+def read_manifest(release: Store | str, *, verifier: ManifestVerifier | None = None) -> Manifest:
     """The manifest of the release rooted at ``release`` (a store or a release URI).
+
+    With ``verifier``, ``manifest.sig`` is checked over the manifest's bytes before the
+    manifest is parsed (a missing signature is passed as ``None``: the verifier refuses it).
 
     Raises:
         NotFound: no ``manifest.json``: the release does not exist or its publish did not finish.
         StoreError: the manifest is malformed.
+        SignatureError: from ``verifier``: unsigned, or signed by another key, or altered.
     """
     rel = _as_store(release)
-    return Manifest.from_json(_manifest_bytes(rel), f"{rel.uri}/{MANIFEST}")
+    blob = _manifest_bytes(rel)
+    if verifier is not None:
+        verifier.verify(blob, _signature_bytes(rel))
+    return Manifest.from_json(blob, f"{rel.uri}/{MANIFEST}")
+
+
+def _signature_bytes(rel: Store) -> bytes | None:
+    try:
+        return rel.get_bytes(SIGNATURE)
+    except NotFound:
+        return None
 
 
 def _manifest_bytes(rel: Store) -> bytes:
@@ -239,6 +257,9 @@ def fetch_release(
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest}: already exists (pass overwrite=True to replace it)")
     blob = _manifest_bytes(rel)
+    signature = _signature_bytes(rel)
+    if verifier is not None:  # before the manifest is even parsed, let alone anything downloaded
+        verifier.verify(blob, signature)
     manifest = Manifest.from_json(blob, f"{rel.uri}/{MANIFEST}")
     tail = rel.uri.rstrip("/").rsplit("/", 3)
     if len(tail) == 4 and tail[1] == "models" and (tail[2], tail[3]) != (manifest.name, manifest.version):
@@ -246,11 +267,6 @@ def fetch_release(
             f"{rel.uri}: manifest is for {manifest.name} {manifest.version}, "
             f"not {tail[2]} {tail[3]}; refusing"
         )
-    signature = rel.get_bytes(SIGNATURE) if rel.exists(SIGNATURE) else None
-    if verifier is not None:
-        if signature is None:
-            raise StoreError(f"{rel.uri}: release is not signed (no {SIGNATURE}); refusing")
-        verifier.verify(blob, signature)
 
     entries = manifest.objects
     if only is not None:
@@ -265,11 +281,11 @@ def fetch_release(
             try:
                 got = rel.get_file(check_key(entry.path), tmp / entry.path)
             except NotFound:
-                raise StoreError(
+                raise ObjectMismatch(
                     f"{rel.uri}/{entry.path}: listed in the manifest but missing; refusing"
                 ) from None
             if got.sha256 != entry.sha256 or got.size != entry.size:
-                raise StoreError(
+                raise ObjectMismatch(
                     f"{rel.uri}/{entry.path}: sha256 {got.sha256} ({got.size} bytes) does not match the "
                     f"manifest ({entry.sha256}, {entry.size} bytes): corrupt or tampered; refusing"
                 )

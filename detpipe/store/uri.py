@@ -23,7 +23,7 @@ from pathlib import Path
 from detpipe.errors import InvalidInput
 
 # S3 bucket naming rules (the subset every S3 implementation, MinIO included, accepts).
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _MAX_KEY_LEN = 1024
 
 

@@ -68,7 +68,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("yolo12", ("n", "s", "m", "l", "x"), "12/yolo12.yaml"),
     )
 }
-_NAME_RE = re.compile(r"^(?P<family>yolov8|yolov9|yolov10|yolo11|yolo12)(?P<scale>[a-z]?)$")
+_NAME_RE = re.compile(r"^(?P<family>yolov8|yolov9|yolov10|yolo11|yolo12)(?P<scale>[a-z]?)\Z")
 
 
 @dataclass(frozen=True)

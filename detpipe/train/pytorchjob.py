@@ -48,7 +48,7 @@ POD_RUN_DIR = f"{SCRATCH}/run"
 GPU_RESOURCE = "nvidia.com/gpu"
 # The store (detpipe.store.config) reads these; the values come from the Secret, by reference.
 CREDENTIAL_ENV = (("AWS_ACCESS_KEY_ID", "accesskey"), ("AWS_SECRET_ACCESS_KEY", "secretkey"))
-_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_NAME = 40  # pods are <name>-worker-<n>, services likewise: stay well below 63
 
 
