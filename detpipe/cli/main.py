@@ -20,7 +20,7 @@ from detpipe.errors import DetpipeError, InvalidInput, ValidationFailed
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
 SUBCOMMANDS = (
     "data", "subsets", "train", "evaluate", "report", "logs", "recommend",
-    "export", "bench", "serve", "deploy", "edge", "pipeline",
+    "export", "bench", "release", "serve", "deploy", "edge", "pipeline",
 )  # fmt: skip
 
 
