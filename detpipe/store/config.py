@@ -13,6 +13,10 @@ Environment variables (all optional):
                                       (default ``s3.amazonaws.com``)
 ``DETPIPE_S3_SECURE``                 ``true``/``false``: HTTPS or not (default ``true``, or
                                       the scheme of the endpoint)
+``DETPIPE_S3_CA_BUNDLE``              a PEM file of the CA certificates that sign the server's
+                                      certificate (a private CA: cert-manager, the cluster's);
+                                      unset: ``SSL_CERT_FILE``, else certifi's public CAs. Read
+                                      for HTTPS only
 ``DETPIPE_S3_REGION``                 region (else ``AWS_REGION``, ``AWS_DEFAULT_REGION``;
                                       unset: asked from the server per bucket)
 ``DETPIPE_S3_SECRET_DIR``             a directory holding files ``accesskey`` and ``secretkey``
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +107,8 @@ class S3Config:
         read_timeout_s: socket read timeout.
         create_bucket: create the bucket when it is missing (embedded MinIO, tests).
         credential_source: where the credentials came from, for error messages.
+        ca_bundle: PEM file of the CAs trusted for HTTPS (``None``: ``SSL_CERT_FILE`` or
+            certifi's); see :func:`check_ca_bundle`.
     """
 
     endpoint: str = "s3.amazonaws.com"
@@ -116,6 +123,7 @@ class S3Config:
     read_timeout_s: float = 60.0
     create_bucket: bool = False
     credential_source: str = ANONYMOUS
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         if "://" in self.endpoint or not self.endpoint or "/" in self.endpoint:
@@ -148,6 +156,10 @@ class S3Config:
             if secure is not None and secure != (scheme == "https"):
                 raise InvalidInput(f"DETPIPE_S3_ENDPOINT is {scheme}:// but DETPIPE_S3_SECURE says otherwise")
             secure, endpoint = scheme == "https", host.rstrip("/")
+        secure = True if secure is None else secure
+        ca_bundle = env.get("DETPIPE_S3_CA_BUNDLE", "").strip() or None
+        if ca_bundle is not None and secure:
+            check_ca_bundle(ca_bundle, "DETPIPE_S3_CA_BUNDLE")
         access, secret, token, source = _credentials(env)
         region = (
             env.get("DETPIPE_S3_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
@@ -157,7 +169,7 @@ class S3Config:
             access_key=access,
             secret_key=secret,
             session_token=token,
-            secure=True if secure is None else secure,
+            secure=secure,
             region=region,
             part_size=_parse_int(env, "DETPIPE_S3_PART_SIZE", DEFAULT_PART_SIZE),
             retry=RetryPolicy(
@@ -167,7 +179,22 @@ class S3Config:
             read_timeout_s=_parse_float(env, "DETPIPE_S3_TIMEOUT", 60.0),
             create_bucket=bool(_parse_bool(env, "DETPIPE_S3_CREATE_BUCKET")),
             credential_source=source,
+            ca_bundle=ca_bundle if secure else None,
         )
+
+
+def check_ca_bundle(path: str, name: str = "CA bundle") -> str:
+    """Return ``path`` if it is a readable PEM file of CA certificates, else raise ``InvalidInput``.
+
+    ``name`` says where the path came from (``DETPIPE_S3_CA_BUNDLE``) in the message.
+    """
+    if not Path(path).is_file():
+        raise InvalidInput(f"{name}={path}: no such file (a PEM file of the CA certificates to trust)")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as e:
+        raise InvalidInput(f"{name}={path}: not a PEM file of CA certificates ({e})") from None
+    return path
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None, str]:

@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,15 +57,21 @@ _AUTH_CODES = frozenset(
 )
 
 
-def make_client(config: S3Config) -> Minio:
-    """A ``Minio`` client for ``config`` with urllib3 retries off and bounded timeouts."""
-    http = urllib3.PoolManager(
+def http_pool(config: S3Config) -> urllib3.PoolManager:
+    """The connection pool of a client for ``config``: retries off, bounded timeouts, and TLS
+    verified against ``config.ca_bundle`` (else ``SSL_CERT_FILE``, else certifi's CAs)."""
+    return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s),
         retries=False,
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        ca_certs=config.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
+
+
+def make_client(config: S3Config) -> Minio:
+    """A ``Minio`` client for ``config`` (the pool of :func:`http_pool`)."""
+    http = http_pool(config)
     return Minio(
         config.endpoint,
         access_key=config.access_key,
@@ -74,6 +81,29 @@ def make_client(config: S3Config) -> Minio:
         region=config.region,
         http_client=http,
     )
+
+
+def tls_failure(exc: BaseException) -> BaseException | None:
+    """The TLS error behind ``exc`` (a failed handshake or certificate check), if there is one."""
+    for e in (exc, getattr(exc, "reason", None), exc.__cause__, exc.__context__):
+        if isinstance(e, urllib3.exceptions.SSLError | ssl.SSLError):
+            return e
+    return None
+
+
+def tls_problem(config: S3Config, exc: BaseException) -> str:
+    """One line on a failed TLS connection to ``config.endpoint`` and what to do about it."""
+    root = tls_failure(exc) or exc
+    cause = next((a for a in (root, *root.args) if isinstance(a, ssl.SSLError)), root)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = f"certificate not verified: {cause.verify_message}"
+    else:
+        reason = getattr(cause, "reason", None) or str(cause).splitlines()[0][:200] or type(cause).__name__
+    if config.ca_bundle:
+        hint = f"is the server's certificate signed by a CA in DETPIPE_S3_CA_BUNDLE={config.ca_bundle}?"
+    else:
+        hint = "for a private CA set DETPIPE_S3_CA_BUNDLE to a PEM file of it"
+    return f"TLS connection to {config.endpoint} failed ({reason}): {hint}"
 
 
 class _HashingReader:
@@ -311,6 +341,8 @@ class S3Store:
                 raise self._gave_up(what, e) from e
             raise StoreError(f"{what} failed: {e.code}: {e.message}") from e
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as e:
+            if tls_failure(e) is not None:
+                raise StoreError(f"{what} failed: {tls_problem(self._config, e)}") from None
             if is_transient(e):
                 raise self._gave_up(what, e) from e
             raise StoreError(f"{what} failed: {describe(e)}") from e
