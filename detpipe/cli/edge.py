@@ -43,9 +43,10 @@ def _register_keygen(edge: argparse._SubParsersAction) -> None:
     p = edge.add_parser(
         "keygen",
         help="make ed25519 keys (root offline; targets/snapshot/timestamp online) and root.json",
-        description="Write DIR/{root,targets,snapshot,timestamp}.pem (mode 0600) and DIR/root.json, the "
-        "signed initial root metadata that every device is provisioned with (--trust). Keep root.pem "
-        "offline: publishing needs only the three online keys and root.json.",
+        description="Write DIR/{root,targets,snapshot,timestamp}.pem (mode 0600) and DIR/root.json (and "
+        "DIR/1.root.json), the signed initial root metadata that every device is provisioned with "
+        "(--trust). Keep root.pem offline: publishing needs only the three online keys and the root "
+        "files (N.root.json, root.json).",
         epilog="example:\n  detpipe edge keygen --out ota-keys",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -108,7 +109,9 @@ def _register_rotate(edge: argparse._SubParsersAction) -> None:
     p = edge.add_parser(
         "rotate",
         help="replace a role's key: new root version signed by the old root key (offline ceremony)",
-        description="Devices follow the chain of root versions on their next cycle (TUF spec 5.3).",
+        description="The new root version goes to the store and to the keys directory (N.root.json, "
+        "root.json: provision new devices with it); every other store gets it on its next publish. "
+        "Devices follow the chain of root versions on their next cycle (TUF spec 5.3).",
         epilog="example:\n  detpipe edge rotate --store s3://detpipe --keys ota-keys --role targets",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -15,10 +15,12 @@ Device::
     cfg = AgentConfig("s3://detpipe", "cpu", "cam-17", Path("root.json"), Path("/var/lib/detpipe-edge"))
     Agent(cfg).run()
 
-Modules: ``keys`` (ed25519 keys, root v1), ``repository`` (a ``tuf.repository.Repository``
-persisted in the store), ``targets`` (target paths and their signed custom metadata),
-``publish`` (upload + sign, rollout, signed rollback), ``rotate`` (key rotation), ``trust``
-(the ``tuf.ngclient.Updater`` refresh), ``fetcher`` (s3/https/file transport with resume),
-``rollout`` (staged-rollout rules), ``slots`` (A/B slots, atomic ``current``), ``health``
-(test inference), ``engine`` (build-on-device cache), ``agent`` (the cycle and the loop).
+Modules: ``keys`` (ed25519 keys, root v1), ``rootchain`` (every root version in the keys
+directory: ``N.root.json`` and the newest as ``root.json``; each store gets the versions it
+lacks), ``repository`` (a ``tuf.repository.Repository`` persisted in the store),
+``targets`` (target paths and their signed custom metadata), ``publish`` (upload + sign,
+rollout, signed rollback), ``rotate`` (key rotation), ``trust`` (the ``tuf.ngclient.Updater``
+refresh), ``fetcher`` (s3/https/file transport with resume), ``rollout`` (staged-rollout
+rules), ``slots`` (A/B slots, atomic ``current``), ``health`` (test inference), ``engine``
+(build-on-device cache), ``agent`` (the cycle and the loop).
 """

@@ -3,7 +3,7 @@
 ``keygen`` makes one ed25519 key per top-level TUF role and the signed ``root.json`` v1
 that devices are provisioned with (their trust anchor)::
 
-    keys = keygen(Path("ota-keys"))          # root.pem, targets.pem, snapshot.pem, timestamp.pem, root.json
+    keys = keygen(Path("ota-keys"))  # {root,targets,snapshot,timestamp}.pem, 1.root.json, root.json
     signers = load_signers(Path("ota-keys"), ["targets", "snapshot", "timestamp"])
 
 Key roles (TUF spec, "roles"): ``root`` signs which keys may sign each role and should be
@@ -81,7 +81,10 @@ def serialize(md: Metadata) -> bytes:
 
 
 def keygen(out: Path, *, expires: timedelta = ROOT_EXPIRY, overwrite: bool = False) -> Path:
-    """Create the four role keys and ``out/root.json`` (root v1, consistent snapshots on).
+    """Create the four role keys and root v1 (consistent snapshots on).
+
+    Root v1 is written as ``out/1.root.json`` (the first link of the chain that rotations
+    extend, :mod:`detpipe.edge.rootchain`) and as ``out/root.json`` (the newest root).
 
     Args:
         out: the keys directory (created; it should live on an encrypted volume or a
@@ -114,4 +117,7 @@ def keygen(out: Path, *, expires: timedelta = ROOT_EXPIRY, overwrite: bool = Fal
     md.sign(signers["root"])
     for role, signer in signers.items():
         write_private_key(key_path(out, role), signer)
+    for stale in out.glob("*.root.json"):  # another fleet's chain (--overwrite)
+        stale.unlink()
+    write_bytes(out / "1.root.json", serialize(md))
     return write_bytes(out / "root.json", serialize(md))

@@ -7,8 +7,11 @@ a device provisioned with root v1 still trusts the repository after any number o
     rotate_key(store, Path("ota-keys"), "targets")   # needs root.pem: an offline ceremony
 
 The new private key is written next to the old one first (``<role>.pem.new``), the new root
-is published, then it replaces ``<role>.pem``; the retired key is kept as
-``<role>.<keyid8>.retired.pem`` (delete it once no publish needs it).
+is published to the store and written to the keys directory (``N.root.json`` and
+``root.json``, :mod:`detpipe.edge.rootchain`: the chain every other store gets on its next
+publish), then the key replaces ``<role>.pem``; the retired key is kept as
+``<role>.<keyid8>.retired.pem`` (delete it once no publish needs it). Provision new devices
+with the new ``root.json``; devices holding an older one walk the chain.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from securesystemslib.signer import CryptoSigner
 
 from detpipe.edge.keys import ROLES, key_path, load_signer, write_private_key
 from detpipe.edge.repository import StoreRepository
+from detpipe.edge.rootchain import save_chain
 from detpipe.errors import InvalidInput
 from detpipe.store import Store
 
@@ -50,6 +54,7 @@ def rotate_key(store: Store, keys_dir: Path, role: str, expires: timedelta = tim
             repo.signers["root"] = [new]
             repo.extra_root_signers = [old_root]  # root N+1 is signed by root N's key as well
     version = repo.root().version
+    save_chain(keys_dir, repo.root_chain())  # before the key moves: the local root names it
     old_file = key_path(keys_dir, role)
     if old_file.exists() and retired:
         os.replace(old_file, keys_dir / f"{role}.{retired[0][:8]}.retired.pem")

@@ -23,7 +23,9 @@ from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import check_model
 from detpipe.edge.keys import keygen
 from detpipe.edge.publish import PublishConfig, publish_target
+from detpipe.edge.repository import StoreRepository
 from detpipe.edge.targets import target_key
+from detpipe.errors import InvalidInput
 
 QUICK = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
 
@@ -117,7 +119,12 @@ def test_untrusted_key(s3_fleet, keys, models, on_v1, faults, tmp_path):
     rogue = tmp_path / "rogue-keys"
     keygen(rogue)
     (rogue / "root.json").unlink()  # the store's root is used: only the signing keys are foreign
-    publish(s3_fleet, rogue, models.other, "2")
+    with pytest.raises(InvalidInput, match="is not trusted for targets by root v1"):
+        publish(s3_fleet, rogue, models.other, "2")  # publish refuses to sign with them ...
+    forged = StoreRepository(s3_fleet.store(), rogue)  # ... someone writing to the store does not
+    with forged.edit_targets() as targets:
+        targets.targets.clear()
+    forged.publish_metadata()
     _refused(s3_fleet, keys, on_v1, "signature check failed")
     still_good(on_v1, "1", "untrusted-key", faults)
 

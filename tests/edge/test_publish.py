@@ -14,6 +14,7 @@ from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.keys import ROLES, keygen
 from detpipe.edge.publish import PublishConfig, publish_target, rollback_to, set_rollout
+from detpipe.edge.repository import StoreRepository
 from detpipe.edge.rotate import rotate_key
 from detpipe.edge.trust import load_trust, refresh
 from detpipe.errors import InvalidInput, NotFound, StoreError
@@ -181,7 +182,12 @@ def test_devices_follow_key_rotations_and_retired_keys_stop_working(tmp_path: Pa
     for role in ("snapshot", "timestamp"):
         (old / f"{role}.pem").write_bytes((keys / f"{role}.pem").read_bytes())
     (old / "targets.pem").write_bytes(retired.read_bytes())
-    put("4", old)
+    with pytest.raises(InvalidInput, match=r"targets\.pem: key \w{8} is not trusted for targets by root v4"):
+        put("4", old)  # publish refuses to sign what no device would accept
+    forged = StoreRepository(store, old)  # someone writing to the store without publish's check
+    with forged.edit_targets() as targets:
+        targets.targets.clear()
+    forged.publish_metadata()
     with pytest.raises(StoreError, match="signature check failed"):
         versions()
     with pytest.raises(InvalidInput, match=r"root\.pem"):
