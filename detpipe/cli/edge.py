@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import tempfile
 import textwrap
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_refresh(edge)
     _register_rotate(edge)
     _register_agent(edge)
+    _register_enroll(edge)
 
 
 def _register_keygen(edge: argparse._SubParsersAction) -> None:
@@ -252,4 +254,80 @@ def _agent(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     agent.run(stop, max_cycles=args.max_cycles)
+    return 0
+
+
+def _register_enroll(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "enroll",
+        help="a device's own MinIO user and least-privilege policy (read ota/, write devices/<id>/)",
+        description=textwrap.fill(
+            "Give one device its own store credentials instead of the root user's. The device's "
+            "MinIO user is its id (the agent's --device-id: the node name on Kubernetes) with a "
+            "generated secret; the one device policy (MinIO policy variable ${aws:username}) lets it "
+            "read ota/ and write only devices/<its id>/, and denies models/. Without --out it prints "
+            "the policy and the mc commands (no secret is made). --out DIR writes policy.json, "
+            "device.json, enroll.sh and credentials/{accesskey,secretkey} (mode 0600), the files the "
+            "device installs at /etc/detpipe-edge/minio; the secret key is never printed. --apply "
+            "also creates the user and policy in MinIO (admin credentials and CA bundle from "
+            "DETPIPE_S3_* as for the store; endpoint --minio-admin-url, else DETPIPE_S3_ENDPOINT).",
+            width=88,
+        ),
+        epilog="examples:\n"
+        "  detpipe edge enroll --store s3://detpipe --device-class cpu --device-id cam-17\n"
+        "  detpipe edge enroll --store s3://detpipe --device-class orin-sm87-trt10.3.0 \\\n"
+        "      --device-id jetson-07 --out enroll/jetson-07 --apply --minio-admin-url https://minio.detpipe.svc:9000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="the agent's store URI (s3://bucket[/prefix])")
+    p.add_argument("--device-class", required=True, help="the device's class")
+    p.add_argument("--device-id", required=True, help="the device's id (3-63 of a-z 0-9 . _ -)")
+    p.add_argument("--out", type=Path, default=None, help="write the policy, commands and credentials here")
+    p.add_argument("--overwrite", action="store_true", help="enroll again into --out (a new secret key)")
+    p.add_argument(
+        "--apply", action="store_true", help="create the user and policy in MinIO now (needs --out)"
+    )
+    p.add_argument("--minio-admin-url", default=None, help="MinIO's URL for --apply (DETPIPE_S3_ENDPOINT)")
+    p.set_defaults(func=_enroll)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from detpipe.edge.enroll import (
+        Enrollment,
+        apply_enrollment,
+        mc_commands,
+        new_credentials,
+        write_enrollment,
+    )
+    from detpipe.errors import InvalidInput
+    from detpipe.store.config import S3Config
+
+    enrollment = Enrollment(args.store, args.device_class, args.device_id)
+    if args.apply and args.out is None:
+        raise InvalidInput("--apply needs --out DIR: the device's secret key is written only there")
+    if args.minio_admin_url and not args.apply:
+        raise InvalidInput("--minio-admin-url is for --apply")
+    admin = None
+    if args.apply:
+        env = dict(os.environ)
+        if args.minio_admin_url:
+            env["DETPIPE_S3_ENDPOINT"] = args.minio_admin_url
+            env.pop("DETPIPE_S3_SECURE", None)  # the URL's scheme says it
+        admin = S3Config.from_env(env)
+        admin = replace(admin, retry=replace(admin.retry, attempts=1))
+    if args.out is None:
+        print(f"# policy.json (MinIO policy {enrollment.policy_name}, the same for every device):")
+        print(json.dumps(enrollment.policy(), indent=2))
+        print("\n".join(mc_commands(enrollment)))
+        return 0
+    creds = new_credentials(enrollment.device_id)
+    files = write_enrollment(enrollment, creds, args.out, overwrite=args.overwrite)
+    if admin is not None:
+        apply_enrollment(enrollment, creds, admin)
+    print("\n".join(mc_commands(enrollment, files)))
+    status = "created in MinIO" if admin is not None else "not created yet: run the mc commands above"
+    where = f"policy {files.policy}, credentials {files.credentials} (0600)"
+    print(f"# {enrollment.device_id}: {where}; user {status}")
     return 0
