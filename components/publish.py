@@ -21,11 +21,16 @@ def publish_op(
     force: bool = False,
     arch: str = "",
     coco_root: str = "",
+    signing_key_dir: str = "",
 ) -> str:
     """Upload ``models/<name>/<version>/...`` with a manifest (hashes, metrics, lineage) written last.
 
     An empty ``name`` is derived from the model and the data actually used
     (:func:`detpipe.publish.release_name`: ``yolov8n-synth``, ``yolov8n-coco-5p`` ...).
+
+    ``signing_key_dir`` holds ``release.key`` (``detpipe release keygen``): on the cluster the
+    Secret the pipeline's ``signing_key`` names, mounted as files; the release is signed
+    (``manifest.sig``). Empty: published unsigned.
 
     Returns the release URI. Store credentials come from the environment (on the cluster:
     the ``detpipe-minio`` Secret), never from parameters.
@@ -34,6 +39,7 @@ def publish_op(
 
     from detpipe.data.layout import TRAIN_SPLIT
     from detpipe.publish import PublishConfig, publish_run, release_name
+    from detpipe.signing.keys import PRIVATE_KEY
     from detpipe.subsets.config import list_name
 
     cfg = PublishConfig(
@@ -46,6 +52,7 @@ def publish_op(
         bench_json=Path(bench.path) / "bench.json",
         subset_list=Path(subsets.path) / list_name(TRAIN_SPLIT, fraction, strategy),
         force=force,
+        signing_key=Path(signing_key_dir) / PRIVATE_KEY if signing_key_dir else None,
     )
     uri, _ = publish_run(cfg)
     return uri

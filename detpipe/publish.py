@@ -46,6 +46,9 @@ class PublishConfig:
         bench_json: a ``detpipe bench`` report.
         subset_list: the subset list the model was trained on (for lineage).
         force: replace an existing release of the same version.
+        signing_key: the release signing key (``detpipe release keygen``'s ``release.key``):
+            the release gets its ``manifest.sig``. None publishes an unsigned release, which
+            servers with ``--release-key`` refuse (a warning says so).
     """
 
     store: str
@@ -57,6 +60,7 @@ class PublishConfig:
     bench_json: Path | None = None
     subset_list: Path | None = None
     force: bool = False
+    signing_key: Path | None = None
 
 
 def _slug(text: str) -> str:
@@ -137,8 +141,22 @@ def _publish(cfg: PublishConfig, files: dict[str, Path]) -> tuple[str, Manifest]
         lineage = Lineage.for_subset(cfg.subset_list, **lineage_args)
     else:
         lineage = Lineage(**lineage_args)
+    signer = None
+    if cfg.signing_key is not None:
+        from detpipe.signing import ReleaseSigner
+
+        signer = ReleaseSigner(cfg.signing_key)
+    else:
+        log.warning("publishing %s %s unsigned: no signing key was given", cfg.name, cfg.version)
     manifest = publish(
-        cfg.store, cfg.name, cfg.version, files, metrics=metrics, lineage=lineage, force=cfg.force
+        cfg.store,
+        cfg.name,
+        cfg.version,
+        files,
+        metrics=metrics,
+        lineage=lineage,
+        force=cfg.force,
+        signer=signer,
     )
     uri = release_uri(cfg.store, cfg.name, cfg.version)
     log.info("published %s (%d objects)", uri, len(files))

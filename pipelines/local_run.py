@@ -188,11 +188,29 @@ def run_local(
     return summary
 
 
+def development_signing_key(workdir: Path) -> Path:
+    """``WORKDIR/release-keys``: a development key pair local runs sign their releases with.
+
+    Made once (``detpipe release keygen``) and kept, so that a server started with
+    ``--release-key WORKDIR/release-keys/release.pub`` trusts every later local release.
+    """
+    from detpipe.signing import keygen
+    from detpipe.signing.keys import PRIVATE_KEY
+
+    keys = workdir / "release-keys"
+    if not (keys / PRIVATE_KEY).is_file():
+        keygen(keys, overwrite=True)
+        log.info("made a development release signing key in %s (not for production)", keys)
+    return keys
+
+
 def _with_local_store(pipeline: str, arguments: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Point store arguments at the local store under ``workdir`` unless given."""
     args = dict(arguments)
     if pipeline == "train_to_edge":
         args.setdefault("store", str(workdir / "store"))
+        if "signing_key" not in args:
+            args["signing_key"] = str(development_signing_key(workdir))
     else:
         args.setdefault("runs", str(workdir / "store" / "sweeps" / "local"))
     return args

@@ -36,6 +36,9 @@ class PipelineSettings:
         edge_keys_secret: k8s Secret with the OTA signing keys (targets/snapshot/timestamp .pem,
             root.json; never root.pem), mounted as files into the edge-publish step only.
         edge_keys_mount: where that Secret is mounted.
+        release_key_mount: where the release signing key's Secret (the pipeline's
+            ``signing_key`` parameter names it) is mounted in the publish step (its
+            ``release.key``) and the edge-publish step (its ``release.pub``).
     """
 
     target: Literal["local", "cluster"] = "local"
@@ -53,3 +56,4 @@ class PipelineSettings:
     data_mount: str = "/data"
     edge_keys_secret: str = "detpipe-edge-keys"
     edge_keys_mount: str = "/var/run/secrets/detpipe/edge-keys"
+    release_key_mount: str = "/var/run/secrets/detpipe/release-key"

@@ -10,7 +10,7 @@ without reshaping it (they take the URI as their input).
 from collections.abc import Callable
 from typing import Any
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from detpipe.components.bench import bench_op
 from detpipe.components.data import data_op
@@ -24,6 +24,8 @@ from detpipe.pipelines.settings import PipelineSettings
 from detpipe.pipelines.tasks import configure, train_and_evaluate
 
 ENGINE_FORMATS = ["onnx", "onnx-int8", "engine-fp16", "engine-int8"]
+SIGNING_SECRET = "detpipe-release-key"
+"""The k8s Secret with ``release.key``/``release.pub`` a cluster run signs releases with by default."""
 
 
 def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
@@ -67,6 +69,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         edge_device_class: str = "",
         edge_rollout_pct: int = 100,
         edge_keys_dir: str = "",
+        signing_key: str = SIGNING_SECRET if settings.target == "cluster" else "",
     ) -> str:
         data = configure(
             data_op(coco_root=coco_root, synth_images=synth_images, synth_imgsz=synth_imgsz, seed=seed),
@@ -138,6 +141,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 coco_root=coco_root,
                 fraction=fraction,
                 strategy=strategy,
+                signing_key_dir=settings.release_key_mount if settings.target == "cluster" else signing_key,
             ),
             settings,
             store=True,
@@ -145,6 +149,10 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             name="publish",
         )
         publish.after(gate)
+        if settings.target == "cluster":  # the Secret's name is a run parameter; its keys never are
+            kubernetes.use_secret_as_volume(
+                publish, secret_name=signing_key, mount_path=settings.release_key_mount
+            )
         # a canary of the new release; without a cluster (kfp.local) rendered only, as an artifact
         cluster = settings.target == "cluster"
         canary = {"release": publish.output, "strategy": deploy_strategy, "dry_run": not cluster}
@@ -168,8 +176,6 @@ def edge_publish(
     """The edge-publish task. On the cluster the signing keys are the ``settings.edge_keys_secret``
     Secret mounted as files (the compiled YAML names the Secret, never a key); locally
     ``keys_dir`` (a ``detpipe edge keygen`` directory) is used."""
-    from kfp import kubernetes
-
     cluster = settings.target == "cluster"
     task = edge_publish_op(
         release=release,

@@ -82,6 +82,17 @@ def test_cluster_settings(compiled):
         "MINIO_SECRET_KEY",
     }
     assert publish["configMapAsEnv"][0]["configMapName"] == "detpipe-config"
+    # the release signing key: a Secret named by the run's signing_key parameter, mounted as files
+    [key_volume] = publish["secretAsVolume"]
+    assert key_volume["mountPath"] == PipelineSettings().release_key_mount
+    assert key_volume["secretNameParameter"] == {"componentInputParameter": "signing_key"}
+    assert (
+        spec["root"]["inputDefinitions"]["parameters"]["signing_key"]["defaultValue"] == "detpipe-release-key"
+    )
+    publish_inputs = spec["root"]["dag"]["tasks"]["publish-op"]["inputs"]["parameters"]
+    assert (
+        publish_inputs["signing_key_dir"]["runtimeValue"]["constant"] == PipelineSettings().release_key_mount
+    )
     # only store steps see credentials (train fetches a multi-node job's outputs from the store)
     assert "secretAsEnv" not in k8s["exec-evaluate-op"] and "secretAsEnv" in train
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from detpipe.signing import ReleaseVerifier
 from detpipe.store import fetch_release, latest_version
 
 TINY = {
@@ -65,7 +66,9 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
     release = tasks["publish-op"]["parameters"]["Output"]
     assert release == f"{store.resolve()}/models/tiny/0.1.0" or release.endswith("models/tiny/0.1.0")
     assert latest_version(str(store), "tiny") == "0.1.0"
-    manifest = fetch_release(release, tmp_path / "fetched")
+    # signed with the run's development key (pipelines.local_run.development_signing_key)
+    verifier = ReleaseVerifier(workdir / "release-keys" / "release.pub")
+    manifest = fetch_release(release, tmp_path / "fetched", verifier=verifier)
     paths = {e.path for e in manifest.objects}
     assert {"weights.pt", "model.onnx", "metrics.json"} <= paths
     assert any(p.startswith("bench/") for p in paths)
