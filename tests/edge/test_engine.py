@@ -12,8 +12,10 @@ from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.engine import build_on_device, cached_engine, engine_cache_key
 from detpipe.edge.health import HealthCheckFailed, check_output, probe_image
 from detpipe.edge.publish import PublishConfig, publish_target
+from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import SCHEMA, DeviceInfo
 from detpipe.export.tensorrt_build import engine_unavailable_reason
+from detpipe.io import sha256_file
 from detpipe.store import LocalStore
 
 NO_TRT = engine_unavailable_reason() is not None
@@ -44,15 +46,32 @@ def test_an_engine_for_another_device_is_refused_before_download(tmp_path: Path,
 
 def test_build_on_device_cache_key_and_lookup(tmp_path: Path):
     key = engine_cache_key("ab" * 32, ORIN)
-    assert key == "abababababababab-orin-sm87-trt10.3.0"
+    assert key == "ab" * 32 + "-fp16-orin-sm87-trt10.3.0"  # the full hash, not a 64-bit prefix
     assert cached_engine(tmp_path, key) is None
     (tmp_path / key).mkdir()
-    (tmp_path / key / "model.engine").write_bytes(b"e")
+    engine = tmp_path / key / "model.engine"
+    engine.write_bytes(b"e")
     assert cached_engine(tmp_path, key) is None  # no sidecar, no engine
-    (tmp_path / key / "model.engine.json").write_text("{}")
-    assert cached_engine(tmp_path, key) == tmp_path / key / "model.engine"
+    (tmp_path / key / "model.engine.json").write_text(json.dumps({"sha256": sha256_file(engine)}))
+    assert cached_engine(tmp_path, key) == engine
     other = engine_cache_key("ab" * 32, DeviceInfo("Orin", "8.7", "10.4.0"))
     assert other != key  # a TensorRT upgrade rebuilds
+    assert engine_cache_key("ab" * 32, ORIN, "int8") != key  # so does another precision
+    for bad in ("ab" * 8, "../" + "ab" * 31, "AB" * 32):
+        with pytest.raises(InvalidInput, match="is not a sha256"):
+            engine_cache_key(bad, ORIN)
+
+
+def test_a_cached_engine_is_verified_on_every_use(tmp_path: Path):
+    key = engine_cache_key("cd" * 32, ORIN)
+    (tmp_path / key).mkdir()
+    engine = tmp_path / key / "model.engine"
+    engine.write_bytes(b"engine bytes")
+    (tmp_path / key / "model.engine.json").write_text(json.dumps({"sha256": sha256_file(engine)}))
+    assert cached_engine(tmp_path, key) == engine
+    engine.write_bytes(b"tampered bytes")  # changed after it was cached
+    assert cached_engine(tmp_path, key) is None
+    assert not (tmp_path / key).exists()  # thrown away: the next build replaces it
 
 
 @pytest.mark.skipif(not NO_TRT, reason="TensorRT is installed here")
