@@ -22,11 +22,12 @@ Two modes:
   --gt VAL.json --dt DETECTIONS.json
       evaluate a COCO results file ([{image_id, category_id, bbox [x,y,w,h], score}, ...]).
   --weights MODEL.pt --data DATASET.yaml [--gt VAL.json]
-      first run ultralytics YOLO(weights).predict on the YAML's val images (batched,
-      conf 0.001, max 100 boxes per image, GPU 0 when present unless --device), write detections.json,
-      then evaluate. Class i (the YAML's names[i]) is the i-th category of the val COCO
-      json sorted by id. The val json is --gt, or else the YAML's 'val_annotations' key
-      (absolute, or relative to the YAML's 'path').
+      first run ultralytics YOLO(weights).predict on the YAML's val images (batched, at
+      the size the weights were trained at unless --imgsz, conf 0.001, max 100 boxes per
+      image, GPU 0 when present unless --device), write detections.json, then evaluate.
+      Class i (the YAML's names[i]) is the i-th category of the val COCO json sorted by
+      id. The val json is --gt, or else the YAML's 'val_annotations' key (absolute, or
+      relative to the YAML's 'path').
 
 Output (--out):
   DIR        replaced atomically: metrics.json, summary.txt (the table printed here),
@@ -70,7 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, type=Path, metavar="DIR|FILE.json", help="output dir or metrics file"
     )
     g = p.add_argument_group("prediction (with --weights)")
-    g.add_argument("--imgsz", type=positive_int, default=640, help="inference size in px (default: 640)")
+    g.add_argument(
+        "--imgsz",
+        type=positive_int,
+        default=None,
+        help="inference size in px (default: the size the weights were trained at, as export uses; else 640)",
+    )
     g.add_argument("--batch", type=positive_int, default=16, help="images per forward pass (default: 16)")
     g.add_argument(
         "--device", default="auto", help=f"{DEVICE_FORMS} (default: auto = GPU 0 if present, else CPU)"

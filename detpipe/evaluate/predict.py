@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BOX_DECIMALS = 3  # what ultralytics' save_json keeps; detections.json holds these rounded values
 SCORE_DECIMALS = 5
+DEFAULT_IMGSZ = 640  # ultralytics' default, for weights that do not record their training size
 
 
 class ImageBoxes(Protocol):
@@ -77,7 +78,7 @@ class PredictConfig:
     """
 
     weights: Path
-    imgsz: int = 640
+    imgsz: int = DEFAULT_IMGSZ
     device: str = "auto"
     conf: float = 0.001
     iou: float = 0.7

@@ -36,6 +36,7 @@ from detpipe.evaluate.cocoeval import EvalResult, evaluate_bbox
 from detpipe.evaluate.detections import Detections, load_detections
 from detpipe.evaluate.predict import (
     BOX_DECIMALS,
+    DEFAULT_IMGSZ,
     SCORE_DECIMALS,
     PredictConfig,
     Predictor,
@@ -59,7 +60,9 @@ class EvaluateConfig:
         dt: COCO results json (mode 1, with ``gt``).
         weights: model to predict with (mode 2, with ``data``).
         data: ultralytics dataset YAML whose ``val`` split is predicted.
-        imgsz, device, batch, conf, nms_iou, max_det: prediction settings (mode 2).
+        imgsz: inference size (mode 2); None: the size the weights were trained at (what
+            export uses, :func:`train_imgsz`), else 640.
+        device, batch, conf, nms_iou, max_det: prediction settings (mode 2).
         cm_iou, cm_score: confusion-matrix IoU and score thresholds.
         plots: write the PNG plots (directory output only).
         progress: show progress bars.
@@ -70,7 +73,7 @@ class EvaluateConfig:
     dt: Path | None = None
     weights: Path | None = None
     data: Path | None = None
-    imgsz: int = 640
+    imgsz: int | None = None
     device: str = "auto"
     batch: int = 16
     conf: float = 0.001
@@ -103,6 +106,21 @@ class EvaluateConfig:
     def metrics_file(self) -> bool:
         """True when ``out`` names the metrics file rather than an output directory."""
         return Path(self.out).suffix.lower() == ".json"
+
+
+def train_imgsz(weights: Path) -> int:
+    """The size ``weights`` were trained at, read as the export stage reads it, else 640.
+
+    Only ``.pt`` checkpoints record it (``train_args.imgsz``); other formats get 640.
+
+    Raises:
+        InvalidInput: a ``.pt`` file that is not an ultralytics checkpoint.
+    """
+    if Path(weights).suffix.lower() != ".pt":
+        return DEFAULT_IMGSZ
+    from detpipe.export.model import load_detection_model
+
+    return load_detection_model(weights).train_imgsz or DEFAULT_IMGSZ
 
 
 def evaluate_detections(
@@ -148,12 +166,15 @@ def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
         val = resolve_val_set(cfg.data, cfg.gt)
         gt = load_coco(val.annotations)
         images = val.images_for(gt)
+        imgsz = cfg.imgsz if cfg.imgsz is not None else train_imgsz(cfg.weights)
+        if cfg.imgsz is None:
+            log.info("imgsz %d: the size %s was trained at (--imgsz overrides)", imgsz, cfg.weights)
         predictor = UltralyticsPredictor(
-            PredictConfig(cfg.weights, cfg.imgsz, cfg.device, cfg.conf, cfg.nms_iou, cfg.max_det)
+            PredictConfig(cfg.weights, imgsz, cfg.device, cfg.conf, cfg.nms_iou, cfg.max_det)
         )
         inputs = {"gt": str(val.annotations), "weights": str(cfg.weights), "data": str(cfg.data)}
         inputs["predict"] = {
-            "imgsz": cfg.imgsz,
+            "imgsz": imgsz,
             "conf": cfg.conf,
             "iou": cfg.nms_iou,
             "max_det": cfg.max_det,

@@ -162,3 +162,19 @@ def test_weights_without_annotations_exit_2(dataset, tiny_weights, tmp_path):
     r = _detpipe("evaluate", "--weights", tiny_weights, "--data", dataset["yaml"], "--out", tmp_path / "x")
     assert r.returncode == 2 and "no val annotations" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_weights_are_evaluated_at_their_training_size_unless_imgsz(small_data, trained_pico, tmp_path):
+    """Issue 21: evaluate defaulted to 640 while export used the training size (0.051 vs 0.139)."""
+    common = ("--weights", trained_pico, "--data", small_data.yolo / "dataset.yaml",
+              "--gt", small_data.val_annotations, "--device", "cpu")  # fmt: skip
+    r = _detpipe("evaluate", *common, "--out", tmp_path / "default.json")
+    assert r.returncode == 0, r.stderr
+    default = json.loads((tmp_path / "default.json").read_text())
+    assert default["inputs"]["predict"]["imgsz"] == 64  # the pico model is trained at 64 px
+    assert default["map50_95"] > 0.1  # it scores ~0.27 at its own size
+    r = _detpipe("evaluate", *common, "--imgsz", 96, "--out", tmp_path / "explicit.json")
+    assert r.returncode == 0, r.stderr
+    explicit = json.loads((tmp_path / "explicit.json").read_text())
+    assert explicit["inputs"]["predict"]["imgsz"] == 96  # an explicit --imgsz still wins
+    assert explicit["coco_stats"] != default["coco_stats"]
