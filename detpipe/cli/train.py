@@ -70,7 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "multi-node job); pytorchjob: submit a Training Operator v1 PyTorchJob and follow it; trainjob: "
         "the same as a Kubeflow Trainer v2 TrainJob (default: local)",
     )
-    run.add_argument("--dry-run", action="store_true", help="print what would run (config, command or YAML)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would run (config, command or YAML); the data YAML is not read",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace a previous run in OUT")
     run.add_argument("--nproc-per-node", type=positive_int, default=None, help="processes (GPUs) per node")
     run.add_argument(
@@ -135,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
             master_addr=args.master_addr,
             master_port=args.master_port,
         )
-    launch.check_inputs(cfg, opts.world_size if opts else 1)
+    launch.check_inputs(cfg, opts.world_size if opts else 1, read_data=not args.dry_run)
     if args.dry_run:
         if opts:
             print(shlex.join(launch.torchrun_command(cfg, opts)))

@@ -68,16 +68,28 @@ class TorchrunOptions:
         return self.nproc_per_node * self.nnodes
 
 
-def check_inputs(cfg: TrainConfig, world_size: int = 1) -> None:
+def check_inputs(cfg: TrainConfig, world_size: int = 1, *, read_data: bool = True) -> None:
     """Fail fast, before any process starts (and before ultralytics is imported).
 
     Checks the data YAML, the model, local pretrained weights, that a local ``--resume``
     checkpoint exists, and that the global batch splits over ``world_size`` processes.
 
+    Args:
+        cfg: the run.
+        world_size: processes the global batch is split over.
+        read_data: check the data YAML. A dry run passes False: it only prints what would
+            run, and the data may live where the job runs, not here (a multi-node torchrun
+            job's shared path, a cluster volume); a missing file is then only a warning.
+
     Raises:
         InvalidInput: the first problem found.
     """
-    check_data(cfg.data)
+    if read_data:
+        check_data(cfg.data)
+    elif not Path(cfg.data).is_file():
+        log.warning(
+            "--data %s: not found here, not checked (dry run); it must exist where the job runs", cfg.data
+        )
     resolve_model(cfg.model)
     if cfg.pretrained and not is_store_uri(cfg.pretrained) and not Path(cfg.pretrained).is_file():
         raise InvalidInput(f"--pretrained {cfg.pretrained}: no such file (local path or s3:// URI)")

@@ -133,10 +133,28 @@ def test_torchrun_dry_run_prints_the_command(tiny_data: TinyData, tmp_path: Path
     assert cmd[cmd.index("--device") + 1] == "cuda"  # each worker takes cuda:LOCAL_RANK
 
 
+def test_multi_node_dry_run_does_not_read_the_data(tmp_path: Path) -> None:
+    """Issue 21: the cluster's data path does not exist here; a dry run still prints the command."""
+    data = "/cluster/datasets/coco/train2017_5_p.yaml"
+    assert not Path(data).exists()
+    argv = ["train", "--data", data, "--model", "yolo12n.yaml", "--out", str(tmp_path / "o"),
+            "--batch", "16", "--device", "0,1", "--launcher", "torchrun", "--nnodes", "2",
+            "--node-rank", "0", "--master-addr", "10.0.0.1"]  # fmt: skip
+    done = cli(*argv, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    cmd = shlex.split(done.stdout)
+    assert cmd[2:5] == ["torch.distributed.run", "--nnodes", "2"]
+    assert cmd[cmd.index("--data") + 1] == data
+    assert f"--data {data}: not found here, not checked (dry run)" in done.stderr
+    assert not (tmp_path / "o").exists()
+    real = cli(*argv)  # without --dry-run the data is checked before anything starts
+    assert real.returncode == 2 and "Traceback" not in real.stderr
+    assert real.stderr.strip().splitlines()[-1] == f"detpipe train: error: --data {data}: no such file"
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (["--data", "{tmp}/missing.yaml"], "--data {tmp}/missing.yaml: no such file"),
         (
             ["--model", "yolo12n.pt"],
             "--model yolo12n.pt: no such file. detpipe never downloads weights from a "
