@@ -42,7 +42,7 @@ stops models that learned nothing, never a weak but real one."""
 FLOOR_HINT = (
     "the model learned (almost) nothing: train longer (more epochs), on more data (a larger "
     "fraction or the full dataset) or from pretrained weights (--pretrained); lower the floor "
-    "(--min-map / min_map) only for smoke tests"
+    "(--min-map / min_map, a mAP fraction: 0.01 = 1 point) only for smoke tests"
 )
 
 
@@ -142,12 +142,12 @@ class GateDecision:
             f"{self.format}: {self.metric} dropped {self.drop_points:.2f} points "
             f"({100 * self.baseline:.2f} -> {100 * self.value:.2f}), limit {self.max_drop_points:.2f}"
         )
-        floor = f"below the floor {100 * self.min_value:.2f} (min_map {self.min_value:g})"
+        floor = f"below the floor of {100 * self.min_value:.2f} points"  # points, like every figure here
         if not self.below_floor:
             return dropped
         if self.drop_points <= self.max_drop_points + 1e-9:
             return f"{self.format}: {self.metric} {100 * self.value:.2f} points is {floor}"
-        return f"{dropped}, and {floor}"
+        return f"{dropped}, and is {floor}"
 
 
 def missing_formats(

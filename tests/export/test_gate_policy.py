@@ -36,9 +36,12 @@ def test_floor_and_missing_formats_in_the_gate():
     with pytest.raises(GateFailed) as e:
         enforce(floor)
     assert str(e.value) == (
-        "accuracy gate failed: onnx: mAP50-95 0.40 points is below the floor 1.00 (min_map 0.01) -- "
-        + FLOOR_HINT
+        "accuracy gate failed: onnx: mAP50-95 0.40 points is below the floor of 1.00 points -- " + FLOOR_HINT
     )
+    both = evaluate_gate({"mAP50-95": 0.02}, {"onnx": {"mAP50-95": 0.004}}, GateConfig())
+    assert both[0].reason() == (
+        "onnx: mAP50-95 dropped 1.60 points (2.00 -> 0.40), limit 0.50, and is below the floor of 1.00 points"
+    )  # one unit, points, for every figure
     enforce(evaluate_gate(base, results, GateConfig(min_map=0.0)))  # floor off: passes
 
     missing = evaluate_gate(
@@ -80,7 +83,9 @@ def test_a_model_that_learned_nothing_fails_export_with_what_to_change(small_dat
     assert res.returncode == 4, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("detpipe export: error: accuracy gate failed: onnx: mAP50-95 ")
-    assert "is below the floor 1.00 (min_map 0.01)" in last and "more epochs" in last and "pretrained" in last
+    assert (
+        "points is below the floor of 1.00 points" in last and "more epochs" in last and "pretrained" in last
+    )
     report = json.loads((out / "export_report.json").read_text())  # the report is still written
     assert report["accuracy"]["pytorch"]["mAP50-95"] < 0.01 and report["gate"]["passed"] is False
 
