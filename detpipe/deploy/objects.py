@@ -2,7 +2,10 @@
 
 The pod template is k8s/serving/serve-deployment.yaml's (tests/deploy hold the two to each
 other): probes on ``/readyz``/``/healthz``, Prometheus scrape annotations, MinIO credentials
-as mounted files, read-only root, non-root user, a 5 s preStop before a 20 s graceful drain.
+as mounted files, the store's CA bundle (ConfigMap ``detpipe-store-ca``), read-only root,
+non-root user, a 5 s preStop before a 20 s graceful drain. The HTTPRoute routes only the
+inference paths (:data:`PUBLIC_PATHS`); k8s/serving's NetworkPolicy admits the Gateway and
+Prometheus only.
 The release is a literal ``--model=`` argument, so a new release is a new pod template: a new
 ReplicaSet for Argo Rollouts, a new Deployment revision for the Gateway API canary.
 
@@ -31,6 +34,19 @@ MODEL_URI_ANNOTATION = "detpipe.io/model-uri"
 VERSION_LABEL = "detpipe.io/model-version"
 TRACK_LABEL = "detpipe.io/track"
 STRATEGY_LABEL = "detpipe.io/strategy"
+# The CA that signs the store's TLS certificate (public: a ConfigMap, key ca.crt).
+STORE_CA_CONFIGMAP = "detpipe-store-ca"
+STORE_CA_DIR = "/etc/detpipe/store-ca"
+# What the HTTPRoute exposes (Gateway API core matches, segment-wise prefixes): inference and
+# model metadata of both protocols and the v2 health endpoints. Not /v2/repository/* (reload),
+# /metrics (Prometheus scrapes the pods directly), /healthz and /readyz (the kubelet's), /docs.
+PUBLIC_PATHS: tuple[tuple[str, str], ...] = (
+    ("PathPrefix", "/v1/models"),  # /v1/models/{name}[:predict|:detect]
+    ("PathPrefix", "/v2/models"),  # /v2/models/{name}[/versions/{v}][/ready|/infer]
+    ("Exact", "/v2"),
+    ("Exact", "/v2/health/live"),
+    ("Exact", "/v2/health/ready"),
+)
 
 Obj = dict[str, Any]
 
@@ -85,6 +101,7 @@ def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool 
         ],
         "env": [
             {"name": "DETPIPE_S3_SECRET_DIR", "value": "/var/run/secrets/detpipe/minio"},
+            {"name": "DETPIPE_S3_CA_BUNDLE", "value": f"{STORE_CA_DIR}/ca.crt"},  # read for HTTPS only
             {"name": "XDG_CACHE_HOME", "value": "/var/cache/detpipe"},
         ],
         "startupProbe": _probe("/readyz", 5, 60),
@@ -99,6 +116,7 @@ def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool 
         },
         "volumeMounts": [
             {"name": "minio-credentials", "mountPath": "/var/run/secrets/detpipe/minio", "readOnly": True},
+            {"name": "store-ca", "mountPath": STORE_CA_DIR, "readOnly": True},
             {"name": "model-cache", "mountPath": "/var/cache/detpipe"},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -128,6 +146,8 @@ def pod_template(labels: Mapping[str, str], container: Obj, *, gpu: bool = False
         "containers": [container],
         "volumes": [
             {"name": "minio-credentials", "secret": {"secretName": "detpipe-minio", "defaultMode": 0o440}},
+            # optional: plain-HTTP development stores have none (the client then never reads it)
+            {"name": "store-ca", "configMap": {"name": STORE_CA_CONFIGMAP, "optional": True}},
             {"name": "model-cache", "emptyDir": {"sizeLimit": "2Gi"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
@@ -330,7 +350,10 @@ def http_route(
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
 ) -> Obj:
-    """An HTTPRoute splitting every path between ``<name>-stable`` and ``<name>-canary`` by weight."""
+    """An HTTPRoute splitting the :data:`PUBLIC_PATHS` between ``<name>-stable`` and ``<name>-canary``.
+
+    Any other path (model reload, metrics) gets the Gateway's 404: it never reaches a pod.
+    """
     return {
         "apiVersion": GATEWAY,
         "kind": "HTTPRoute",
@@ -339,7 +362,7 @@ def http_route(
             "parentRefs": [{"name": gateway}],
             "rules": [
                 {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "matches": [{"path": {"type": kind, "value": value}} for kind, value in PUBLIC_PATHS],
                     "backendRefs": backend_refs(name, stable_weight, canary_weight),
                 }
             ],

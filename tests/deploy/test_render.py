@@ -181,6 +181,70 @@ def test_gateway_route_splits_between_the_track_services() -> None:
     }
 
 
+def _gateway_matches(match: dict, path: str) -> bool:
+    """Gateway API path matching: Exact, or PathPrefix element-wise ("/v2" is not "/v2x")."""
+    kind, value = match["path"]["type"], match["path"]["value"]
+    if kind == "Exact":
+        return path == value
+    assert kind == "PathPrefix"
+    return path == value or path.startswith(value.rstrip("/") + "/")
+
+
+PUBLIC = [
+    "/v1/models",
+    "/v1/models/yolo",
+    "/v1/models/yolo:predict",
+    "/v1/models/yolo:detect",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/yolo",
+    "/v2/models/yolo/ready",
+    "/v2/models/yolo/infer",
+    "/v2/models/yolo/versions/3/infer",
+]
+PRIVATE = [
+    "/v2/repository/index",
+    "/v2/repository/models/yolo/load",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/docs",
+    "/openapi.json",
+    "/",
+    "/v2/modelsx",
+    "/v2/health/live/x",
+]
+
+
+def test_the_route_exposes_only_inference_metadata_and_health() -> None:
+    """Reload (/v2/repository/*) and /metrics never reach the pods through the Gateway."""
+    (route,) = _by_kind(render(CONFIGS["gateway"]))["HTTPRoute"]
+    crd_schema.validate(route)
+    (rule,) = route["spec"]["rules"]
+    for path in PUBLIC:
+        assert any(_gateway_matches(m, path) for m in rule["matches"]), path
+    for path in PRIVATE:
+        assert not any(_gateway_matches(m, path) for m in rule["matches"]), path
+
+
+def test_the_routes_paths_are_the_servers() -> None:
+    """Every public path is a route of serving/app.py (read from its source: no model needed)."""
+    source = (ROOT / "serving" / "app.py").read_text()
+    routes = set(re.findall(r'@app\.(?:get|post)\("([^"]+)"', source))
+    assert {"/v2/repository/models/{name}/load", "/metrics"} <= routes
+    samples = {"{name}": "yolo", "{version}": "3"}
+    concrete = {re.sub(r"\{\w+\}", lambda m: samples[m.group(0)], r) for r in routes}
+    assert set(PUBLIC) <= concrete
+    assert {p for p in PRIVATE if p in concrete} == {
+        "/v2/repository/index",
+        "/v2/repository/models/yolo/load",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    }
+
+
 def test_pod_template_is_k8s_servings_and_its_args_parse() -> None:
     """The rendered pod and k8s/serving/serve-deployment.yaml differ only in image and release."""
     base = yaml.safe_load((ROOT / "k8s/serving/serve-deployment.yaml").read_text())["spec"]["template"]

@@ -96,3 +96,47 @@ def test_service_and_pdb_select_the_serving_pods():
     ):
         assert selector.items() <= labels.items()
     assert _doc("serve-service.yaml")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def _rendered_pod_labels() -> list[dict[str, str]]:
+    from detpipe.deploy.config import CanaryConfig
+    from detpipe.deploy.render import render
+
+    uri = _doc("serve-config.yaml")["data"]["MODEL_URI"]
+    out = []
+    for cfg in (CanaryConfig(uri), CanaryConfig(uri, strategy="gateway", stable_model_uri=uri)):
+        for d in render(cfg):
+            if d["kind"] in ("Rollout", "Deployment"):
+                out.append(d["spec"]["template"]["metadata"]["labels"])
+    return out
+
+
+def test_network_policy_admits_only_the_gateway_and_prometheus_to_every_serving_pod():
+    policy = _doc("serve-networkpolicy.yaml")
+    assert "serve-networkpolicy.yaml" in _doc("kustomization.yaml")["resources"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    pods = [_doc("serve-deployment.yaml")["spec"]["template"]["metadata"]["labels"], *_rendered_pod_labels()]
+    for gpu in yaml.safe_load_all((SERVING / "gpu" / "serve-gpu.yaml").read_text()):
+        if gpu["kind"] == "Deployment":
+            pods.append(gpu["spec"]["template"]["metadata"]["labels"])
+    assert len(pods) >= 4 and all(selector.items() <= labels.items() for labels in pods)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]  # one rule: no other source, no other port
+    assert rule["ports"] == [{"protocol": "TCP", "port": _container()["ports"][0]["containerPort"]}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"detpipe.io/ingress": "true"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+    ]  # a namespace AND a pod selector in one peer: Prometheus pods of that namespace only
+
+
+def test_the_store_ca_bundle_is_mounted_where_the_client_reads_it():
+    pod = _doc("serve-deployment.yaml")["spec"]["template"]["spec"]
+    container = _container()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "store-ca")
+    volume = next(v for v in pod["volumes"] if v["name"] == "store-ca")
+    key = volume["configMap"]["name"], env["DETPIPE_S3_CA_BUNDLE"].removeprefix(mount["mountPath"] + "/")
+    assert key == ("detpipe-store-ca", "ca.crt") and mount["readOnly"] is True
