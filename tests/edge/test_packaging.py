@@ -48,7 +48,9 @@ def test_daemonset_runs_on_jetson_nodes_with_slots_on_the_host(tmp_path: Path):
     assert pod["runtimeClassName"] == "nvidia"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["state"]["hostPath"]["path"] == "/var/lib/detpipe-edge"
-    assert "secret" in volumes["minio-credentials"] and "configMap" in volumes["trust"]
+    # the node's own keys (detpipe edge enroll), not the Secret with the root user's
+    assert volumes["minio-credentials"]["hostPath"]["path"] == "/etc/detpipe-edge/minio"
+    assert "configMap" in volumes["trust"]
     env = yaml.safe_load(CONFIG.read_text())["data"] | {"NODE_NAME": "jetson-7"}
     agent, serve = (next(c for c in pod["containers"] if c["name"] == n) for n in ("agent", "serve"))
     assert not any(
