@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "before timing. Reports min/mean/p50/p90/p95/p99/max/std/CV latency (percentiles: numpy "
         "'linear') and images/s, for the network alone (infer) and end to end (JPEG decode + "
         "preprocess + network + NMS). On a Jetson also power mode, clock state, mean power from "
-        "tegrastats, images/s per watt and a throttling flag. Writes OUT (JSON), OUT.md (table) "
-        "and OUT.png (latency distributions).",
+        "tegrastats, images/s per watt and a throttling flag. Speedups are ratios of p50 latency "
+        "against the PyTorch model (else the first): medians, so one stalled iteration does not move "
+        "them. Writes OUT (JSON), OUT.md (table) and OUT.png (latency distributions).",
     )
     p.add_argument(
         "--model",

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from detpipe.bench.backends import backends_for, discover_models, model_file
+from detpipe.bench.core import latency_stats
 from detpipe.bench.device import device_class, split_by_device_class
-from detpipe.bench.run import add_ratios
+from detpipe.bench.render import markdown_table
+from detpipe.bench.run import SPEEDUP_STAT, add_ratios
 from detpipe.device import resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
@@ -91,7 +93,7 @@ def test_bench_writes_json_table_and_plot(bench_report):
         ("pytorch", "pytorch"): {"runtime": "torch", "device": "cpu"},
     }
     assert report["settings"]["device"] == {"requested": "auto", "resolved": resolve_device("auto")}
-    assert report["reference"] == "pytorch/pytorch"
+    assert report["reference"] == "pytorch/pytorch" and report["speedup_statistic"] == "p50"
     assert rows[("pytorch", "pytorch")]["speedup_vs_reference"] == {"infer": 1.0, "e2e": 1.0}
     assert report["settings"]["percentiles"] == "numpy.percentile method='linear'"
     device = report["device"]
@@ -215,10 +217,36 @@ def test_a_release_files_cpu_figures_under_the_cpu_class(tmp_path):
 
 def test_ratios_are_against_pytorch():
     rows = [
-        {"status": "ok", "format": "onnx", "backend": "onnxruntime", "infer": {"mean_ms": 10.0}},
-        {"status": "ok", "format": "pytorch", "backend": "pytorch", "infer": {"mean_ms": 15.0}},
+        {"status": "ok", "format": "onnx", "backend": "onnxruntime", "infer": {"p50_ms": 10.0}},
+        {"status": "ok", "format": "pytorch", "backend": "pytorch", "infer": {"p50_ms": 15.0}},
         {"status": "skipped", "format": "engine-fp16", "backend": "tensorrt"},
     ]
     assert add_ratios(rows) == "pytorch/pytorch"
     assert rows[0]["speedup_vs_reference"] == {"infer": 1.5}
     assert "speedup_vs_reference" not in rows[2]
+
+
+def test_speedup_is_a_ratio_of_medians_named_in_the_table():
+    """Issue 21: one 2.1 s PyTorch stall made onnx-int8 read 1.71x faster although its p50 was slower."""
+    pytorch = np.array([97.0] * 9 + [2100.0])  # mean 297 ms, p50 97 ms
+    int8 = np.array([119.0] * 10)  # mean = p50 = 119 ms
+    rows = [
+        {"status": "ok", "format": fmt, "backend": backend, "reason": None,
+         **{mode: latency_stats(samples).as_dict() for mode in ("infer", "e2e")}}
+        for fmt, backend, samples in [("pytorch", "pytorch", pytorch), ("onnx-int8", "onnxruntime", int8)]
+    ]  # fmt: skip
+    assert rows[1]["infer"]["mean_ms"] < rows[0]["infer"]["mean_ms"]  # means would say int8 is faster
+    reference = add_ratios(rows)
+    assert rows[1]["speedup_vs_reference"] == pytest.approx({"infer": 97 / 119, "e2e": 97 / 119})
+    report = {
+        "device": {"cpu": {"model": "x", "cores_available": 2}, "jetson": None, "gpu": [],
+                   "versions": {"onnxruntime": "1", "torch": "2", "tensorrt": None}},
+        "settings": {"batch": 1, "threads": 1, "schedule": {"iters": 10, "warmup_iters": 0},
+                     "percentiles": "linear"},
+        "reference": reference,
+        "speedup_statistic": SPEEDUP_STAT,
+        "results": rows,
+    }  # fmt: skip
+    table = markdown_table(report)
+    assert "| speedup (p50, infer / e2e) |" in table
+    assert "| onnx-int8 | onnxruntime |" in table and "| 0.82x / 0.82x |" in table
