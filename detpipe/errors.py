@@ -77,3 +77,26 @@ class Overloaded(Unavailable):
 
 class SignatureError(InvalidInput):
     """A release's signature is missing, does not verify, or was made by another key."""
+
+
+class EngineIncompatible(Unavailable):
+    """A TensorRT engine built for another GPU, TensorRT or JetPack than this device's."""
+
+
+class ReloadRefused(DetpipeError):
+    """The local model server did not take a new model; ``status`` is its HTTP answer.
+
+    Only a 400 says the model itself was rejected; any other status (401/403: a missing or
+    wrong token, 404: another model name, 5xx) is about the request or the server.
+    """
+
+    http_status = 502
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def model_rejected(self) -> bool:
+        """Whether the server rejected the model itself (HTTP 400)."""
+        return self.status == 400

@@ -133,15 +133,18 @@ def _register_agent(edge: argparse._SubParsersAction) -> None:
         description=textwrap.fill(
             "Poll the store every --interval seconds (--once: one cycle). The active model is "
             "DIR/current/ (a symlink to slot a or b) with manifest.json beside it; status goes to "
-            "DIR/status.json and the store's devices/<ID>/status.json. Exit 0 after --once unless the "
-            "cycle hit an error (1); bad arguments exit 2. Store settings from DETPIPE_S3_* / a mounted "
-            "Secret.",
+            "DIR/status.json and the store's devices/<ID>/status.json. A version whose artifact fails "
+            "(hash, health check, the server rejecting the model) is refused for good; one the server "
+            "could not take for another reason (token, model name, server error) is retried next cycle. "
+            "Exit 0 after --once unless the cycle hit an error (1); bad arguments exit 2. Store "
+            "settings from DETPIPE_S3_* / a mounted Secret.",
             width=88,
         ),
         epilog="example:\n"
         "  detpipe edge agent --store s3://detpipe --device-class cpu --device-id cam-17 \\\n"
         "      --trust /etc/detpipe/root.json --dir /var/lib/detpipe-edge \\\n"
-        "      --reload-url http://127.0.0.1:8080/v2/repository/models/yolo/load",
+        "      --reload-url http://127.0.0.1:8080/v2/repository/models/yolo/load \\\n"
+        "      --reload-token-file /etc/detpipe/reload-token",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", required=True, help="store URI (s3://..., a directory, or an https:// mirror)")
@@ -152,10 +155,25 @@ def _register_agent(edge: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=positive_float, default=300.0, help="seconds between cycles (300)")
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
     p.add_argument("--reload-url", default=None, help="the local server's model-load URL")
+    p.add_argument(
+        "--reload-token-file",
+        type=Path,
+        default=_env_path("DETPIPE_RELOAD_TOKEN_FILE"),
+        help="file with the server's reload token, sent as 'Authorization: Bearer' (env "
+        "DETPIPE_RELOAD_TOKEN_FILE; the server's --reload-token-file)",
+    )
     p.add_argument("--group", action="append", default=[], help="rollout group of this device (repeat)")
     p.add_argument("--backoff-max", type=positive_float, default=600.0, help="max retry delay (600 s)")
     p.add_argument("--max-cycles", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_agent)
+
+
+def _env_path(name: str) -> Path | None:
+    """A path from the environment variable ``name`` (read when the parser is built), or None."""
+    import os
+
+    value = os.environ.get(name, "").strip()
+    return Path(value) if value else None
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -242,6 +260,7 @@ def _agent(args: argparse.Namespace) -> int:
         dir=args.dir,
         interval_s=args.interval,
         reload_url=args.reload_url,
+        reload_token_file=args.reload_token_file,
         groups=tuple(args.group),
         backoff=RetryPolicy(attempts=1, base_delay_s=min(5.0, args.interval), max_delay_s=args.backoff_max),
     )

@@ -11,14 +11,22 @@ A cycle (:meth:`Agent.run_once`)::
     health     test inference through DIR/current; tell the server to reload (--reload-url)
     commit     state.json names the slot; status.json to DIR and to the store
 
-A failed health check or reload switches ``current`` back, reloads the old model, and
-remembers the target's sha256 as refused (not retried). Before the first cycle
+What marks a version refused on this device for good (its sha256 in ``state.json``) is a
+fault of the artifact: a length or hash mismatch, an engine built for another device, a
+failed health check, or the server rejecting the model itself (HTTP 400). Those switch
+``current`` back (after the switch) and reload the old model. A failure outside the artifact
+(the server's reload answering 401/403/404/5xx: a token, a model name, a server problem)
+also switches back, but the outcome is ``retrying``: the next cycle tries again, from the
+inactive slot that still holds the verified version (no second download). A server that is
+not running at all is no failure: it loads ``current`` when it starts. Before the first cycle
 :meth:`Slots.recover` finishes or discards what a killed agent left. ``run`` repeats
 cycles every ``interval_s``, backing off exponentially (with jitter) while the store is
 unreachable::
 
     agent = Agent(AgentConfig(store="s3://detpipe", device_class="cpu", device_id="cam-17",
-                              trust=Path("/etc/detpipe/root.json"), dir=Path("/var/lib/detpipe-edge")))
+                              trust=Path("/etc/detpipe/root.json"), dir=Path("/var/lib/detpipe-edge"),
+                              reload_url="http://127.0.0.1:8080/v2/repository/models/yolo/load",
+                              reload_token_file=Path("/etc/detpipe/reload-token")))
     result = agent.run_once()        # {"outcome": "installed", "version": "3", "timings_s": {...}}
 
 Crash testing: when ``DETPIPE_EDGE_KILL_AT`` names a step (``download``, ``verified``,
@@ -46,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import TargetFile
 
 from detpipe.edge.engine import build_on_device
 from detpipe.edge.fetcher import OtaFetcher
@@ -54,7 +63,7 @@ from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
 from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, load_trust, refresh
-from detpipe.errors import DetpipeError, InvalidInput, StoreError
+from detpipe.errors import DetpipeError, EngineIncompatible, InvalidInput, ReloadRefused, StoreError
 from detpipe.export.sidecar import sidecar_path, write_sidecar
 from detpipe.io import write_json
 from detpipe.store.config import RetryPolicy, S3Config
@@ -74,9 +83,14 @@ class AgentConfig:
         device_class: this device's class (targets of other classes are ignored).
         device_id: this device's id (rollout bucket, ``devices/<id>/status.json``).
         trust: the provisioned root metadata (``detpipe edge keygen``'s ``root.json``).
-        dir: the agent's state directory (slots, ``current``, downloads, TUF cache).
+        dir: the agent's state directory (slots, ``current``, downloads, TUF cache); made
+            absolute here, since the paths the agent sends the server must not depend on
+            either process's working directory.
         interval_s: seconds between cycles.
         reload_url: the local server's model-load endpoint (``POST .../v2/repository/models/NAME/load``).
+        reload_token_file: a file holding the server's reload token (``detpipe serve
+            --reload-token-file``), sent as ``Authorization: Bearer``; read at each reload
+            (a rotated token is picked up), never logged.
         groups: rollout groups this device belongs to.
         backoff: delays while the store is unreachable (exponential, jittered).
         health_threads: CPU threads of the health-check inference.
@@ -95,8 +109,11 @@ class AgentConfig:
     )
     health_threads: int = 1
     reload_timeout_s: float = 120.0
+    reload_token_file: Path | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dir", self.dir.expanduser().resolve())
+        object.__setattr__(self, "trust", self.trust.expanduser().resolve())
         check_device_class(self.device_class)
         for g in self.groups:
             check_group(g)
@@ -106,6 +123,25 @@ class AgentConfig:
             raise InvalidInput(f"interval {self.interval_s}: must be > 0 seconds")
         if self.reload_url is not None and not self.reload_url.startswith(("http://", "https://")):
             raise InvalidInput(f"--reload-url {self.reload_url!r}: an http(s):// URL")
+        if self.reload_token_file is not None:
+            object.__setattr__(self, "reload_token_file", self.reload_token_file.expanduser().resolve())
+            read_token(self.reload_token_file)  # unreadable or empty: bad input now, not at the reload
+
+
+def read_token(path: Path) -> str:
+    """The reload token in ``path`` (surrounding whitespace stripped).
+
+    Raises:
+        InvalidInput: the file is unreadable or empty (the message never holds the token).
+    """
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise InvalidInput(f"--reload-token-file {path}: cannot read ({reason})") from None
+    if not token or any(c.isspace() for c in token):
+        raise InvalidInput(f"--reload-token-file {path}: expected one token (no spaces), got none or several")
+    return token
 
 
 def _failpoint(step: str) -> None:
@@ -176,6 +212,8 @@ class Agent:
             result["reason"] = decision.reason
             if decision.action == "keep" or decision.release is None:
                 result["outcome"] = "unchanged"
+                if decision.refused:
+                    result["error"] = decision.refused  # the status names why, not "not in any rollout"
                 self._clean_downloads(keep=None)
             else:
                 result.update(self._update(repo, decision.release, state, timings))
@@ -198,65 +236,37 @@ class Agent:
         info = repo.target_info(release.path)  # from the verified set, not from our listing
         if release.format == "engine":
             self._check_engine(release, state)
-        part = self.downloads / f"{release.sha256}.part"
-        self._clean_downloads(keep=part)
+        previous, slot = self.slots.active(), self.slots.inactive()
         t = time.perf_counter()
-        resumed_from = part.stat().st_size if part.exists() else 0
-        try:
-            fetched = self.fetcher.download_to(
-                repo.target_url(release), part, info.length, self._progress_with_failpoint
+        serve_file = self._verified_slot(slot, release, info)
+        fetched = resumed_from = 0
+        if serve_file is not None:
+            timings["verify"] = time.perf_counter() - t
+            log.info(
+                "slot %s holds %s %s already (hash verified): no download",
+                slot,
+                release.path,
+                release.version,
             )
-        except tuf_errors.DownloadLengthMismatchError as e:
-            part.unlink(missing_ok=True)
-            raise StoreError(describe_tuf(e)) from None
-        except tuf_errors.DownloadHTTPError as e:
-            raise StoreError(f"artifact {release.path} missing from the store: {e}") from None
-        except tuf_errors.DownloadError as e:  # the partial file stays: the next cycle resumes it
-            raise StoreUnreachable(describe_tuf(e)) from None
-        timings["download"] = time.perf_counter() - t
-        t = time.perf_counter()
-        try:
-            with part.open("rb") as f:
-                info.verify_length_and_hashes(f)
-        except tuf_errors.LengthOrHashMismatchError as e:
-            part.unlink(missing_ok=True)  # a bad download is never resumed
-            raise StoreError(describe_tuf(e)) from None
-        timings["verify"] = time.perf_counter() - t
-        _failpoint("verified")
-        previous = self.slots.active()
-        t = time.perf_counter()
-        slot = self.slots.inactive()
-        manifest = {
-            "version": release.version,
-            "sha256": release.sha256,
-            "file": release.file,
-            "format": release.format,
-            "device_class": release.device_class,
-            "target": release.path,
-            "length": release.length,
-            "installed_at": _now(),
-        }
-        files = {release.file: part}
-        if release.sidecar is not None:
-            side = self.downloads / f"{release.sha256}.sidecar.json"
-            write_json(side, release.sidecar)
-            files[sidecar_path(Path(release.file)).name] = side
-        slot_dir = self.slots.install(slot, files, manifest)
-        serve_file = self._maybe_build_engine(slot_dir, release, manifest)
-        timings["install"] = time.perf_counter() - t
+        else:
+            part, fetched, resumed_from = self._download(repo, release, info, state, timings)
+            _failpoint("verified")
+            t = time.perf_counter()
+            serve_file = self._install(slot, release, part)
+            timings["install"] = time.perf_counter() - t
         _failpoint("installed")
         self.slots.switch(slot)
         _failpoint("switched")
-        t = time.perf_counter()
         try:
+            t = time.perf_counter()
             check_model(self.slots.current / serve_file, threads=self.cfg.health_threads)
             timings["health"] = time.perf_counter() - t
             if self.cfg.reload_url is not None:
                 t = time.perf_counter()
                 self._reload(self.slots.current / serve_file)
                 timings["reload"] = time.perf_counter() - t
-        except (HealthCheckFailed, StoreError) as e:
-            return self._roll_back(previous, release, state, str(e))
+        except (HealthCheckFailed, ReloadRefused) as e:
+            return self._roll_back(previous, release, state, e)
         _failpoint("healthy")
         state["committed"] = slot
         self.slots.save_state(state)
@@ -276,6 +286,79 @@ class Agent:
             "resumed_from": resumed_from,
         }
 
+    def _verified_slot(self, slot: str, release: Release, info: TargetFile) -> str | None:
+        """The file to serve when ``slot`` holds ``release`` already, its hash verified (a retry)."""
+        manifest = self.slots.manifest(slot)
+        if not manifest or (manifest.get("sha256"), manifest.get("target")) != (release.sha256, release.path):
+            return None
+        slot_dir = self.slots.slots / slot
+        try:
+            with (slot_dir / release.file).open("rb") as f:
+                info.verify_length_and_hashes(f)
+        except (OSError, tuf_errors.LengthOrHashMismatchError):
+            return None
+        serve_file = str(manifest.get("engine") or release.file)
+        return serve_file if (slot_dir / serve_file).is_file() else None
+
+    def _download(
+        self, repo: TrustedRepo, release: Release, info: TargetFile, state: dict[str, Any],
+        timings: dict[str, float],
+    ) -> tuple[Path, int, int]:  # fmt: skip
+        """Download (resuming) and verify the artifact: ``(partial file, bytes fetched, resumed from)``."""
+        part = self.downloads / f"{release.sha256}.part"
+        self._clean_downloads(keep=part)
+        t = time.perf_counter()
+        resumed_from = part.stat().st_size if part.exists() else 0
+        try:
+            fetched = self.fetcher.download_to(
+                repo.target_url(release), part, info.length, self._progress_with_failpoint
+            )
+        except tuf_errors.DownloadLengthMismatchError as e:
+            part.unlink(missing_ok=True)
+            raise self._refuse(state, release, describe_tuf(e)) from None
+        except tuf_errors.DownloadHTTPError as e:
+            raise StoreError(f"artifact {release.path} missing from the store: {e}") from None
+        except tuf_errors.DownloadError as e:  # the partial file stays: the next cycle resumes it
+            raise StoreUnreachable(describe_tuf(e)) from None
+        timings["download"] = time.perf_counter() - t
+        t = time.perf_counter()
+        try:
+            with part.open("rb") as f:
+                info.verify_length_and_hashes(f)
+        except tuf_errors.LengthOrHashMismatchError as e:
+            part.unlink(missing_ok=True)  # a bad download is never resumed
+            if resumed_from:  # the part on disk may be what went bad (a power cut): once more, from 0
+                raise StoreError(f"{describe_tuf(e)} (resumed download: retried from the start)") from None
+            raise self._refuse(state, release, describe_tuf(e)) from None
+        timings["verify"] = time.perf_counter() - t
+        return part, fetched, resumed_from
+
+    def _install(self, slot: str, release: Release, part: Path) -> str:
+        """Move the verified download into ``slot``; returns the file to serve."""
+        manifest = {
+            "version": release.version,
+            "sha256": release.sha256,
+            "file": release.file,
+            "format": release.format,
+            "device_class": release.device_class,
+            "target": release.path,
+            "length": release.length,
+            "installed_at": _now(),
+        }
+        files = {release.file: part}
+        if release.sidecar is not None:
+            side = self.downloads / f"{release.sha256}.sidecar.json"
+            write_json(side, release.sidecar)
+            files[sidecar_path(Path(release.file)).name] = side
+        slot_dir = self.slots.install(slot, files, manifest)
+        return self._maybe_build_engine(slot_dir, release, manifest)
+
+    def _refuse(self, state: dict[str, Any], release: Release, reason: str) -> StoreError:
+        """Remember ``release`` as refused on this device (a fault of the artifact): never retried."""
+        state.setdefault("refused", {})[release.sha256] = reason
+        self.slots.save_state(state)
+        return StoreError(reason)
+
     def _progress_with_failpoint(self, size: int) -> None:
         _failpoint("download")  # mid-download: at least one chunk is in the partial file
         if self.progress is not None:
@@ -293,7 +376,7 @@ class Agent:
             reason = f"engine {release.version} not compatible with this device: " + "; ".join(problems)
             state.setdefault("refused", {})[release.sha256] = reason
             self.slots.save_state(state)
-            raise StoreError(reason)
+            raise EngineIncompatible(reason)
 
     def _maybe_build_engine(self, slot_dir: Path, release: Release, manifest: dict[str, Any]) -> str:
         """For an ONNX target on a TensorRT device: build (or reuse) the engine into the slot."""
@@ -309,39 +392,63 @@ class Agent:
         return "model.engine"
 
     def _roll_back(
-        self, previous: str | None, release: Release, state: dict[str, Any], reason: str
+        self, previous: str | None, release: Release, state: dict[str, Any], error: DetpipeError
     ) -> dict[str, Any]:
-        log.error("version %s failed its check (%s): switching back", release.version, reason)
+        """Switch back to ``previous``; refuse ``release`` for good only when the artifact is at fault."""
+        reason = str(error)
+        retry = isinstance(error, ReloadRefused) and not error.model_rejected
+        log.error(
+            "version %s %s (%s): switching back", release.version,
+            "could not be switched to, retrying next cycle" if retry else "failed its check", reason,
+        )  # fmt: skip
         if previous is not None:
             self.slots.switch(previous)
             old = self.slots.manifest(previous) or {}
             try:
                 self._reload(self.slots.current / str(old.get("engine") or old.get("file", "")))
-            except StoreError as e:
+            except ReloadRefused as e:
                 log.error("reloading the previous model failed too: %s", e)
         else:
             self.slots.current.unlink(missing_ok=True)
-        state.setdefault("refused", {})[release.sha256] = reason
+        if not retry:
+            state.setdefault("refused", {})[release.sha256] = reason
         state["committed"] = previous
         self.slots.save_state(state)
+        if retry:
+            return {
+                "outcome": "retrying",
+                "version": release.version,
+                "error": reason,
+                "reason": f"version {release.version} installed but not switched to; retrying next cycle",
+                "slot": previous,
+            }
         return {"outcome": "rolled-back", "version": release.version, "error": reason, "slot": previous}
 
     def _reload(self, model_path: Path) -> None:
+        """Have the server load ``model_path`` (absolute: the agent's ``dir`` is).
+
+        Raises:
+            ReloadRefused: the server answered with an error status (or the token file went bad).
+        """
         if self.cfg.reload_url is None:
             return
+        headers = {"Content-Type": "application/json"}
+        if self.cfg.reload_token_file is not None:
+            try:
+                headers["Authorization"] = f"Bearer {read_token(self.cfg.reload_token_file)}"
+            except InvalidInput as e:
+                raise ReloadRefused(str(e), 0) from None
         body = json.dumps({"parameters": {"uri": str(model_path)}}).encode()
-        req = urllib.request.Request(
-            self.cfg.reload_url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
+        req = urllib.request.Request(self.cfg.reload_url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.cfg.reload_timeout_s) as resp:
                 resp.read()
         except urllib.error.HTTPError as e:
             try:
                 detail = json.loads(e.read()).get("error", "")
-            except ValueError:
+            except (ValueError, AttributeError):
                 detail = ""
-            raise StoreError(f"server reload refused (HTTP {e.code}): {detail}") from None
+            raise ReloadRefused(f"server reload refused (HTTP {e.code}): {detail}", e.code) from None
         except OSError as e:  # not running (yet): it loads `current` when it starts
             log.warning(
                 "server not reachable at %s (%s): it loads %s when it starts",

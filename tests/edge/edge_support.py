@@ -83,13 +83,16 @@ class S3Fleet:
 
 
 def run_agent(
-    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    """``detpipe edge agent ARGS`` as a real process."""
+    """``detpipe edge agent ARGS`` as a real process (in ``cwd``: relative paths are the device's)."""
+    checkout = str(Path(__file__).parents[2])  # this checkout's detpipe, whatever the cwd
+    pythonpath = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", "detpipe.cli.main", "edge", "agent", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})},
+        cwd=cwd,
     )

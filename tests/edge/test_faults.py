@@ -95,6 +95,24 @@ def test_tampered_artifact(s3_fleet, keys, models, on_v1, faults):
     _refused(s3_fleet, keys, on_v1, "length or hash does not match")
     assert not list((on_v1 / "downloads").glob("*.part"))  # a bad download is not kept for resuming
     still_good(on_v1, "1", "artifact-tampered", faults)
+    assert r2.sha256 in json.loads((on_v1 / "state.json").read_text())["refused"]  # a fault of the artifact
+    r = make_agent(s3_fleet, keys, on_v1).run_once()
+    assert r["outcome"] == "unchanged", r
+    assert r["error"].startswith("version 2 was refused on this device: length or hash")
+
+
+def test_a_bad_resumed_download_is_fetched_again_not_refused(s3_fleet, keys, models, on_v1, faults):
+    """A partial file that went bad on the device (a power cut) is no fault of the artifact."""
+    r2 = publish(s3_fleet, keys, models.other, "2")
+    part = on_v1 / "downloads" / f"{r2.sha256}.part"
+    part.parent.mkdir(exist_ok=True)
+    part.write_bytes(b"\0" * 4096)
+    r = make_agent(s3_fleet, keys, on_v1).run_once()
+    assert r["outcome"] == "refused" and "resumed download: retried from the start" in r["error"], r
+    assert not part.exists() and "refused" not in json.loads((on_v1 / "state.json").read_text())
+    still_good(on_v1, "1", "partial-download-corrupt", faults)
+    r = make_agent(s3_fleet, keys, on_v1).run_once()
+    assert (r["outcome"], r["version"], r["resumed_from"]) == ("installed", "2", 0), r
 
 
 def test_oversized_artifact(s3_fleet, keys, models, on_v1, faults):
