@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that peaked in their last epochs (and those still improving when their planned epochs ran "
         "out), regime labels per fraction (saturated / steep / collapsed), and a fit mAP(N) = "
         "a - b*N^-alpha per model (N = "
-        "fraction in percent) with the N needed to reach --target. With --reference, a "
+        "fraction in percent) with the N needed to reach --target (marked '~N % (extrapolated "
+        "beyond the full set: not reachable with this data)' past 100 %). With --reference, a "
         "reproduction gate: each model's 100 % run against a published score (report.json "
         "reproduction.<model>, reproduction_ok; --fail-on-mismatch exits 4). Bad input: exit 2, "
         "nothing written.",

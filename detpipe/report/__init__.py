@@ -5,6 +5,12 @@
 best mAP50-95 per model x fraction, retention against the 100 % run, the cliff (the adjacent
 step with the largest drop), late-peaking runs, and a saturating power-law fit per model.
 
+The data a ``--target`` needs is the fit solved for N. Beyond the full set it is printed as
+what it is, in the headline and in report.md: ``mAP 0.4 at ~37,798 % (extrapolated beyond
+the full set: not reachable with this data)``; outside the fitted fractions but within the
+full set, ``~4 % (extrapolated outside the fitted fractions)``
+(:func:`~detpipe.report.render.target_text`; report.json: ``extrapolated``, ``beyond_full_set``).
+
 With several subset strategies, subset draws or epochs policies (issue 12), the main analysis
 uses the primary strategy and policy and the report adds the strategy and policy comparisons,
 the schedules, the variance across draws vs seeds, the draws' overlap, regimes and the runs

@@ -58,18 +58,34 @@ def _stability_cell(entries: list[dict[str, Any]] | None) -> str:
     )
 
 
+BEYOND_FULL_SET = "extrapolated beyond the full set: not reachable with this data"
+OUTSIDE_FIT = "extrapolated outside the fitted fractions"
+
+
+def target_text(target: dict[str, Any]) -> str:
+    """A reachable target's data amount, saying when it is an extrapolation.
+
+    ``37,798 %`` reads as a plan; it is the fitted curve followed far past the data, so a
+    fraction beyond the full set is printed ``~37,798 % (extrapolated beyond the full set:
+    not reachable with this data)`` and one outside the fitted fractions ``~4 % (extrapolated
+    outside the fitted fractions)``. The image count comes first in the parentheses when the
+    full set's size is known.
+    """
+    approx = "~" if target["extrapolated"] or target["beyond_full_set"] else ""
+    notes = [] if target["images"] is None else [f"{target['images']:,} images"]
+    if target["beyond_full_set"]:
+        notes.append(BEYOND_FULL_SET)
+    elif target["extrapolated"]:
+        notes.append(OUTSIDE_FIT)
+    text = f"{approx}{format_percent(target['fraction'])} %"
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
 def _target_cell(fit: dict[str, Any]) -> str:
     target = fit["target"]
     if target["status"] != "reachable":
         return f"not reachable (a = {fit['a']:.3f} ≤ {target['map']:g})"
-    text = f"{format_percent(target['fraction'])} %"
-    if target["images"] is not None:
-        text += f" ({target['images']:,} images)"
-    if target["beyond_full_set"]:
-        text += ", more than the full set"
-    if target["extrapolated"]:
-        text += " (extrapolated)"
-    return text
+    return target_text(target)
 
 
 def _reproduction_lines(report: dict[str, Any]) -> list[str]:
@@ -284,7 +300,7 @@ def headline(report: dict[str, Any]) -> list[str]:
         if fit["status"] != "ok":
             need = fit["status"]
         elif fit["target"]["status"] == "reachable":
-            need = f"mAP {target:g} at {format_percent(fit['target']['fraction'])} %"
+            need = f"mAP {target:g} at {target_text(fit['target'])}"
         else:
             need = f"mAP {target:g} not reachable"
         lines.append(f"{name}: {step}; {need}")

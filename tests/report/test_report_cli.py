@@ -113,3 +113,20 @@ def test_the_shipped_example_table_stays_valid(tmp_path):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert list(report["models"]) == ["yolo12n", "yolo12s", "yolo12m", "yolo12l", "yolo12x"]
     assert report["fractions"] == ["0.3125", "0.625", "1.25", "2.5", "5", "10", "25", "50", "100"]
+
+
+def test_a_target_beyond_the_full_set_is_printed_as_an_extrapolation(tmp_path):
+    """Issue 21: 'mAP 0.4 at 37,798 %' read like a plan; it is the fit followed far past the data."""
+    rows = ["model,fraction,best_map5095"]
+    rows += [f"yolo12n,{f:g},{0.55 - 0.3 * f**-0.5!r}" for f in (1.25, 2.5, 5, 10, 25, 50, 100)]
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    far = _detpipe("--table", str(table), "--out", str(tmp_path / "far"), "--target", "0.545",
+                   "--full-images", "1000")  # fmt: skip
+    assert far.returncode == 0, far.stderr
+    beyond = "3,600 % (36,000 images; extrapolated beyond the full set: not reachable with this data)"
+    assert far.stdout.splitlines()[0].endswith(f"; mAP 0.545 at ~{beyond}")  # N = (0.3 / 0.005)^2
+    assert f"| ~{beyond} |" in (tmp_path / "far" / "report.md").read_text()
+    near = _detpipe("--table", str(table), "--out", str(tmp_path / "near"), "--target", "0.4")
+    assert near.returncode == 0, near.stderr
+    assert near.stdout.splitlines()[0].endswith("; mAP 0.4 at 4 %")  # inside the fitted range: as is
