@@ -54,13 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ranges",
         default=_fmt_ranges(DEFAULT_RANGES),
         metavar="A-B,...",
-        help="epoch ranges, 1-based and inclusive, clipped to each run (default: %(default)s)",
+        help="epoch ranges, 1-based and inclusive, clipped to each run; a range a run lacks is dropped "
+        "with a warning and listed in runs.<name>.dropped (default: %(default)s)",
     )
     p.add_argument(
         "--milestones",
         default=",".join(map(str, DEFAULT_MILESTONES)),
         metavar="E,...",
-        help="epochs whose metrics are tabulated, those a run reached (default: %(default)s)",
+        help="epochs whose metrics are tabulated, those a run reached; the others are dropped with a "
+        "warning and listed in runs.<name>.dropped (default: %(default)s)",
     )
     p.add_argument(
         "--stable-window",

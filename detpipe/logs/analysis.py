@@ -23,10 +23,15 @@ Definitions:
   ``stopped_early`` (fewer epochs, and the last ``patience`` epochs brought no better
   mAP50-95: ultralytics' EarlyStopping), ``crashed`` (fewer epochs otherwise), or ``unknown``
   (the planned epochs are not recorded).
+* dropped: ranges that do not overlap a run's epochs and milestones missing from its log are
+  left out of its analysis. The defaults reach 600 epochs and are clipped to each run without
+  a word; ranges or milestones chosen by the user that a run lacks are logged as a WARNING
+  (naming them and the run's last epoch) and listed in ``runs.<name>.dropped``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Sequence
@@ -37,6 +42,8 @@ import numpy as np
 
 from detpipe.logs.runlog import LOSSES, LR, METRICS, RunLog
 from detpipe.train.summary import training_seconds
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RANGES = ((1, 10), (11, 30), (31, 60), (61, 100), (101, 200), (201, 300), (301, 600))
 """detpipe's choice: short ranges while the curves move fast, longer ones later (the study
@@ -272,6 +279,37 @@ def classify(run: RunLog, best: int | None) -> tuple[str, str]:
     return "crashed", f"stopped at epoch {last} of {planned} without meeting early stopping{where}"
 
 
+def dropped(run: RunLog, settings: AnalysisSettings) -> dict[str, list]:
+    """The chosen ranges and milestones (not the defaults) that ``run`` has no epochs for; warns.
+
+    Returns:
+        ``{"ranges": [[from, to], ...], "milestones": [epoch, ...]}`` (empty lists when none).
+    """
+    epochs = run.epochs
+    first, last = epochs[0], epochs[-1]
+    ranges = [] if settings.ranges == DEFAULT_RANGES else [
+        [a, b] for a, b in settings.ranges if a > last or b < first
+    ]  # fmt: skip
+    have = set(epochs)
+    milestones = [] if settings.milestones == DEFAULT_MILESTONES else [
+        m for m in settings.milestones if m not in have
+    ]  # fmt: skip
+    out = {"ranges": ranges, "milestones": milestones}
+    if ranges or milestones:
+        log.warning("run %s: dropped %s: not in its log (last epoch %d)", run.name, dropped_text(out), last)
+    return out
+
+
+def dropped_text(entry: dict[str, list]) -> str:
+    """``{"ranges": [[101, 200]], "milestones": [150]}`` -> ``--ranges 101-200 and --milestones 150``."""
+    what = []
+    if entry["ranges"]:
+        what.append("--ranges " + ",".join(f"{a}-{b}" for a, b in entry["ranges"]))
+    if entry["milestones"]:
+        what.append("--milestones " + ",".join(map(str, entry["milestones"])))
+    return " and ".join(what)
+
+
 def analyze_run(run: RunLog, settings: AnalysisSettings) -> dict[str, Any]:
     """The ``runs.<name>`` entry of analysis.json for one run."""
     epochs = run.epochs
@@ -312,6 +350,7 @@ def analyze_run(run: RunLog, settings: AnalysisSettings) -> dict[str, Any]:
         "loss_ranges": drops,
         "ranges": metric_ranges,
         "milestones": milestones,
+        "dropped": dropped(run, settings),
         "stable_epoch": None
         if map50 is None
         else stable_epoch(epochs, map50, settings.stable_window, settings.stable_cov_pct),

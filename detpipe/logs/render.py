@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from detpipe.logs.analysis import dropped_text
 from detpipe.logs.plots import slug
 
 
@@ -40,6 +41,11 @@ def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str
         f"stable (mAP50 CoV) from epoch {run['stable_epoch'] or '—'}.",
         "",
     ]
+    if run["dropped"]["ranges"] or run["dropped"]["milestones"]:
+        out += [
+            f"Dropped {dropped_text(run['dropped'])}: not in this run's log (last epoch {ep['last']}).",
+            "",
+        ]
     if t["total_s"] is not None:
         ips = "" if t["images_per_s"] is None else f", {t['images_per_s']:g} images/s"
         out += [

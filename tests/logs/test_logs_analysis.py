@@ -34,6 +34,7 @@ def test_clean_run(tmp_path):
     assert a["ranges"]["map50"][0] == {"from": 1, "to": 4, "mean": 0.25, "std": 0.111803, "cov_pct": 44.7214}
     assert a["ranges"]["map50"][1]["mean"] == 0.5875
     assert list(a["milestones"]) == ["1", "5", "10"]  # 50 was not reached
+    assert a["dropped"] == {"ranges": [], "milestones": [50]}
     assert a["milestones"]["10"] == {"precision": 0.5, "recall": 0.5, "map50": 0.6, "map5095": 0.33}
     assert a["best"] == {"epoch": 10, "map5095": 0.33, "map50": 0.6}  # the earliest of the tied 0.33s
     assert a["stable_epoch"] == 6  # windows of 5 from epoch 6 are flat; 5-9 has CoV 6.9 %
@@ -51,6 +52,25 @@ def test_clean_run(tmp_path):
         "images_per_s": None,
     }
     assert a["spikes"]["train/box_loss"] == [] and a["oscillations"]["train/box_loss"] == []
+
+
+def test_ranges_and_milestones_beyond_the_last_epoch_are_warned_about(tmp_path, caplog):
+    settings = AnalysisSettings(ranges=((1, 4), (5, 20), (21, 30)), milestones=(5, 12, 50, 100))
+    run = clean(tmp_path)
+    with caplog.at_level("WARNING", logger="detpipe.logs.analysis"):
+        a = _analyze(run, settings)
+    assert a["dropped"] == {"ranges": [[21, 30]], "milestones": [50, 100]}  # 5-20 is clipped, not dropped
+    assert [r["to"] for r in a["ranges"]["map50"]] == [4, 12]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "run clean: dropped --ranges 21-30 and --milestones 50,100: not in its log (last epoch 12)",
+        )
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detpipe.logs.analysis"):
+        default = _analyze(run, AnalysisSettings())  # the defaults reach 600: clipped quietly
+    assert default["dropped"] == {"ranges": [], "milestones": []} and not caplog.records
 
 
 def test_nan_run(tmp_path):

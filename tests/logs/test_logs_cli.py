@@ -59,6 +59,22 @@ def test_several_runs(tmp_path):
     )
 
 
+def test_dropped_ranges_and_milestones_are_warned_and_recorded(tmp_path):
+    out = tmp_path / "logs"
+    proc = _detpipe(
+        str(clean(tmp_path)), "--out", str(out), "--ranges", "1-10,101-200", "--milestones", "10,300"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "WARNING detpipe.logs.analysis: run clean: dropped --ranges 101-200 and --milestones 300: "
+        "not in its log (last epoch 12)"
+    ) in proc.stderr
+    run = json.loads((out / "analysis.json").read_text())["runs"]["clean"]
+    assert run["dropped"] == {"ranges": [[101, 200]], "milestones": [300]}
+    md = (out / "analysis.md").read_text()
+    assert "Dropped --ranges 101-200 and --milestones 300: not in this run's log (last epoch 12)." in md
+
+
 def test_one_run_has_no_comparison(tmp_path):
     out = tmp_path / "logs"
     assert main(["-q", "logs", "analyze", str(clean(tmp_path) / "results.csv"), "--out", str(out)]) == 0
