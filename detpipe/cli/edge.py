@@ -12,8 +12,12 @@ import textwrap
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detpipe.cli.options import duration, existing_file, percentage, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from detpipe.signing import ReleaseVerifier
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,9 @@ def _register_publish(edge: argparse._SubParsersAction) -> None:
         "      --keys ota-keys --rollout 10 --group canary\n"
         "  detpipe edge publish --store s3://detpipe --device-class cpu --version 3 --keys ota-keys \\\n"
         "      --rollout 50\n"
-        "  detpipe edge publish --store s3://detpipe --device-class cpu --rollback-to 2 --keys ota-keys",
+        "  detpipe edge publish --store s3://detpipe --device-class cpu --rollback-to 2 --keys ota-keys\n"
+        "  detpipe edge publish --store s3://detpipe --device-class orin-sm87-trt10.3.0 --version 1.0.0 \\\n"
+        "      --release s3://detpipe/models/yolov8n-coco/1.0.0 --release-key release.pub --keys ota-keys",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", required=True, help="store URI (s3://bucket[/prefix] or a directory)")
@@ -90,6 +96,19 @@ def _register_publish(edge: argparse._SubParsersAction) -> None:
     p.add_argument("--rollout", type=percentage, default=None, help="percent of the class's devices (100)")
     p.add_argument(
         "--group", action="append", default=None, help="a device group that always gets it (repeat)"
+    )
+    p.add_argument(
+        "--release-key",
+        type=Path,
+        default=None,
+        metavar="PUB",
+        help="public key the --release must be signed with (manifest.sig, detpipe release sign), checked "
+        "before anything is downloaded or signed for the fleet (default: $DETPIPE_RELEASE_KEY)",
+    )
+    p.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="publish a --release without checking its signature: LOCAL DEVELOPMENT ONLY",
     )
     p.add_argument("--expires", type=duration, default=timedelta(days=7), help="metadata validity (7d)")
     p.set_defaults(func=_publish)
@@ -210,9 +229,13 @@ def _publish(args: argparse.Namespace) -> int:
             store, args.keys, args.device_class, args.version, args.rollout, groups, args.expires
         )
     else:
+        verifier = _release_verifier(args)  # bad key or flags: refused before anything is read
         with tempfile.TemporaryDirectory(prefix="detpipe-edge-") as work:
             if args.release:
-                artifact, fmt = artifact_from_release(args.release, args.device_class, Path(work))
+                artifact, fmt = artifact_from_release(
+                    args.release, args.device_class, Path(work), verifier=verifier,
+                    allow_unsigned=args.allow_unsigned,
+                )  # fmt: skip
             else:
                 artifact, fmt = (args.engine, "engine") if args.engine else (args.onnx, "onnx")
             cfg = PublishConfig(
@@ -228,6 +251,31 @@ def _publish(args: argparse.Namespace) -> int:
             release = publish_target(store, cfg)
     print(json.dumps({"target": release.path, **release.custom(), "sha256": release.sha256}, indent=2))
     return 0
+
+
+def _release_verifier(args: argparse.Namespace) -> ReleaseVerifier | None:
+    """The signature check of ``--release`` (None: no --release, or --allow-unsigned).
+
+    Raises:
+        InvalidInput: both --release-key and --allow-unsigned, either without --release, or a
+            key file that is no EC public key.
+    """
+    from detpipe.errors import InvalidInput
+
+    if args.release_key and args.allow_unsigned:
+        raise InvalidInput("pass --release-key or --allow-unsigned, not both")
+    if not args.release:
+        if args.release_key or args.allow_unsigned:
+            raise InvalidInput("--release-key and --allow-unsigned apply to --release only")
+        return None
+    if args.allow_unsigned:
+        return None  # artifact_from_release warns
+    key = args.release_key or _env_path("DETPIPE_RELEASE_KEY")
+    if key is None:
+        return None  # artifact_from_release refuses, naming both ways out
+    from detpipe.signing import ReleaseVerifier
+
+    return ReleaseVerifier(key)
 
 
 def _refresh(args: argparse.Namespace) -> int:

@@ -10,7 +10,11 @@
 Artifacts go to ``ota/targets/<class>/<version>/<sha256>.<file>`` (the TUF consistent-snapshot
 name), uploaded before any metadata names them. A release from the store
 (:func:`artifact_from_release`) gives its engine for the class when it has one, else its
-ONNX model (the device builds the engine itself).
+ONNX model (the device builds the engine itself). Its ``manifest.sig`` is checked first
+(:class:`detpipe.signing.ReleaseVerifier`), before anything is downloaded, let alone signed
+for the fleet: TUF would otherwise vouch for whatever the store held::
+
+    artifact, fmt = artifact_from_release(uri, "cpu", work, verifier=ReleaseVerifier(Path("release.pub")))
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from detpipe.errors import InvalidInput, NotFound
 from detpipe.export.sidecar import read_sidecar
 from detpipe.io import sha256_file
 from detpipe.store import Store, fetch_release, read_manifest
+from detpipe.store.release import ManifestVerifier
 
 log = logging.getLogger(__name__)
 
@@ -183,13 +188,42 @@ def rollback_to(
     return release
 
 
-def artifact_from_release(release_uri: str, device_class: str, work: Path) -> tuple[Path, str]:
-    """Download the file a device class needs from a release; returns (path, format).
+def artifact_from_release(
+    release_uri: str,
+    device_class: str,
+    work: Path,
+    *,
+    verifier: ManifestVerifier | None = None,
+    allow_unsigned: bool = False,
+) -> tuple[Path, str]:
+    """Download the file a device class needs from a signed release; returns (path, format).
 
     The engine ``engines/<class>/model.engine`` (with its sidecar) when the release has one,
     else ``model.onnx`` (built into an engine on the device, or served as ONNX on CPU).
+
+    Args:
+        release_uri: ``s3://bucket/models/NAME/VERSION`` or a release directory.
+        device_class: the class the file is for.
+        work: where the download goes.
+        verifier: checks ``manifest.sig`` over ``manifest.json`` before anything is read
+            from the manifest or downloaded (each object is then checked against it).
+        allow_unsigned: no signature check (local development only; logged as a warning).
+
+    Raises:
+        InvalidInput: neither ``verifier`` nor ``allow_unsigned``, or no file for the class.
+        SignatureError: the release is unsigned, signed by another key, or altered.
     """
-    manifest = read_manifest(release_uri)
+    if verifier is None and not allow_unsigned:
+        raise InvalidInput(
+            f"{release_uri}: pass --release-key PUB (or DETPIPE_RELEASE_KEY) to check the release's "
+            "signature before it is signed for the fleet, or --allow-unsigned (local development only)"
+        )
+    if verifier is None:
+        log.warning(
+            "--allow-unsigned: %s goes to the fleet WITHOUT a signature check (local development only)",
+            release_uri,
+        )
+    manifest = read_manifest(release_uri, verifier=verifier)
     paths = {o.path for o in manifest.objects}
     engine = f"engines/{device_class}/model.engine"
     if engine in paths:
@@ -199,5 +233,5 @@ def artifact_from_release(release_uri: str, device_class: str, work: Path) -> tu
     else:
         raise InvalidInput(f"{release_uri}: neither {engine} nor model.onnx in the release")
     dest = Path(tempfile.mkdtemp(prefix="edge-release-", dir=work))
-    fetch_release(release_uri, dest / "release", only=[p for p in only if p in paths])
+    fetch_release(release_uri, dest / "release", only=[p for p in only if p in paths], verifier=verifier)
     return dest / "release" / rel, fmt

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from edge_support import Models
 from kfp import compiler, local
 
@@ -43,6 +44,11 @@ def test_edge_publish_runs_after_publish_only_for_a_device_class(tmp_path: Path)
     assert "-----BEGIN" not in text  # no key material, only the Secret's name
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="edge publish refuses a release it cannot verify (issue 16 item 3); components/edge.py must "
+    "pass artifact_from_release(verifier=ReleaseVerifier(key)) and this test sign the release: the lead's",
+)
 def test_the_component_publishes_a_release_devices_install(
     tmp_path: Path, keys: Path, models: Models
 ) -> None:

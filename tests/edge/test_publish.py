@@ -192,3 +192,55 @@ def test_devices_follow_key_rotations_and_retired_keys_stop_working(tmp_path: Pa
         versions()
     with pytest.raises(InvalidInput, match=r"root\.pem"):
         rotate_key(store, old, "targets")
+
+
+def test_publish_release_checks_its_signature_before_signing_it_for_the_fleet(
+    tmp_path: Path, keys: Path, models, capsys: pytest.CaptureFixture, monkeypatch
+):
+    """``edge publish --release``: a signed release goes out; unsigned, altered or foreign ones do not."""
+    from detpipe.signing import ReleaseSigner
+    from detpipe.signing import keygen as release_keygen
+    from detpipe.store import publish, release_uri
+
+    key, pub = release_keygen(tmp_path / "release-keys")
+    _, other_pub = release_keygen(tmp_path / "other-keys")
+    releases = LocalStore(tmp_path / "releases")
+    signed = publish(releases, "pico", "1", {"model.onnx": models.good}, signer=ReleaseSigner(key))
+    assert signed.version == "1"
+    publish(releases, "pico", "2", {"model.onnx": models.other})  # no signer: no manifest.sig
+    publish(releases, "pico", "3", {"model.onnx": models.other}, signer=ReleaseSigner(key))
+    altered = releases.root / "models" / "pico" / "3" / "manifest.json"
+    altered.write_text(altered.read_text().replace('"3"', '"3.0"', 1))
+    fleet = tmp_path / "fleet"
+    monkeypatch.delenv("DETPIPE_RELEASE_KEY", raising=False)
+
+    def edge_publish(version: str, *extra: str) -> tuple[int, str]:
+        return main_in_process(capsys, "edge", "publish", "--store", str(fleet), "--device-class", "cpu",
+                               "--keys", str(keys), "--version", version,
+                               "--release", release_uri(releases, "pico", version), *extra)  # fmt: skip
+
+    refusals = {
+        ("2", "--release-key", str(pub)): "the release is not signed (no manifest.sig)",
+        ("3", "--release-key", str(pub)): "manifest.json was altered after signing",
+        ("1", "--release-key", str(other_pub)): "signed by another key",
+        ("1",): "pass --release-key PUB (or DETPIPE_RELEASE_KEY)",
+        ("1", "--release-key", str(pub), "--allow-unsigned"): "not both",
+        ("1", "--release-key", str(tmp_path / "nope.pub")): "cannot read the release public key",
+    }
+    for args, message in refusals.items():
+        code, err = edge_publish(*args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
+    assert not LocalStore(fleet).list("ota/")  # nothing was uploaded or signed
+
+    monkeypatch.setenv("DETPIPE_RELEASE_KEY", str(pub))
+    code, err = edge_publish("1")
+    assert code == 0, err
+    repo = refresh(str(fleet), load_trust(keys / "root.json"), tmp_path / "cache", OtaFetcher())
+    assert [(r.version, r.sha256) for r in repo.releases] == [("1", signed.objects[0].sha256)]
+
+    unsigned = release_uri(releases, "pico", "2")
+    res = detpipe("edge", "publish", "--store", str(fleet), "--device-class", "cpu", "--keys", str(keys),
+                  "--version", "2", "--release", unsigned, "--allow-unsigned")  # fmt: skip
+    assert res.returncode == 0, res.stderr  # local development: it goes out, loudly
+    assert "WARNING detpipe.edge.publish: --allow-unsigned:" in res.stderr and "WITHOUT" in res.stderr
