@@ -29,7 +29,7 @@ import yaml
 
 from detpipe.device import DEVICE_FORMS, parse_device
 from detpipe.errors import InvalidInput
-from detpipe.overrides import parse_set
+from detpipe.overrides import format_set, parse_set
 
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp")
 CACHE_MODES = ("false", "ram", "disk")
@@ -186,7 +186,7 @@ class TrainConfig:
         if self.resume:
             argv += ["--resume", self.resume]
         for key, value in sorted(self.extra.items()):
-            argv += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
+            argv += ["--set", format_set(key, value)]
         return argv
 
     def to_dict(self) -> dict[str, Any]:

@@ -139,9 +139,13 @@ def test_multi_node_dry_run_does_not_read_the_data(tmp_path: Path) -> None:
     assert not Path(data).exists()
     argv = ["train", "--data", data, "--model", "yolo12n.yaml", "--out", str(tmp_path / "o"),
             "--batch", "16", "--device", "0,1", "--launcher", "torchrun", "--nnodes", "2",
-            "--node-rank", "0", "--master-addr", "10.0.0.1"]  # fmt: skip
+            "--node-rank", "0", "--master-addr", "10.0.0.1",
+            "--set", "scale=0.5", "--set", "degrees=5"]  # fmt: skip
     done = cli(*argv, "--dry-run")
     assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.count("\n") == 1 and " --set degrees=5 --set scale=0.5" in done.stdout
+    )  # one line, clean
     cmd = shlex.split(done.stdout)
     assert cmd[2:5] == ["torch.distributed.run", "--nnodes", "2"]
     assert cmd[cmd.index("--data") + 1] == data

@@ -138,3 +138,44 @@ def test_parse_device(text: str, expected: tuple) -> None:
 def test_parse_device_rejects(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_device(text)
+
+
+def _set_items(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+
+
+def test_set_overrides_render_one_clean_flag_each_and_round_trip() -> None:
+    """Issue 21: --set values were rendered ``scale=0.5\\n...`` (yaml's document end marker)."""
+    from detpipe.train import launch, pytorchjob, trainjob
+    from detpipe.train.worker import get_args_parser
+
+    sets = {
+        "scale": 0.5,
+        "degrees": 5.0,
+        "copy_paste_mode": "flip",
+        "freeze": [0, 2, 1],
+        "tracker": "a: b\nc",
+    }
+    cfg = build_config("/data/coco/d.yaml", "yolo12n.yaml", "runs/x", sets=sets, device="cpu",
+                       resume="s3://detpipe/train/x")  # fmt: skip
+    job = pytorchjob.JobConfig(name="train-x", image="i:1", nnodes=2, nproc_per_node=1, gpus_per_node=0)
+    torchrun = launch.torchrun_command(cfg, launch.TorchrunOptions(nproc_per_node=2))
+    rendered = {
+        "torchrun": torchrun[torchrun.index(launch.WORKER_MODULE) + 1 :],
+        "pytorchjob": pytorchjob.render(cfg, job)["spec"]["pytorchReplicaSpecs"]["Master"]["template"][
+            "spec"
+        ]["containers"][0]["args"],
+        "trainjob": trainjob.render(cfg, job)["spec"]["trainer"]["args"],
+    }
+    for where, argv in rendered.items():
+        assert not [a for a in argv if "\n" in a], where
+        assert _set_items(argv) == [
+            "copy_paste_mode=flip",
+            "degrees=5.0",
+            "freeze=[0, 2, 1]",
+            "scale=0.5",
+            'tracker="a: b\\nc"',  # a line break inside a value: a JSON string, still one line
+        ], where
+        back = config_from_args(get_args_parser().parse_args(argv))  # what the workers parse
+        assert back.extra == cfg.extra == sets, where
+        assert back.hyperparameters() == cfg.hyperparameters(), where
