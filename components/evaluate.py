@@ -12,12 +12,13 @@ def evaluate_op(
     dataset: Input[Dataset],
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
-    imgsz: int = 640,
+    imgsz: int = 0,
     device: str = "auto",
 ) -> None:
     """Predict on val2017 with ``weights/best.pt`` and evaluate (12 COCO stats, per class, plots).
 
-    ``device`` is resolved by :func:`detpipe.device.resolve_device` (``auto``: GPU 0 when the
+    ``imgsz`` 0: the size the weights were trained at (as export does; the pipeline passes
+    the training size). ``device`` is resolved by :func:`detpipe.device.resolve_device` (``auto``: GPU 0 when the
     node has one, else CPU); the device used is recorded in ``metrics.json`` (inputs.predict).
 
     The artifact holds ``metrics.json``, ``detections.json``, ``summary.txt`` and the PNGs.
@@ -40,7 +41,7 @@ def evaluate_op(
         gt=gt,
         weights=Path(model.path) / "weights" / "best.pt",
         data=data_yaml,
-        imgsz=imgsz,
+        imgsz=imgsz or None,
         device=device,
         progress=False,
     )
