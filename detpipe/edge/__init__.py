@@ -22,5 +22,6 @@ lacks), ``repository`` (a ``tuf.repository.Repository`` persisted in the store),
 rollout, signed rollback), ``rotate`` (key rotation), ``trust`` (the ``tuf.ngclient.Updater``
 refresh), ``fetcher`` (s3/https/file transport with resume), ``rollout`` (staged-rollout
 rules), ``slots`` (A/B slots, atomic ``current``), ``health`` (test inference), ``engine``
-(build-on-device cache), ``agent`` (the cycle and the loop).
+(build-on-device cache), ``reload`` (the server's load call, with its bearer token),
+``agent`` (the cycle and the loop).
 """

@@ -13,12 +13,15 @@ A cycle (:meth:`Agent.run_once`)::
 
 What marks a version refused on this device for good (its sha256 in ``state.json``) is a
 fault of the artifact: a length or hash mismatch, an engine built for another device, a
-failed health check, or the server rejecting the model itself (HTTP 400). Those switch
+failed health check, or the server rejecting the model itself (HTTP 400); a hash mismatch
+of a *resumed* download is fetched again from byte 0 instead (the partial file may be what
+went bad). Those switch
 ``current`` back (after the switch) and reload the old model. A failure outside the artifact
 (the server's reload answering 401/403/404/5xx: a token, a model name, a server problem)
 also switches back, but the outcome is ``retrying``: the next cycle tries again, from the
 inactive slot that still holds the verified version (no second download). A server that is
-not running at all is no failure: it loads ``current`` when it starts. Before the first cycle
+not running at all is no failure: it loads ``current`` when it starts. Paths sent to the
+server are absolute (``dir`` is resolved in :class:`AgentConfig`). Before the first cycle
 :meth:`Slots.recover` finishes or discards what a killed agent left. ``run`` repeats
 cycles every ``interval_s``, backing off exponentially (with jitter) while the store is
 unreachable::
@@ -45,8 +48,6 @@ import shutil
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from tuf.api.metadata import TargetFile
 from detpipe.edge.engine import build_on_device
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import HealthCheckFailed, check_model
+from detpipe.edge.reload import read_token, request_reload
 from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
@@ -126,22 +128,6 @@ class AgentConfig:
         if self.reload_token_file is not None:
             object.__setattr__(self, "reload_token_file", self.reload_token_file.expanduser().resolve())
             read_token(self.reload_token_file)  # unreadable or empty: bad input now, not at the reload
-
-
-def read_token(path: Path) -> str:
-    """The reload token in ``path`` (surrounding whitespace stripped).
-
-    Raises:
-        InvalidInput: the file is unreadable or empty (the message never holds the token).
-    """
-    try:
-        token = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise InvalidInput(f"--reload-token-file {path}: cannot read ({reason})") from None
-    if not token or any(c.isspace() for c in token):
-        raise InvalidInput(f"--reload-token-file {path}: expected one token (no spaces), got none or several")
-    return token
 
 
 def _failpoint(step: str) -> None:
@@ -425,39 +411,9 @@ class Agent:
         return {"outcome": "rolled-back", "version": release.version, "error": reason, "slot": previous}
 
     def _reload(self, model_path: Path) -> None:
-        """Have the server load ``model_path`` (absolute: the agent's ``dir`` is).
-
-        Raises:
-            ReloadRefused: the server answered with an error status (or the token file went bad).
-        """
-        if self.cfg.reload_url is None:
-            return
-        headers = {"Content-Type": "application/json"}
-        if self.cfg.reload_token_file is not None:
-            try:
-                headers["Authorization"] = f"Bearer {read_token(self.cfg.reload_token_file)}"
-            except InvalidInput as e:
-                raise ReloadRefused(str(e), 0) from None
-        body = json.dumps({"parameters": {"uri": str(model_path)}}).encode()
-        req = urllib.request.Request(self.cfg.reload_url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.cfg.reload_timeout_s) as resp:
-                resp.read()
-        except urllib.error.HTTPError as e:
-            try:
-                detail = json.loads(e.read()).get("error", "")
-            except (ValueError, AttributeError):
-                detail = ""
-            raise ReloadRefused(f"server reload refused (HTTP {e.code}): {detail}", e.code) from None
-        except OSError as e:  # not running (yet): it loads `current` when it starts
-            log.warning(
-                "server not reachable at %s (%s): it loads %s when it starts",
-                self.cfg.reload_url,
-                e,
-                model_path,
-            )
-            return
-        log.info("server reloaded %s", model_path)
+        if self.cfg.reload_url is not None:
+            cfg = self.cfg
+            request_reload(cfg.reload_url, model_path, cfg.reload_token_file, cfg.reload_timeout_s)
 
     def _clean_downloads(self, keep: Path | None) -> None:
         if not self.downloads.is_dir():
