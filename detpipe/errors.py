@@ -79,6 +79,18 @@ class SignatureError(InvalidInput):
     """A release's signature is missing, does not verify, or was made by another key."""
 
 
+class Unauthorized(InvalidInput):
+    """A request without valid credentials for a protected route (HTTP 401 + WWW-Authenticate)."""
+
+    http_status = 401
+
+
+class Forbidden(InvalidInput):
+    """A request this server does not allow, whoever sends it (HTTP 403)."""
+
+    http_status = 403
+
+
 class EngineIncompatible(Unavailable):
     """A TensorRT engine built for another GPU, TensorRT or JetPack than this device's."""
 

@@ -18,13 +18,21 @@ data and model repository extensions, raw-image detection)::
     GET  /metrics                                Prometheus text format
 
 Errors answer ``{"error": "<one line>"}`` with the status of the detpipe error class
-(400 bad input, 404 unknown model, 413 too large, 415 wrong content type, 503 not ready or
-overloaded, the latter with ``Retry-After``). Every response carries ``X-Model-Name`` and
-``X-Model-Version`` of the model that answered, so a client can see which side of a canary
-(or of a reload) it got. SIGHUP reloads the model as the load route does::
+(400 bad input, 401 no or a wrong reload token, with ``WWW-Authenticate: Bearer``, 403 reload
+off or a URI outside the allowed roots, 404 unknown model, 413 too large, 415 wrong content
+type, 503 not ready or overloaded, the latter with ``Retry-After``); they name no local path,
+store address or exception text (the server log has those). Every response carries
+``X-Model-Name`` and ``X-Model-Version`` of the model that answered, so a client can see which
+side of a canary (or of a reload) it got.
+
+Request bodies are read within a server-wide budget (:class:`~detpipe.serving.bodies.BodyBudget`,
+``--max-inflight-mb``) and JSON bodies are parsed on the decode pool, off the event loop; JSON
+tensor bodies (``:predict``, OIP infer without binary data) have their own, smaller limit.
+The load route is off unless ``--allow-reload``, and then takes a bearer token
+(:mod:`detpipe.serving.access`). SIGHUP reloads the model as the load route does::
 
     app = create_app(DataPlane(load_model(cfg), cfg))
-    uvicorn.run(app, host="0.0.0.0", port=8080)
+    uvicorn.run(app, host="0.0.0.0", port=8080, http=header_timeout_protocol(10.0))
 """
 
 from __future__ import annotations
@@ -43,9 +51,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detpipe import __version__
-from detpipe.errors import DetpipeError, InvalidInput, Overloaded, UnsupportedMediaType
+from detpipe.errors import (
+    DetpipeError,
+    Forbidden,
+    InvalidInput,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from detpipe.serving import oip
-from detpipe.serving.bodies import image_from_multipart, parse_json, read_body
+from detpipe.serving.access import RELOAD_OFF, check_bearer
+from detpipe.serving.bodies import BodyBudget, image_from_multipart, parse_json
 from detpipe.serving.dataplane import DataPlane
 from detpipe.serving.metrics import MetricsMiddleware
 from detpipe.serving.model import ServingModel
@@ -75,6 +92,8 @@ _DETECT_BODY = {
     }
 }
 _IMAGE_TYPES = ("image/", "application/octet-stream")
+_LOAD_BODY_BYTES = 64 * 1024
+_ERROR_HEADERS = {Overloaded: {"Retry-After": "1"}, Unauthorized: {"WWW-Authenticate": "Bearer"}}
 
 
 def _headers(model: ServingModel) -> dict[str, str]:
@@ -112,6 +131,9 @@ def create_app(plane: DataPlane) -> FastAPI:
     )
     _add_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=plane.metrics, current=lambda: plane.model)
+    cfg = plane.cfg
+    budget = BodyBudget(cfg.max_inflight_bytes, plane.metrics.body_bytes.set)
+    json_limit = min(cfg.max_json_bytes, cfg.max_body_bytes)
 
     @app.get("/healthz")
     @app.get("/v2/health/live")
@@ -137,8 +159,9 @@ def create_app(plane: DataPlane) -> FastAPI:
     async def predict(name: str, request: Request) -> JSONResponse:
         plane.check_model(name)
         plane.ensure_room()
-        images, params = parse_predict(await read_body(request, plane.cfg.max_body_bytes))
-        answer = await plane.detect(images, plane.nms_config(**params))
+        async with budget.read(request, json_limit, "JSON body") as body:
+            images, params = await plane.parse(parse_predict, body)
+            answer = await plane.detect(images, plane.nms_config(**params))
         model = answer.model
         body = {"model_name": model.name, "model_version": model.version, "predictions": answer.value}
         return JSONResponse(body, headers=_headers(model))
@@ -161,10 +184,10 @@ def create_app(plane: DataPlane) -> FastAPI:
                 "or a multipart/form-data upload"
             )
         plane.ensure_room()
-        data = await read_body(request, plane.cfg.max_body_bytes)
-        if multipart:
-            data = await image_from_multipart(data, content_type)
-        answer = await plane.detect([data], plane.nms_config(conf, iou, max_det))
+        async with budget.read(request, cfg.max_body_bytes) as data:
+            if multipart:
+                data = await image_from_multipart(data, content_type)
+            answer = await plane.detect([data], plane.nms_config(conf, iou, max_det))
         model = answer.model
         body = {"model_name": model.name, "model_version": model.version, **answer.value[0]}
         return JSONResponse(body, headers=_headers(model))
@@ -191,9 +214,14 @@ def create_app(plane: DataPlane) -> FastAPI:
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         model = plane.check_model(name, version)
         plane.ensure_room()
-        body = await read_body(request, plane.cfg.max_body_bytes)
-        infer = oip.parse_infer(body, request.headers.get(oip.HEADER_LENGTH), model, plane.cfg.max_images)
-        answer = await plane.infer(infer.x, model)
+        header_length = request.headers.get(oip.HEADER_LENGTH)
+        binary = header_length is not None  # the binary tensor data extension: raw bytes after a JSON header
+        limit, what = (cfg.max_body_bytes, "request body") if binary else (json_limit, "JSON tensor body")
+        async with budget.read(request, limit, what) as body:
+            if binary and header_length.isdigit() and int(header_length) > json_limit:
+                raise PayloadTooLarge(f"inference header of {header_length} bytes; the limit is {json_limit}")
+            infer = await plane.parse(oip.parse_infer, body, header_length, model, cfg.max_images)
+            answer = await plane.infer(infer.x, model)
         content, headers = oip.infer_response(answer.model, infer, answer.value)
         return Response(content, headers={**headers, **_headers(answer.model)})
 
@@ -205,10 +233,14 @@ def create_app(plane: DataPlane) -> FastAPI:
 
     @app.post("/v2/repository/models/{name}/load")
     async def repository_load(name: str, request: Request) -> JSONResponse:
+        if not cfg.allow_reload or not cfg.reload_token:
+            raise Forbidden(RELOAD_OFF)
+        check_bearer(request.headers.get("authorization"), cfg.reload_token)
         plane.check_model(name)
-        uri, version = _load_request(await read_body(request, 64 * 1024))
+        async with budget.read(request, _LOAD_BODY_BYTES, "load request") as body:
+            uri, version = _load_request(body)
         model = await plane.reload(uri, version)
-        body = {"name": model.name, "version": model.version, "source": model.source}
+        body = {"name": model.name, "version": model.version}
         return JSONResponse(body, headers=_headers(model))
 
     @app.get("/metrics")
@@ -248,7 +280,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DetpipeError)
     async def detpipe_error(request: Request, e: DetpipeError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(e, Overloaded) else None
+        headers = next((h for cls, h in _ERROR_HEADERS.items() if isinstance(e, cls)), None)
         if e.http_status >= 500 and not isinstance(e, Overloaded):
             log.warning("%s %s: %s", request.method, request.url.path, e)
         return JSONResponse({"error": str(e)}, status_code=e.http_status, headers=headers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from detpipe.errors import InvalidInput
@@ -55,6 +55,20 @@ class ServerConfig:
         shadow_format: which file of the shadow's release to run.
         shadow_fraction: the share of image requests the shadow also sees.
         shadow_queue: shadow requests waiting at most; more are dropped (never waited for).
+        max_json_bytes: limit of a JSON tensor body (v1 ``:predict``, OIP infer without the
+            binary extension; 413 above it); parsed off the event loop, a JSON tensor takes
+            about ten times its size in memory while it is parsed.
+        max_inflight_bytes: request body bytes held at once, server-wide: a request reserves
+            its ``Content-Length`` (or, without one, what it has read so far) before reading,
+            and gets 503 with ``Retry-After`` beyond it.
+        allow_reload: the repository load route is on (else it answers 403).
+        reload_token: the bearer token the load route requires (never printed).
+        reload_roots: where reloads may load from besides ``model``'s own root (see
+            :mod:`detpipe.serving.access`).
+        cache_keep: versions of each release kept in the cache; older ones are removed after a
+            reload (never one being served).
+        release_key: the public key releases must be signed with (``manifest.sig``).
+        allow_unsigned: serve releases without checking a signature (local development only).
     """
 
     model: str
@@ -76,6 +90,14 @@ class ServerConfig:
     shadow_format: str = "onnx"
     shadow_fraction: float = 0.1
     shadow_queue: int = 4
+    max_json_bytes: int = 8 * 1024 * 1024
+    max_inflight_bytes: int = 128 * 1024 * 1024
+    allow_reload: bool = False
+    reload_token: str | None = field(default=None, repr=False)
+    reload_roots: tuple[str, ...] = ()
+    cache_keep: int = 2
+    release_key: Path | None = None
+    allow_unsigned: bool = False
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -88,15 +110,22 @@ class ServerConfig:
             raise InvalidInput(f"shadow format {self.shadow_format!r}: expected one of {', '.join(FORMATS)}")
         positive = (
             "max_batch", "max_queue", "max_images", "max_body_bytes", "max_image_pixels",
-            "decode_threads", "shadow_queue",
+            "decode_threads", "shadow_queue", "max_json_bytes", "max_inflight_bytes", "cache_keep",
         )  # fmt: skip
-        for field in positive:
-            if getattr(self, field) < 1:
-                raise InvalidInput(f"{field} must be >= 1, got {getattr(self, field)}")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_delay_ms < 0:
             raise InvalidInput(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
         if not 0.0 <= self.shadow_fraction <= 1.0:
             raise InvalidInput(f"shadow_fraction must be in [0, 1], got {self.shadow_fraction}")
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise InvalidInput(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) is below max_body_bytes "
+                f"({self.max_body_bytes}): a request at the body limit could never be read"
+            )
+        if self.allow_reload and not self.reload_token:
+            raise InvalidInput("reload is allowed but has no token: pass --reload-token-file")
 
     @property
     def cache(self) -> Path:

@@ -8,8 +8,10 @@ pixels. Open Inference Protocol requests bring the input tensor itself and get t
 
 The served model can be swapped while requests run (:meth:`DataPlane.reload`): the new model
 is loaded, verified and warmed beside the old one, then takes new requests; the old one
-finishes what it admitted and is released. A shadow model (:mod:`detpipe.serving.shadow`) may
-see a sample of the traffic off the response path::
+finishes what it admitted and is released. What a reload may load is bounded by
+:mod:`detpipe.serving.access`; its failures answer without paths or store addresses (those go
+to the log); old versions are evicted from the release cache. A shadow model
+(:mod:`detpipe.serving.shadow`) may see a sample of the traffic off the response path::
 
     plane = DataPlane(load_model(cfg), cfg)
     await plane.start()
@@ -31,7 +33,15 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from detpipe.errors import DetpipeError, InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from detpipe.errors import (
+    DetpipeError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    SignatureError,
+    StoreError,
+    Unavailable,
+)
 from detpipe.export.runtime import (
     Detections,
     Letterbox,
@@ -41,14 +51,23 @@ from detpipe.export.runtime import (
     postprocess,
     to_input,
 )
+from detpipe.serving.access import allowed_roots, check_target
 from detpipe.serving.batcher import DynamicBatcher
 from detpipe.serving.config import ServerConfig
 from detpipe.serving.metrics import ServerMetrics
-from detpipe.serving.model import ServingModel, load_model, release_version_uri
+from detpipe.serving.model import ServingModel, evict_cache, load_model, release_version_uri
 from detpipe.serving.shadow import Shadow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_RELOAD_FAILURES = (  # what a failed reload answers, by class: no path, store address or exception text
+    (SignatureError, "reload refused: the release is not signed with this server's release key"),
+    (NotFound, "reload failed: no such model, release or version"),
+    (StoreError, "reload failed: the store could not be read, or the release does not match its manifest"),
+    (Unavailable, "reload failed: this server cannot run that model"),
+)
+_RELOAD_FAILED = "reload failed: not a model this server can serve"
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,7 @@ class DataPlane:
         self._serving: list[_Served] = []  # the active model and any still finishing after a reload
         self._active = self._serve(model)
         self._reload_lock = asyncio.Lock()
+        self._reload_roots = allowed_roots(cfg.model, cfg.reload_roots)
         self._retiring: set[asyncio.Task] = set()
         self.shadow = (
             Shadow(shadow, cfg.shadow_fraction, self.metrics, max_pending=cfg.shadow_queue)
@@ -172,6 +192,7 @@ class DataPlane:
         self.metrics.set_model(self.model)
         self.ready = True
         self.metrics.ready.set(1)
+        await self._evict()
 
     async def stop(self) -> None:
         """Stop taking requests (readiness goes false), finish the admitted ones."""
@@ -305,51 +326,89 @@ class DataPlane:
     async def reload(self, uri: str | None = None, version: str | None = None) -> ServingModel:
         """Load ``uri`` (default: what ``--model`` names, e.g. the newest release) and swap it in.
 
-        ``version`` picks that version of the release ``uri`` (or ``--model``) names.
+        ``version`` picks that version of the release ``uri`` (or ``--model``) names. The
+        target must lie under an allowed root (:mod:`detpipe.serving.access`).
 
-        The new model is resolved, verified against its manifest, loaded and warmed while the
-        old one keeps serving; then new requests go to it, and the old one is released once
-        the requests it admitted are answered. One reload at a time.
+        The new model is resolved, verified against its manifest (and signature), loaded and
+        warmed while the old one keeps serving; then new requests go to it, and the old one is
+        released once the requests it admitted are answered. One reload at a time; afterwards
+        the release cache keeps ``cache_keep`` versions of each release.
 
         Raises:
+            Forbidden: the target is outside the allowed roots.
             InvalidInput, NotFound, StoreError, Unavailable: the new model cannot be served;
-                the old one stays.
+                the old one stays. Messages name no path (the log has the details).
         """
         async with self._reload_lock:
-            old = self._active
-            target = uri or self.cfg.model
-            if version is not None:
-                target = release_version_uri(target, version)
-            cfg = replace(self.cfg, model=target, name=old.model.name)
-
-            def load() -> ServingModel:
-                model = self.loader(cfg)
-                warm_up(model)
-                return model
-
             try:
-                model = await asyncio.to_thread(load)
-            except Exception as e:
-                self.metrics.reloads.labels("failure").inc()
-                log.warning("reload of %s failed, still serving %s: %s", cfg.model, old.model.version, e)
-                if isinstance(e, DetpipeError):
-                    raise
-                raise InvalidInput(f"cannot load {cfg.model}: {type(e).__name__}: {e}") from None
-            new = self._serve(model)
-            await new.batcher.start()
-            self._active = new
-            self.metrics.set_model(model)
-            self.metrics.reloads.labels("success").inc()
-            log.info("now serving %s %s (was %s)", model.name, model.version, old.model.version)
-            task = asyncio.create_task(self._retire(old))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+                return await self._swap_in(uri, version)
+            finally:
+                await self._evict()
+
+    async def parse(self, parser: Callable[..., T], *args: Any) -> T:
+        """``parser(*args)`` on the decode pool: request bodies are parsed off the event loop,
+        as many at once as images are decoded (which bounds the memory parsing takes)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decode_pool, parser, *args)
+
+    async def _swap_in(self, uri: str | None, version: str | None) -> ServingModel:
+        old = self._active
+        target = uri or self.cfg.model
+        if version is not None:
+            target = release_version_uri(target, version)
+        target = check_target(target, self._reload_roots)
+        cfg = replace(self.cfg, model=target, name=old.model.name)
+
+        def load() -> ServingModel:
+            model = self.loader(cfg)
+            warm_up(model)
             return model
+
+        try:
+            model = await asyncio.to_thread(load)
+        except Exception as e:
+            self.metrics.reloads.labels("failure").inc()
+            log.warning("reload of %s failed, still serving %s: %s: %s", target, old.model.version,
+                        type(e).__name__, e)  # fmt: skip
+            raise _reload_failure(e) from None
+        new = self._serve(model)
+        await new.batcher.start()
+        self._active = new
+        self.metrics.set_model(model)
+        self.metrics.reloads.labels("success").inc()
+        log.info("now serving %s %s (was %s)", model.name, model.version, old.model.version)
+        task = asyncio.create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return model
+
+    async def _evict(self) -> None:
+        """Old versions out of the release cache; never one that is served (or still finishing).
+
+        Only a server that can load releases touches the cache (a model file alone does not)."""
+        releases = not self._reload_roots[0].files or self.cfg.reload_roots or self.cfg.shadow
+        if not releases:
+            return
+        protect = [s.model.path for s in self._serving]
+        if self.shadow is not None:
+            protect.append(self.shadow.model.path)
+        try:
+            await asyncio.to_thread(evict_cache, self.cfg.cache, self.cfg.cache_keep, protect)
+        except OSError as e:
+            log.warning("could not evict old versions from the release cache %s: %s", self.cfg.cache, e)
 
     async def _retire(self, served: _Served) -> None:
         await served.idle.wait()
         await served.batcher.stop()
         self._serving.remove(served)
+
+
+def _reload_failure(e: Exception) -> DetpipeError:
+    """The error a client sees for a failed reload: the class of ``e``, a message without details."""
+    for cls, message in _RELOAD_FAILURES:
+        if isinstance(e, cls):
+            return cls(f"{message} (details in the server log)")
+    return InvalidInput(f"{_RELOAD_FAILED} (details in the server log)")
 
 
 def _as_json(det: Detections, lb: Letterbox, names: dict[int, str]) -> dict[str, Any]:

@@ -58,6 +58,11 @@ class ServerMetrics:
             "images admitted and not yet answered (queued or in the model)",
             registry=r,
         )
+        self.body_bytes = Gauge(
+            "detpipe_request_body_bytes",
+            "request body bytes reserved by requests in flight (capped by --max-inflight-mb)",
+            registry=r,
+        )
         self.images = Counter("detpipe_images", "images run through the model", registry=r)
         self.detections = Counter("detpipe_detections", "detections returned", registry=r)
         self.model_info = Gauge(

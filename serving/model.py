@@ -10,6 +10,11 @@
   copy is reused while its sha256 still matches the manifest;
 - ``<store>/models/<name>``: the newest published version of ``name``.
 
+A release is served only with a key to check its ``manifest.sig`` (``release_key``, before
+anything is downloaded) or, for local development, ``allow_unsigned``. Releases are cached
+in ``cache/<name>/<version>`` (each destination checked to stay inside the cache);
+:func:`evict_cache` keeps the most recently used versions.
+
 ::
 
     model = load_model(ServerConfig(model="s3://detpipe/models/yolov8n-coco/3", format="onnx-int8"))
@@ -19,12 +24,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from detpipe.errors import InvalidInput, NotFound
-from detpipe.io import sha256_file
+from detpipe.io import inside, sha256_file
 from detpipe.serving.config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -42,7 +50,7 @@ class ServingModel:
         backend: the runtime running it (``onnxruntime``, ``tensorrt``, ...).
         path: the local file.
         sha256: the file's sha256.
-        source: the ``--model`` value it was resolved from.
+        source: the ``--model`` value it was resolved from (for the log, never in answers).
         predictor: a :class:`detpipe.export.runtime.Predictor`.
     """
 
@@ -69,7 +77,6 @@ class ServingModel:
             "format": self.format,
             "backend": self.backend,
             "sha256": self.sha256,
-            "source": self.source,
             "imgsz": [h, w],
             "max_batch": self.max_batch,
             "classes": {str(k): v for k, v in sorted(self.predictor.names.items())},
@@ -116,23 +123,24 @@ def release_version_uri(uri: str, version: str) -> str:
     """``<store>/models/<name>[/<version>]`` with ``version`` as its version.
 
     Raises:
-        InvalidInput: ``uri`` is no release path, or ``version`` is not a plain name.
+        InvalidInput: ``uri`` is no release path, or ``version`` is not a version.
     """
-    from detpipe.store.manifest import check_model_name
+    from detpipe.store.manifest import check_version
 
-    check_model_name(version)
+    check_version(version)
     head = uri.rstrip("/").rpartition("/")[0]
     if head.endswith("/models") or head == "models":  # <store>/models/<name>
         return f"{uri.rstrip('/')}/{version}"
     parent = head.rpartition("/")[0]
     if parent.endswith("/models") or parent == "models":  # <store>/models/<name>/<version>
         return f"{head}/{version}"
-    raise InvalidInput(f"a version applies to a release (<store>/models/<name>[/<version>]), not to {uri}")
+    raise InvalidInput("a version applies to a release (<store>/models/<name>[/<version>]), not to a file")
 
 
 def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     from detpipe.store import fetch_release, latest_version, read_manifest
 
+    verifier = _verifier(cfg, uri)
     uri = uri.rstrip("/")
     head, _, tail = uri.rpartition("/")
     if head.endswith("/models") or head == "models":  # <store>/models/<name>: newest version
@@ -140,18 +148,81 @@ def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
         version = latest_version(store_root, tail)
         uri = f"{uri}/{version}"
         log.info("newest release of %s: %s", tail, version)
-    manifest = read_manifest(uri)
+    manifest = read_manifest(uri, verifier=verifier)
     relpath = _release_relpath(cfg, [e.path for e in manifest.objects])
-    entry = next(e for e in manifest.objects if e.path == relpath)
-    dest = cfg.cache / manifest.name / manifest.version
+    dest = inside(cfg.cache, manifest.name, manifest.version)
     local = dest / relpath
+    entry = next(e for e in manifest.objects if e.path == relpath)
     if local.is_file() and sha256_file(local) == entry.sha256:
         log.info("using cached %s %s from %s", manifest.name, manifest.version, dest)
+        os.utime(dest)  # recently used: evict_cache keeps it
     else:
         log.info("fetching %s from %s into %s", relpath, uri, dest)
         wanted = [e.path for e in manifest.objects if e.path in (relpath, f"{relpath}.json")]  # + sidecar
-        fetch_release(uri, dest, overwrite=True, only=wanted)
+        fetched = fetch_release(uri, dest, overwrite=True, only=wanted, verifier=verifier)
+        if (fetched.name, fetched.version) != (manifest.name, manifest.version):
+            raise InvalidInput(f"{uri}: the release changed while it was fetched; try again")
+        entry = next(e for e in fetched.objects if e.path == relpath)  # what was checked on download
     return _Resolved(local, manifest.name, manifest.version, entry.sha256)
+
+
+def _verifier(cfg: ServerConfig, uri: str) -> Any:
+    """The signature check a release needs: ``release_key``'s, none with ``allow_unsigned``.
+
+    Raises:
+        InvalidInput: neither is set, or the key is no EC public key.
+    """
+    if cfg.release_key is not None:
+        from detpipe.signing import ReleaseVerifier
+
+        return ReleaseVerifier(Path(cfg.release_key))
+    if cfg.allow_unsigned:
+        log.warning("serving %s WITHOUT checking its signature (--allow-unsigned)", uri)
+        return None
+    raise InvalidInput(
+        f"{uri} is a release: pass --release-key PUB (or DETPIPE_RELEASE_KEY) to check its signature, "
+        "or --allow-unsigned (local development only)"
+    )
+
+
+def evict_cache(cache: Path, keep: int, protect: Iterable[Path] = ()) -> list[Path]:
+    """Remove all but the ``keep`` most recently used versions of each release in ``cache``.
+
+    A version holding a path of ``protect`` (the models being served) is never removed, nor
+    anything that is a symlink or leads outside ``cache``. Returns what was removed.
+    """
+    if not cache.is_dir():
+        return []
+    held = [Path(p).resolve() for p in protect]
+    removed = []
+    for name in sorted(p for p in cache.iterdir() if _plain_dir(p)):
+        versions = sorted((v for v in name.iterdir() if _plain_dir(v)), key=_mtime, reverse=True)
+        for version in versions[keep:]:
+            try:
+                victim = inside(cache, name.name, version.name)
+            except InvalidInput:  # a name no release has (CR/LF, ...): not ours to remove
+                continue
+            if any(h.is_relative_to(victim) for h in held):
+                continue
+            try:
+                shutil.rmtree(victim)
+            except OSError as e:
+                log.warning("could not evict %s from the release cache: %s", victim, e)
+                continue
+            log.info("evicted %s %s from the release cache", name.name, version.name)
+            removed.append(victim)
+    return removed
+
+
+def _plain_dir(path: Path) -> bool:
+    return not path.name.startswith(".") and not path.is_symlink() and path.is_dir()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _release_relpath(cfg: ServerConfig, paths: list[str]) -> str:

@@ -130,6 +130,14 @@ def trained_pico(
     return weights
 
 
+@pytest.fixture(scope="session")
+def release_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A release signing key pair: ``release.key`` (0600) and ``release.pub``."""
+    from detpipe.signing import keygen
+
+    return keygen(tmp_path_factory.mktemp("release-keys"))
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start real ``detpipe serve ARGS`` processes on free loopback ports; stopped at teardown.

@@ -1,7 +1,8 @@
 """A small HTTP client for tests of ``detpipe serve`` processes (urllib; any status is a reply).
 
 Imported by tests and conftest files (``from serve_client import http, Server``; ``tests/``
-is on ``sys.path`` because of ``tests/conftest.py``).
+is on ``sys.path`` because of ``tests/conftest.py``). A server started with
+``*reload_args(tmp_path)`` takes reloads with :data:`TOKEN` (``server.load(name, uri)``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store_servers import free_port
+
+TOKEN = "detpipe-test-reload-token-6f1c2a"
+
+
+def token_file(directory: Path, token: str = TOKEN) -> Path:
+    """A reload token file (mode 600) in ``directory``."""
+    path = directory / "reload-token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def reload_args(directory: Path) -> list[str]:
+    """``detpipe serve`` arguments that turn reload on with :data:`TOKEN`."""
+    return ["--allow-reload", "--reload-token-file", str(token_file(directory))]
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,17 @@ class Server:
 
     def request(self, path: str, data: bytes | None = None, content_type: str = "") -> Reply:
         return http(self.url + path, data, {"Content-Type": content_type} if content_type else {})
+
+    def load(
+        self, name: str, uri: str | Path | None = None, version: str | None = None, token: str | None = TOKEN
+    ) -> Reply:
+        """``POST /v2/repository/models/NAME/load`` with ``uri``/``version`` and the bearer ``token``."""
+        params = {k: str(v) for k, v in (("uri", uri), ("version", version)) if v is not None}
+        body = json.dumps({"parameters": params}).encode() if params else b""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return http(f"{self.url}/v2/repository/models/{name}/load", body, headers, method="POST")
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until ``/readyz`` answers 200; raises with the log if the process exits or times out."""

@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from detpipe.cli.options import non_negative_float, port_number, positive_int, unit_float
+from detpipe.cli.options import non_negative_float, port_number, positive_float, positive_int, unit_float
+from detpipe.errors import InvalidInput
 from detpipe.serving.config import SERVE_NMS
+
+if TYPE_CHECKING:
+    from detpipe.serving.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +27,35 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Serve one YOLO model over HTTP with uvicorn. MODEL is a .onnx/.engine file or a "
             "release: s3://BUCKET/models/NAME/VERSION (MinIO settings from DETPIPE_S3_* / a mounted "
             "Secret), a local release directory, or .../models/NAME for the newest version; releases are "
-            "downloaded into --cache-dir and checked against their manifest before anything is loaded. "
+            "downloaded into --cache-dir and checked against their manifest, and the manifest against its "
+            "signature (--release-key), before anything is loaded. "
             "Concurrent requests are batched dynamically (--max-batch, --max-delay-ms); over --max-queue "
             "admitted images new requests get 503 with Retry-After. Routes: POST "
             "/v1/models/NAME:predict (KServe v1 JSON, base64 images), POST /v1/models/NAME:detect (raw "
             "image body or multipart upload), the Open Inference Protocol v2 (GET /v2, /v2/models/NAME, "
             "POST /v2/models/NAME/infer with JSON or binary tensors, as tritonclient sends them), POST "
-            "/v2/repository/models/NAME/load (hot reload; SIGHUP does the same), /healthz, /readyz, "
+            "/v2/repository/models/NAME/load (hot reload, off unless --allow-reload, then with a bearer "
+            "token and only from MODEL's store or directory; SIGHUP reloads MODEL), /healthz, /readyz, "
             "/metrics (Prometheus), /docs. Image sizes are checked from the header before decoding "
             "(--max-image-pixels). --shadow runs a candidate model on a sample of requests off the "
             "response path and compares it with the live one in the metrics. The model is loaded and "
-            "warmed before the port opens: a bad MODEL exits 2 without serving.",
+            "warmed before the port opens: a bad MODEL exits 2 without serving. Request bodies in flight "
+            "are capped server-wide (--max-inflight-mb), JSON tensor bodies have their own limit "
+            "(--max-json-mb) and are parsed off the event loop; connections that trickle their headers "
+            "are closed (--header-timeout).",
             width=88,
         ),
         epilog="examples:\n"
-        "  detpipe serve --model runs/local/store/models/yolov8n-synth --port 8080\n"
+        "  detpipe serve --model runs/local/store/models/yolov8n-synth --allow-unsigned --port 8080  # dev\n"
         "  curl --data-binary @bus.jpg -H 'Content-Type: image/jpeg' \\\n"
         "      localhost:8080/v1/models/yolov8n-synth:detect\n"
         "  curl -F file=@bus.jpg localhost:8080/v1/models/yolov8n-synth:detect\n"
-        "  curl -X POST localhost:8080/v2/repository/models/yolov8n-synth/load   # reload (newest release)\n"
-        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --format onnx-int8 --host 0.0.0.0\n"
-        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --shadow s3://detpipe/models/yolov8n-coco/4",
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --release-key keys/release.pub \\\n"
+        "      --format onnx-int8 --allow-reload --reload-token-file /etc/detpipe/reload-token\n"
+        '  curl -X POST -H "Authorization: Bearer $(cat /etc/detpipe/reload-token)" \\\n'
+        "      localhost:8080/v2/repository/models/yolov8n-coco/load            # reload (newest release)\n"
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --release-key keys/release.pub \\\n"
+        "      --shadow s3://detpipe/models/yolov8n-coco/4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model file or release URI (see above)")
@@ -127,12 +141,98 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, default=None, help="release cache (default: ~/.cache/detpipe/models)"
     )
     p.add_argument(
+        "--cache-keep",
+        type=positive_int,
+        default=2,
+        help="versions of each release kept in --cache-dir; older ones are removed after a reload, never "
+        "the one served (default: 2)",
+    )
+    p.add_argument(
         "--graceful-timeout",
         type=positive_int,
         default=20,
         help="seconds to finish admitted requests on SIGTERM (default: 20)",
     )
+    _add_limit_options(p)
+    _add_security_options(p)
     p.set_defaults(func=_run)
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-json-mb",
+        type=positive_float,
+        default=8.0,
+        help="limit of a JSON tensor body (:predict, v2 infer without binary data; 413 above it), which "
+        "takes about 10x its size in memory while parsed (default: 8)",
+    )
+    p.add_argument(
+        "--max-inflight-mb",
+        type=positive_float,
+        default=128.0,
+        help="request body MiB held at once, server-wide: a request reserves its Content-Length before "
+        "its body is read; beyond it, 503 with Retry-After (default: 128; at least --max-body-mb)",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=positive_int,
+        default=128,
+        help="connections and requests at once; more get 503 from uvicorn (default: 128)",
+    )
+    p.add_argument(
+        "--timeout-keep-alive",
+        type=positive_float,
+        default=5.0,
+        help="seconds an idle keep-alive connection stays open (default: 5)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds a connection has to send a request's complete headers, from its first byte; "
+        "then it is closed (slowloris; default: 10)",
+    )
+
+
+def _add_security_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--release-key",
+        type=Path,
+        default=None,
+        metavar="PUB",
+        help="public key releases must be signed with (manifest.sig, detpipe release sign), checked at "
+        "start and on every reload before anything is downloaded (default: $DETPIPE_RELEASE_KEY); a "
+        "release is refused without it or --allow-unsigned",
+    )
+    p.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="serve releases without checking their signature: LOCAL DEVELOPMENT ONLY (logged as a "
+        "warning; every path and name check still applies)",
+    )
+    p.add_argument(
+        "--allow-reload",
+        action="store_true",
+        help="turn on POST /v2/repository/models/NAME/load (off: 403); it then needs "
+        "Authorization: Bearer <token of --reload-token-file>",
+    )
+    p.add_argument(
+        "--reload-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="file holding the reload bearer token, mode 600 (required with --allow-reload; default: "
+        "$DETPIPE_RELOAD_TOKEN_FILE)",
+    )
+    p.add_argument(
+        "--reload-root",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="also allow reloads from under URI (a store root or a directory; repeatable). Without it, "
+        "only MODEL's store root, or a model file's directory as given (DIR/current, resolved at each "
+        "reload: not the inactive slot)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -143,33 +243,14 @@ def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(args.max_image_pixels))
     import uvicorn
 
-    from detpipe.export.runtime import PostprocessConfig
     from detpipe.serving.app import create_app
-    from detpipe.serving.config import ServerConfig
     from detpipe.serving.dataplane import DataPlane, warm_up
     from detpipe.serving.model import load_model
+    from detpipe.serving.protocol import header_timeout_protocol
 
-    cfg = ServerConfig(
-        model=args.model,
-        name=args.name,
-        format=args.format,
-        backend=args.backend,
-        device_class=args.device_class,
-        threads=args.threads,
-        max_batch=args.max_batch,
-        max_delay_ms=args.max_delay_ms,
-        max_queue=args.max_queue,
-        max_images=args.max_images,
-        max_body_bytes=max(1, int(args.max_body_mb * 1024 * 1024)),
-        max_image_pixels=args.max_image_pixels,
-        decode_threads=args.decode_threads,
-        nms=PostprocessConfig(conf=args.conf, iou=args.iou, max_det=args.max_det),
-        cache_dir=args.cache_dir,
-        shadow=args.shadow,
-        shadow_format=args.shadow_format,
-        shadow_fraction=args.shadow_fraction,
-        shadow_queue=args.shadow_queue,
-    )
+    cfg = _config(args, os.environ)
+    if cfg.allow_unsigned:
+        log.warning("--allow-unsigned: releases are served WITHOUT signature checks (local development only)")
     model = load_model(cfg)
     warm_up(model)
     shadow = None
@@ -180,15 +261,77 @@ def _run(args: argparse.Namespace) -> int:
         print(f"shadow {shadow.name} {shadow.version} on {share} of image requests", flush=True)
     app = create_app(DataPlane(model, cfg, shadow=shadow))
     print(
-        f"serving {model.name} {model.version} ({model.format} on {model.backend}) at http://{args.host}:{args.port}",
+        f"serving {model.name} {model.version} ({model.format} on {model.backend}) at http://{args.host}:{args.port}"
+        f" (reload {'on, with a token' if cfg.allow_reload else 'off'})",
         flush=True,
     )
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
+        http=header_timeout_protocol(args.header_timeout),
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=args.timeout_keep_alive,
         log_level="warning" if args.quiet else "info",
         timeout_graceful_shutdown=args.graceful_timeout,
         log_config=None,  # keep detpipe's logging set-up
     )
     return 0
+
+
+def _config(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
+    """The server's settings from the arguments (and DETPIPE_RELEASE_KEY, DETPIPE_RELOAD_TOKEN_FILE).
+
+    Raises:
+        InvalidInput: an unreadable or shared token file, or settings that do not fit together.
+    """
+    from detpipe.export.runtime import PostprocessConfig
+    from detpipe.serving.access import read_token
+    from detpipe.serving.config import ServerConfig
+
+    release_key = args.release_key or (None if args.allow_unsigned else _env_path(env, "DETPIPE_RELEASE_KEY"))
+    if args.release_key and args.allow_unsigned:
+        raise InvalidInput("pass --release-key or --allow-unsigned, not both")
+    token = None
+    if args.allow_reload:
+        token_file = args.reload_token_file or _env_path(env, "DETPIPE_RELOAD_TOKEN_FILE")
+        if token_file is None:
+            raise InvalidInput("--allow-reload needs --reload-token-file FILE (or DETPIPE_RELOAD_TOKEN_FILE)")
+        token = read_token(token_file)
+    return ServerConfig(
+        model=args.model,
+        name=args.name,
+        format=args.format,
+        backend=args.backend,
+        device_class=args.device_class,
+        threads=args.threads,
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        max_images=args.max_images,
+        max_body_bytes=_mib(args.max_body_mb),
+        max_image_pixels=args.max_image_pixels,
+        decode_threads=args.decode_threads,
+        nms=PostprocessConfig(conf=args.conf, iou=args.iou, max_det=args.max_det),
+        cache_dir=args.cache_dir,
+        shadow=args.shadow,
+        shadow_format=args.shadow_format,
+        shadow_fraction=args.shadow_fraction,
+        shadow_queue=args.shadow_queue,
+        max_json_bytes=_mib(args.max_json_mb),
+        max_inflight_bytes=_mib(args.max_inflight_mb),
+        allow_reload=args.allow_reload,
+        reload_token=token,
+        reload_roots=tuple(args.reload_root),
+        cache_keep=args.cache_keep,
+        release_key=release_key,
+        allow_unsigned=args.allow_unsigned,
+    )
+
+
+def _mib(value: float) -> int:
+    return max(1, int(value * 1024 * 1024))
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name, "").strip() else None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from edge_support import Models
+from serve_client import reload_args
 
 from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.publish import PublishConfig, publish_target
@@ -23,9 +24,11 @@ def test_agent_reloads_the_local_server_without_dropping_requests(tmp_path: Path
     publish_target(store, PublishConfig("cpu", "1", models.good, "onnx", keys))
     cfg = AgentConfig(str(store.root), "cpu", "cam-1", keys / "root.json", d)
     assert Agent(cfg).run_once()["outcome"] == "installed"
-    server = serve("--model", str(d / "current" / "model.onnx"), "--name", "pico")
+    args = reload_args(tmp_path)  # --allow-reload --reload-token-file: the agent sends the token
+    server = serve("--model", str(d / "current" / "model.onnx"), "--name", "pico", *args)
     reload_url = f"{server.url}/v2/repository/models/pico/load"
-    agent = Agent(AgentConfig(str(store.root), "cpu", "cam-1", keys / "root.json", d, reload_url=reload_url))
+    agent = Agent(AgentConfig(str(store.root), "cpu", "cam-1", keys / "root.json", d, reload_url=reload_url,
+                              reload_token_file=Path(args[-1])))  # fmt: skip
 
     answers: list[tuple[int, str]] = []
     stop = threading.Event()
