@@ -16,6 +16,7 @@ def edge_publish_op(
     rollout_pct: int = 100,
     groups: list = [],  # noqa: B006
     expires_days: int = 7,
+    release_key_dir: str = "",
 ) -> str:
     """Publish ``release`` to the edge fleet of ``device_class`` (``detpipe edge publish --release``).
 
@@ -24,14 +25,19 @@ def edge_publish_op(
     ``model.onnx`` (devices build the engine themselves, or serve ONNX on CPU). The version is
     the release's. ``keys_dir`` holds the online keys (``targets.pem``, ``snapshot.pem``,
     ``timestamp.pem``) and ``root.json``: on the cluster the ``detpipe-edge-keys`` Secret mounted
-    as files, never a parameter's value; ``root.pem`` stays offline. Returns the target path;
-    an empty ``device_class`` publishes nothing and returns ``""`` (the step is off).
+    as files, never a parameter's value; ``root.pem`` stays offline. ``release_key_dir`` holds
+    ``release.pub``: the release's signature is checked before anything of it is downloaded or
+    signed for the fleet (on the cluster the publish step's signing Secret, mounted as files);
+    empty: the release is taken unsigned, with a warning (local development only). Returns the
+    target path; an empty ``device_class`` publishes nothing and returns ``""`` (the step is off).
     """
     import tempfile
     from datetime import timedelta
     from pathlib import Path
 
     from detpipe.edge.publish import PublishConfig, artifact_from_release, publish_target
+    from detpipe.signing import ReleaseVerifier
+    from detpipe.signing.keys import PUBLIC_KEY
     from detpipe.store import open_store, read_manifest
 
     if not device_class:
@@ -39,9 +45,12 @@ def edge_publish_op(
         Path(published.path).parent.mkdir(parents=True, exist_ok=True)
         Path(published.path).write_text("")
         return ""
-    version = read_manifest(release).version
+    verifier = ReleaseVerifier(Path(release_key_dir) / PUBLIC_KEY) if release_key_dir else None
+    version = read_manifest(release, verifier=verifier).version
     with tempfile.TemporaryDirectory(prefix="edge-publish-") as work:
-        artifact, fmt = artifact_from_release(release, device_class, Path(work))
+        artifact, fmt = artifact_from_release(
+            release, device_class, Path(work), verifier=verifier, allow_unsigned=verifier is None
+        )
         target = publish_target(
             open_store(store),
             PublishConfig(

@@ -164,18 +164,27 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret.
         # Not a dsl.If: kfp.local cannot evaluate conditions on parameters, so the step itself is
         # a no-op for an empty edge_device_class.
-        edge_publish(settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir)
+        edge_publish(
+            settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir, signing_key
+        )
         return publish.output
 
     return train_to_edge
 
 
 def edge_publish(
-    settings: PipelineSettings, release: Any, store: str, device_class: Any, rollout_pct: Any, keys_dir: Any
+    settings: PipelineSettings,
+    release: Any,
+    store: str,
+    device_class: Any,
+    rollout_pct: Any,
+    keys_dir: Any,
+    signing_key: Any,
 ) -> Any:
-    """The edge-publish task. On the cluster the signing keys are the ``settings.edge_keys_secret``
-    Secret mounted as files (the compiled YAML names the Secret, never a key); locally
-    ``keys_dir`` (a ``detpipe edge keygen`` directory) is used."""
+    """The edge-publish task. On the cluster the OTA keys are the ``settings.edge_keys_secret``
+    Secret and the release key the ``signing_key`` Secret, both mounted as files (the compiled
+    YAML names the Secrets, never a key); locally ``keys_dir`` (a ``detpipe edge keygen``
+    directory) and ``signing_key`` (a ``detpipe release keygen`` directory) are used."""
     cluster = settings.target == "cluster"
     task = edge_publish_op(
         release=release,
@@ -183,10 +192,12 @@ def edge_publish(
         device_class=device_class,
         keys_dir=settings.edge_keys_mount if cluster else keys_dir,
         rollout_pct=rollout_pct,
+        release_key_dir=settings.release_key_mount if cluster else signing_key,
     )
     configure(task, settings, store=True, retry=True, name="edge publish")
     if cluster:
         kubernetes.use_secret_as_volume(
             task, secret_name=settings.edge_keys_secret, mount_path=settings.edge_keys_mount
         )
+        kubernetes.use_secret_as_volume(task, secret_name=signing_key, mount_path=settings.release_key_mount)
     return task

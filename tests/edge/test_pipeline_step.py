@@ -12,9 +12,12 @@ from kfp import compiler, local
 
 from detpipe.components.edge import edge_publish_op
 from detpipe.edge.agent import Agent, AgentConfig
+from detpipe.errors import SignatureError
 from detpipe.pipelines.compile import load_compiled
 from detpipe.pipelines.settings import PipelineSettings
 from detpipe.pipelines.train_to_edge import build_train_to_edge
+from detpipe.signing import ReleaseSigner
+from detpipe.signing import keygen as release_key_gen
 from detpipe.store import LocalStore, publish, release_uri
 
 
@@ -41,23 +44,34 @@ def test_edge_publish_runs_after_publish_only_for_a_device_class(tmp_path: Path)
     executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-edge-publish-op"]
     assert executor["secretAsVolume"][0]["secretName"] == "detpipe-edge-keys"
     assert executor["secretAsVolume"][0]["mountPath"] == "/var/run/secrets/detpipe/edge-keys"
+    # the release is checked with the publish step's signing Secret (release.pub) before it is re-signed
+    assert executor["secretAsVolume"][1]["secretNameParameter"] == {"componentInputParameter": "signing_key"}
+    release_key = PipelineSettings().release_key_mount
+    assert inputs["release_key_dir"] == {"runtimeValue": {"constant": release_key}}
     assert "-----BEGIN" not in text  # no key material, only the Secret's name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge publish refuses a release it cannot verify (issue 16 item 3); components/edge.py must "
-    "pass artifact_from_release(verifier=ReleaseVerifier(key)) and this test sign the release: the lead's",
-)
 def test_the_component_publishes_a_release_devices_install(
     tmp_path: Path, keys: Path, models: Models
 ) -> None:
     store = LocalStore(tmp_path / "store")
-    publish(store, "pico", "0.3.0", {"model.onnx": models.good})
+    release_keys = tmp_path / "release-keys"
+    signer = ReleaseSigner(release_key_gen(release_keys)[0])
+    publish(store, "pico", "0.3.0", {"model.onnx": models.good}, signer=signer)
+    publish(store, "pico", "0.4.0", {"model.onnx": models.good})  # unsigned
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    from kfp.dsl import Artifact
+
+    published = Artifact(name="published", uri=str(tmp_path / "published"), metadata={})
+    with pytest.raises(SignatureError, match=r"not signed \(no manifest\.sig\)"):
+        edge_publish_op.python_func(
+            release=release_uri(store, "pico", "0.4.0"), store=str(store.root), device_class="cpu",
+            keys_dir=str(keys), published=published, release_key_dir=str(release_keys),
+        )  # fmt: skip
+    assert not (store.root / "ota").exists()  # nothing signed for the fleet
     task = edge_publish_op(
         release=release_uri(store, "pico", "0.3.0"), store=str(store.root), device_class="cpu",
-        keys_dir=str(keys), rollout_pct=100,
+        keys_dir=str(keys), rollout_pct=100, release_key_dir=str(release_keys),
     )  # fmt: skip
     assert task.outputs["Output"] == "cpu/0.3.0/model.onnx"
     meta = task.outputs["published"].metadata
