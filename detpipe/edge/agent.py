@@ -60,6 +60,7 @@ from tuf.api.metadata import TargetFile
 from detpipe.edge.engine import build_on_device
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import HealthCheckFailed, check_model
+from detpipe.edge.policy import check_device_id
 from detpipe.edge.reload import read_token, request_reload
 from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
@@ -119,8 +120,7 @@ class AgentConfig:
         check_device_class(self.device_class)
         for g in self.groups:
             check_group(g)
-        if not self.device_id or "/" in self.device_id or self.device_id.startswith("."):
-            raise InvalidInput(f"device id {self.device_id!r}: a non-empty name without '/'")
+        check_device_id(self.device_id)  # a store path segment, a MinIO user and a label: one rule
         if self.interval_s <= 0:
             raise InvalidInput(f"interval {self.interval_s}: must be > 0 seconds")
         if self.reload_url is not None and not self.reload_url.startswith(("http://", "https://")):

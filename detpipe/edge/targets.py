@@ -24,9 +24,9 @@ from detpipe.errors import InvalidInput
 from detpipe.store import version_key
 
 FORMATS = {"engine": "model.engine", "onnx": "model.onnx"}
-_CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}\Z")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def check_device_class(name: str) -> str:
