@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from detpipe.data.coco import CocoDataset, load_coco
-from detpipe.device import parse_device
+from detpipe.device import parse_device, resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.evaluate.analysis import DEFAULT_CM_IOU, DEFAULT_CM_SCORE
 from detpipe.evaluate.cocoeval import EvalResult, evaluate_bbox
@@ -166,6 +166,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
         val = resolve_val_set(cfg.data, cfg.gt)
         gt = load_coco(val.annotations)
         images = val.images_for(gt)
+        resolve_device(cfg.device)  # a device that is not here: exit 3 before the weights are read
         imgsz = cfg.imgsz if cfg.imgsz is not None else train_imgsz(cfg.weights)
         if cfg.imgsz is None:
             log.info("imgsz %d: the size %s was trained at (--imgsz overrides)", imgsz, cfg.weights)
