@@ -3,9 +3,11 @@
 The pod template is k8s/serving/serve-deployment.yaml's (tests/deploy hold the two to each
 other): probes on ``/readyz``/``/healthz``, Prometheus scrape annotations, MinIO credentials
 as mounted files, the store's CA bundle (ConfigMap ``detpipe-store-ca``), read-only root,
-non-root user, a 5 s preStop before a 20 s graceful drain. The HTTPRoute routes only the
-inference paths (:data:`PUBLIC_PATHS`); k8s/serving's NetworkPolicy admits the Gateway and
-Prometheus only.
+non-root user, a 5 s preStop before a 20 s graceful drain. Releases are verified against the
+pipeline's public signing key, the ConfigMap ``detpipe-release-pub`` (``DETPIPE_RELEASE_KEY``;
+no pod starts without it). Reload stays off (no ``--allow-reload``): a new release is a new pod.
+The HTTPRoute routes only the inference paths (:data:`PUBLIC_PATHS`); k8s/serving's
+NetworkPolicy admits the Gateway and Prometheus only.
 The release is a literal ``--model=`` argument, so a new release is a new pod template: a new
 ReplicaSet for Argo Rollouts, a new Deployment revision for the Gateway API canary.
 
@@ -37,6 +39,11 @@ STRATEGY_LABEL = "detpipe.io/strategy"
 # The CA that signs the store's TLS certificate (public: a ConfigMap, key ca.crt).
 STORE_CA_CONFIGMAP = "detpipe-store-ca"
 STORE_CA_DIR = "/etc/detpipe/store-ca"
+# The public half of the release signing key (`detpipe release keygen`), which `detpipe serve`
+# verifies every release's manifest.sig with; public, so a ConfigMap (key release.pub).
+RELEASE_PUB_CONFIGMAP = "detpipe-release-pub"
+RELEASE_PUB_KEY = "release.pub"  # detpipe.signing.keys.PUBLIC_KEY
+RELEASE_PUB_DIR = "/etc/detpipe/release-pub"
 # What the HTTPRoute exposes (Gateway API core matches, segment-wise prefixes): inference and
 # model metadata of both protocols and the v2 health endpoints. Not /v2/repository/* (reload),
 # /metrics (Prometheus scrapes the pods directly), /healthz and /readyz (the kubelet's), /docs.
@@ -71,8 +78,11 @@ GPU_BATCHING = ("--max-batch=8", "--max-delay-ms=2")
 def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool = False) -> Obj:
     """The ``serve`` container: ``detpipe serve`` on ``model_uri``.
 
-    CPU pods batch as the ``detpipe-serve`` ConfigMap says; GPU pods as :data:`GPU_BATCHING`,
-    with one ``nvidia.com/gpu`` and room for the CUDA context and TensorRT's workspace.
+    The release must be signed with the key in :data:`RELEASE_PUB_CONFIGMAP`
+    (``DETPIPE_RELEASE_KEY``). No ``--allow-reload``: the canary rolls new pods instead, so
+    the model-load route answers 403 whoever reaches it. CPU pods batch as the ``detpipe-serve``
+    ConfigMap says; GPU pods as :data:`GPU_BATCHING`, with one ``nvidia.com/gpu`` and room for
+    the CUDA context and TensorRT's workspace.
     """
     resources: Obj = {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     batching = ("--max-batch=$(MAX_BATCH)", "--max-delay-ms=$(MAX_DELAY_MS)")
@@ -102,6 +112,7 @@ def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool 
         "env": [
             {"name": "DETPIPE_S3_SECRET_DIR", "value": "/var/run/secrets/detpipe/minio"},
             {"name": "DETPIPE_S3_CA_BUNDLE", "value": f"{STORE_CA_DIR}/ca.crt"},  # read for HTTPS only
+            {"name": "DETPIPE_RELEASE_KEY", "value": f"{RELEASE_PUB_DIR}/{RELEASE_PUB_KEY}"},
             {"name": "XDG_CACHE_HOME", "value": "/var/cache/detpipe"},
         ],
         "startupProbe": _probe("/readyz", 5, 60),
@@ -117,6 +128,7 @@ def serve_container(image: str, model_uri: str, model_format: str, *, gpu: bool 
         "volumeMounts": [
             {"name": "minio-credentials", "mountPath": "/var/run/secrets/detpipe/minio", "readOnly": True},
             {"name": "store-ca", "mountPath": STORE_CA_DIR, "readOnly": True},
+            {"name": "release-pub", "mountPath": RELEASE_PUB_DIR, "readOnly": True},
             {"name": "model-cache", "mountPath": "/var/cache/detpipe"},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
@@ -148,6 +160,14 @@ def pod_template(labels: Mapping[str, str], container: Obj, *, gpu: bool = False
             {"name": "minio-credentials", "secret": {"secretName": "detpipe-minio", "defaultMode": 0o440}},
             # optional: plain-HTTP development stores have none (the client then never reads it)
             {"name": "store-ca", "configMap": {"name": STORE_CA_CONFIGMAP, "optional": True}},
+            # not optional: without the key a release is refused, so the pod waits for the ConfigMap
+            {
+                "name": "release-pub",
+                "configMap": {
+                    "name": RELEASE_PUB_CONFIGMAP,
+                    "items": [{"key": RELEASE_PUB_KEY, "path": RELEASE_PUB_KEY}],
+                },
+            },
             {"name": "model-cache", "emptyDir": {"sizeLimit": "2Gi"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],

@@ -140,3 +140,81 @@ def test_the_store_ca_bundle_is_mounted_where_the_client_reads_it():
     volume = next(v for v in pod["volumes"] if v["name"] == "store-ca")
     key = volume["configMap"]["name"], env["DETPIPE_S3_CA_BUNDLE"].removeprefix(mount["mountPath"] + "/")
     assert key == ("detpipe-store-ca", "ca.crt") and mount["readOnly"] is True
+
+
+def _serving_pods() -> list[tuple[str, dict]]:
+    """(where, pod spec) of every serving pod: k8s/serving, its variants, the rendered canaries."""
+    from detpipe.deploy.config import CanaryConfig
+    from detpipe.deploy.render import render
+
+    pods = [("serve-deployment.yaml", _doc("serve-deployment.yaml")["spec"]["template"]["spec"])]
+    for rel in ("gpu/serve-gpu.yaml", "rollout/rollout.yaml"):
+        for d in yaml.safe_load_all((SERVING / rel).read_text()):
+            if d["kind"] in ("Rollout", "Deployment"):
+                pods.append((rel, d["spec"]["template"]["spec"]))
+    uri = _doc("serve-config.yaml")["data"]["MODEL_URI"]
+    for cfg in (CanaryConfig(uri), CanaryConfig(uri, strategy="gateway", stable_model_uri=uri, gpu=True)):
+        for d in render(cfg):
+            if d["kind"] in ("Rollout", "Deployment"):
+                pods.append((f"render {cfg.strategy} {d['metadata']['name']}", d["spec"]["template"]["spec"]))
+    return pods
+
+
+def test_every_serving_pod_verifies_releases_with_the_public_key_configmap(tmp_path):
+    """DETPIPE_RELEASE_KEY names release.pub of the (required) ConfigMap detpipe-release-pub, and
+    the server started with that environment takes it as --release-key; no pod enables reload."""
+    from detpipe.cli.serve import _config as server_config
+    from detpipe.signing import keygen
+    from detpipe.signing.keys import PUBLIC_KEY
+
+    pods = _serving_pods()
+    assert len(pods) >= 5
+    for where, pod in pods:
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "release-pub")
+        volume = next(v for v in pod["volumes"] if v["name"] == "release-pub")
+        assert mount["readOnly"] is True, where
+        assert volume["configMap"]["name"] == "detpipe-release-pub", where
+        assert volume["configMap"].get("optional", False) is False, where  # no key: no pod
+        items = {i["key"]: i["path"] for i in volume["configMap"]["items"]}
+        assert env["DETPIPE_RELEASE_KEY"] == f"{mount['mountPath']}/{items[PUBLIC_KEY]}", where
+        # cluster pods never hot-reload: the canary rolls new pods instead
+        assert not any(
+            a.startswith(("--allow-reload", "--reload-", "--allow-unsigned")) for a in container["args"]
+        )
+        assert "DETPIPE_RELOAD_TOKEN_FILE" not in env, where
+    # the path the pods name, holding a real public key, is what the server verifies with
+    keygen(tmp_path / "keys")
+    container = _container()
+    env = {
+        **_doc("serve-config.yaml")["data"],
+        **yaml.safe_load((ROOT / "k8s/base/config.yaml").read_text())["data"],
+    }
+    args = get_args_parser().parse_args(["serve", *(_expand(a, env) for a in container["args"])])
+    pod_env = {"DETPIPE_RELEASE_KEY": str(tmp_path / "keys" / PUBLIC_KEY)}
+    cfg = server_config(args, pod_env)
+    assert cfg.allow_reload is False and cfg.allow_unsigned is False
+    assert cfg.release_key == Path(pod_env["DETPIPE_RELEASE_KEY"])
+
+
+def test_key_templates_hold_no_key_and_are_applied_by_no_kustomization():
+    secrets_dir = ROOT / "k8s" / "secrets"
+    pub = yaml.safe_load((secrets_dir / "detpipe-release-pub.template.yaml").read_text())
+    key = yaml.safe_load((secrets_dir / "detpipe-release-key.template.yaml").read_text())
+    assert (pub["kind"], pub["metadata"]["name"], list(pub["data"])) == (
+        "ConfigMap",
+        "detpipe-release-pub",
+        ["release.pub"],
+    )
+    assert (key["kind"], key["metadata"]["name"], sorted(key["stringData"])) == (
+        "Secret",
+        "detpipe-release-key",
+        ["release.key", "release.pub"],
+    )
+    for value in [*pub["data"].values(), *key["stringData"].values()]:
+        assert value.startswith("<") and value.endswith(">")
+    for kustomization in (ROOT / "k8s").rglob("kustomization.yaml"):
+        assert ".template.yaml" not in kustomization.read_text(), kustomization
+    for path in (ROOT / "k8s").rglob("*.yaml"):
+        assert "BEGIN" not in path.read_text(), f"{path}: key material in git"
