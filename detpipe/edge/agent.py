@@ -3,7 +3,9 @@
 A cycle (:meth:`Agent.run_once`)::
 
     metadata   TUF refresh against the provisioned root; list the verified targets
-    decide     device class, staged rollout (bucket / groups), never down without a signed rollback
+    decide     device class, staged rollout (bucket / groups), never down without a signed rollback;
+               of the version's targets, the engine for this device's TensorRT and GPU, else
+               the ONNX model, else none: outcome ``incompatible`` (see below)
     download   into DIR/downloads/<sha256>.part, resuming what an earlier cycle left
     verify     length + sha256 against the verified TargetFile (the only check that counts)
     install    move into the inactive slot (fsync); build the engine on the device for ONNX + TensorRT
@@ -12,10 +14,14 @@ A cycle (:meth:`Agent.run_once`)::
     commit     state.json names the slot; status.json to DIR and to the store
 
 What marks a version refused on this device for good (its sha256 in ``state.json``) is a
-fault of the artifact: a length or hash mismatch, an engine built for another device, a
+fault of the artifact: a length or hash mismatch, a
 failed health check, or the server rejecting the model itself (HTTP 400); a hash mismatch
 of a *resumed* download is fetched again from byte 0 instead (the partial file may be what
-went bad). Those switch
+went bad). A version without a target for this device (no engine for its TensorRT version
+and compute capability, no ONNX model to build from or serve) is no fault of the artifact:
+the outcome is ``incompatible``, nothing is downloaded, and the version is looked at again
+every cycle (a later publish may add the engine). A device without TensorRT takes the ONNX
+model and serves it on the CPU. Those switch
 ``current`` back (after the switch) and reload the old model. A failure outside the artifact
 (the server's reload answering 401/403/404/5xx: a token, a model name, a server problem)
 also switches back, but the outcome is ``retrying``: the next cycle tries again, from the
@@ -57,7 +63,7 @@ from typing import Any
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 
-from detpipe.edge.engine import build_on_device
+from detpipe.edge.engine import Pick, build_on_device, pick_target
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import HealthCheckFailed, check_model
 from detpipe.edge.policy import check_device_id
@@ -67,7 +73,7 @@ from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
 from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, load_trust, refresh
 from detpipe.errors import DetpipeError, EngineIncompatible, InvalidInput, ReloadRefused, StoreError
-from detpipe.export.sidecar import sidecar_path, write_sidecar
+from detpipe.export.sidecar import DeviceInfo, sidecar_path, write_sidecar
 from detpipe.io import write_json
 from detpipe.store.config import RetryPolicy, S3Config
 
@@ -97,6 +103,9 @@ class AgentConfig:
         groups: rollout groups this device belongs to.
         backoff: delays while the store is unreachable (exponential, jittered).
         health_threads: CPU threads of the health-check inference.
+        device: this device's TensorRT version, GPU and DLA cores, which pick its engine
+            (None: detected with ``current_device_info`` the first time a version has
+            engines; a device without TensorRT or GPU has none and takes the ONNX model).
     """
 
     store: str
@@ -113,6 +122,7 @@ class AgentConfig:
     health_threads: int = 1
     reload_timeout_s: float = 120.0
     reload_token_file: Path | None = None
+    device: DeviceInfo | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dir", self.dir.expanduser().resolve())
@@ -165,6 +175,7 @@ class Agent:
         self.downloads = cfg.dir / "downloads"
         self._recovered = False
         self.delays: list[float] = []  # waits between cycles (the backoff test reads them)
+        self._device: tuple[DeviceInfo | None, str] | None = None  # (info, why none), detected once
 
     # -- one cycle --------------------------------------------------------------------------------
 
@@ -186,8 +197,9 @@ class Agent:
             repo = refresh(self.cfg.store, self.bootstrap, self.cfg.dir / "tuf", self.fetcher)
             timings["metadata"] = time.perf_counter() - t
             installed = self.slots.manifest(self.slots.active())
+            releases, picks = self._for_this_device(repo.releases, state.get("refused", {}))
             decision = choose(
-                repo.releases,
+                releases,
                 self.cfg.device_class,
                 self.cfg.device_id,
                 self.cfg.groups,
@@ -202,9 +214,17 @@ class Agent:
                     result["error"] = decision.refused  # the status names why, not "not in any rollout"
                 self._clean_downloads(keep=None)
             else:
-                result.update(self._update(repo, decision.release, state, timings))
+                release = self._target(picks[decision.release.version])
+                result.update(self._update(repo, release, state, timings))
         except StoreUnreachable as e:
             result.update(outcome="unreachable", error=str(e))
+        except EngineIncompatible as e:  # not the artifact's fault: looked at again next cycle
+            version = decision.release.version
+            result.update(outcome="incompatible", version=version, error=str(e))
+            result["reason"] = (
+                f"no target of version {version} fits this device (not refused: checked every cycle)"
+            )
+            log.warning("version %s not installed: %s", decision.release.version, e)
         except (DetpipeError, tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
             msg = (
                 describe_tuf(e)
@@ -220,8 +240,6 @@ class Agent:
         self, repo: TrustedRepo, release: Release, state: dict[str, Any], timings: dict[str, float]
     ) -> dict[str, Any]:
         info = repo.target_info(release.path)  # from the verified set, not from our listing
-        if release.format == "engine":
-            self._check_engine(release, state)
         previous, slot = self.slots.active(), self.slots.inactive()
         t = time.perf_counter()
         serve_file = self._verified_slot(slot, release, info)
@@ -350,25 +368,58 @@ class Agent:
         if self.progress is not None:
             self.progress(size)
 
-    def _check_engine(self, release: Release, state: dict[str, Any]) -> None:
-        """Refuse an engine built for another device before downloading it."""
-        from detpipe.export.sidecar import check_compatible, current_device_info
+    def _device_info(self) -> tuple[DeviceInfo | None, str]:
+        """This device's TensorRT and GPU (``cfg.device``, else detected once), or None and why."""
+        if self._device is None:
+            if self.cfg.device is not None:
+                self._device = (self.cfg.device, "")
+            else:
+                from detpipe.export.sidecar import current_device_info
 
-        try:
-            problems = check_compatible(release.sidecar or {}, current_device_info())
-        except DetpipeError as e:  # no TensorRT / GPU here
-            problems = [str(e)]
-        if problems:
-            reason = f"engine {release.version} not compatible with this device: " + "; ".join(problems)
-            state.setdefault("refused", {})[release.sha256] = reason
-            self.slots.save_state(state)
-            raise EngineIncompatible(reason)
+                try:
+                    self._device = (current_device_info(), "")
+                except (DetpipeError, OSError, RuntimeError) as e:  # no TensorRT / GPU here
+                    self._device = (None, str(e).split(";")[0])
+        return self._device
+
+    def _for_this_device(
+        self, releases: list[Release], refused: dict[str, str]
+    ) -> tuple[list[Release], dict[str, Pick]]:
+        """One target per version of this class for :func:`choose`, and each version's pick.
+
+        Targets refused here are passed over while the version has others (an engine that
+        failed its health check leaves the ONNX model). A version with no target for this
+        device is represented by one of its targets (the rollout is the version's);
+        :meth:`_target` turns its pick into ``incompatible``.
+        """
+        versions: dict[str, list[Release]] = {}
+        for r in releases:
+            if r.device_class == self.cfg.device_class:
+                versions.setdefault(r.version, []).append(r)
+        engines = any(r.format == "engine" for targets in versions.values() for r in targets)
+        device, why = self._device_info() if engines else (None, "")
+        picks = {}
+        for v, targets in versions.items():
+            pick = pick_target([r for r in targets if r.sha256 not in refused], device, why)
+            picks[v] = pick if pick.release is not None else pick_target(targets, device, why)
+        chosen = [p.release or min(versions[v], key=lambda r: r.path) for v, p in picks.items()]
+        return chosen, picks
+
+    def _target(self, pick: Pick) -> Release:
+        """The target to install, or :class:`EngineIncompatible` (not refused for good)."""
+        if pick.release is None:
+            raise EngineIncompatible(pick.reason)
+        log.info("version %s: %s", pick.release.version, pick.reason)
+        return pick.release
 
     def _maybe_build_engine(self, slot_dir: Path, release: Release, manifest: dict[str, Any]) -> str:
         """For an ONNX target on a TensorRT device: build (or reuse) the engine into the slot."""
         if release.format != "onnx":
             return release.file
-        engine = build_on_device(slot_dir / release.file, release.sha256, self.cfg.dir / "engine-cache")
+        device, _ = self._device_info()
+        engine = build_on_device(
+            slot_dir / release.file, release.sha256, self.cfg.dir / "engine-cache", device=device
+        )
         if engine is None:
             return release.file
         shutil.copy2(engine, slot_dir / "model.engine")

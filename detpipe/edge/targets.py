@@ -1,8 +1,12 @@
 """What an OTA target is: its path, its custom metadata, and how to read them back.
 
 A target is one artifact for one device class and version, at the TUF target path
-``<device-class>/<version>/<file>`` (``file`` is ``model.engine`` or ``model.onnx``). Its
-``custom`` metadata (signed with the targets key, like its length and hashes)::
+``<device-class>/<version>/model.onnx`` or, for a TensorRT engine,
+``<device-class>/<version>/engines/<variant>/model.engine``: a version may carry several
+engines (one per TensorRT version, compute capability, DLA core and precision, named by
+:func:`engine_variant`, e.g. ``trt10.3.0-sm87-fp16``, ``trt8.6.2-sm72-dla0-int8``) and the
+ONNX model beside them. Its ``custom`` metadata (signed with the targets key, like its
+length and hashes)::
 
     {"version": "3", "device_class": "orin-sm87-trt10.3.0", "format": "engine",
      "file": "model.engine", "rollout_pct": 10, "groups": ["canary"],
@@ -24,9 +28,15 @@ from detpipe.errors import InvalidInput
 from detpipe.store import version_key
 
 FORMATS = {"engine": "model.engine", "onnx": "model.onnx"}
+ENGINE_PRECISIONS = ("fp16", "int8", "fp32")  # in the order a device prefers them
+_TRT_RE = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){1,3}\Z")
+_CC_RE = re.compile(r"^[0-9]{1,2}\.[0-9]\Z")
 _CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}\Z")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_VARIANT_RE = re.compile(
+    rf"^trt[0-9.]{{3,19}}-sm[0-9]{{2,3}}(-dla[0-9]{{1,2}})?-({'|'.join(ENGINE_PRECISIONS)})\Z"
+)
 
 
 def check_device_class(name: str) -> str:
@@ -70,9 +80,44 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def target_path(device_class: str, version: str, fmt: str) -> str:
-    """``<device-class>/<version>/model.<engine|onnx>``."""
-    return f"{check_device_class(device_class)}/{check_version(version)}/{FORMATS[fmt]}"
+def engine_variant(sidecar: dict[str, Any]) -> str:
+    """The path segment naming an engine's build: ``trt<TensorRT>-sm<cc>[-dla<n>]-<precision>``.
+
+    From the sidecar's ``tensorrt_version``, ``gpu.compute_capability``,
+    ``build_flags.dla_core`` and ``precision`` (``trt10.3.0-sm87-fp16``).
+
+    Raises:
+        InvalidInput: a field is missing or not what TensorRT writes there.
+    """
+    gpu = sidecar.get("gpu") if isinstance(sidecar.get("gpu"), dict) else {}
+    flags = sidecar.get("build_flags") if isinstance(sidecar.get("build_flags"), dict) else {}
+    trt, cc = str(sidecar.get("tensorrt_version", "")), str(gpu.get("compute_capability", ""))
+    precision, dla = sidecar.get("precision"), flags.get("dla_core")
+    if not _TRT_RE.match(trt):
+        raise InvalidInput(f"engine sidecar: tensorrt_version {trt[:40]!r} (expected e.g. 10.3.0)")
+    if not _CC_RE.match(cc):
+        raise InvalidInput(f"engine sidecar: gpu.compute_capability {cc[:40]!r} (expected e.g. 8.7)")
+    if precision not in ENGINE_PRECISIONS:
+        raise InvalidInput(
+            f"engine sidecar: precision {str(precision)[:40]!r} (one of {', '.join(ENGINE_PRECISIONS)})"
+        )
+    if dla is not None and (isinstance(dla, bool) or not isinstance(dla, int) or not 0 <= dla < 16):
+        raise InvalidInput(f"engine sidecar: build_flags.dla_core {str(dla)[:40]!r} (a DLA core number)")
+    return f"trt{trt}-sm{cc.replace('.', '')}" + (f"-dla{dla}" if dla is not None else "") + f"-{precision}"
+
+
+def target_path(device_class: str, version: str, fmt: str, variant: str | None = None) -> str:
+    """``<device-class>/<version>/model.onnx``, ``.../engines/<variant>/model.engine``.
+
+    Without ``variant`` an engine gets the one-engine layout ``<class>/<version>/model.engine``
+    (targets published before versions carried several engines).
+    """
+    head = f"{check_device_class(device_class)}/{check_version(version)}"
+    if variant is None:
+        return f"{head}/{FORMATS[fmt]}"
+    if fmt != "engine" or not _VARIANT_RE.match(variant):
+        raise InvalidInput(f"engine variant {variant[:80]!r}: not a name engine_variant() makes")
+    return f"{head}/engines/{variant}/{FORMATS[fmt]}"
 
 
 def target_key(path: str, sha256: str) -> str:

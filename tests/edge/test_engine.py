@@ -1,4 +1,5 @@
-"""Engine targets without TensorRT, the build-on-device cache key, and the health check's output rules."""
+"""Engine targets for another TensorRT (incompatible, not refused), the build-on-device cache key,
+and the health check's output rules."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.engine import build_on_device, cached_engine, engine_cache_key
 from detpipe.edge.health import HealthCheckFailed, check_output, probe_image
 from detpipe.edge.publish import PublishConfig, publish_target
+from detpipe.edge.slots import Slots
 from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import SCHEMA, DeviceInfo
 from detpipe.export.tensorrt_build import engine_unavailable_reason
@@ -22,10 +24,7 @@ NO_TRT = engine_unavailable_reason() is not None
 ORIN = DeviceInfo("Orin", "8.7", "10.3.0", dla_cores=2)
 
 
-@pytest.mark.skipif(
-    not NO_TRT, reason="TensorRT is installed here: the refusal path needs a device without it"
-)
-def test_an_engine_for_another_device_is_refused_before_download(tmp_path: Path, keys: Path):
+def test_an_engine_for_another_tensorrt_is_incompatible_not_refused(tmp_path: Path, keys: Path):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"\0" * 4096)
     gpu = {"name": "Orin", "compute_capability": "8.7", "dla_cores": 2}
@@ -35,13 +34,19 @@ def test_an_engine_for_another_device_is_refused_before_download(tmp_path: Path,
     store = LocalStore(tmp_path / "store")
     publish_target(store, PublishConfig("orin-sm87-trt10.3.0", "1", engine, "engine", keys))
     d = tmp_path / "device"
-    agent = Agent(AgentConfig(str(store.root), "orin-sm87-trt10.3.0", "jetson-1", keys / "root.json", d))
+    cfg = AgentConfig(str(store.root), "orin-sm87-trt10.3.0", "jetson-1", keys / "root.json", d,
+                      device=DeviceInfo("Orin", "8.7", "10.4.0", dla_cores=2))  # fmt: skip
+    agent = Agent(cfg)
     r = agent.run_once()
-    assert r["outcome"] == "refused" and "not compatible with this device" in r["error"], r
-    assert "TensorRT" in r["error"]
+    assert (r["outcome"], r["version"]) == ("incompatible", "1"), r
+    assert r["error"] == "no engine for TensorRT 10.4.0 sm87 among 10.3.0/sm87; no ONNX to build from"
     assert not (d / "downloads").exists() or not list((d / "downloads").iterdir())  # nothing fetched
     assert not (d / "current").exists()
-    assert agent.run_once()["outcome"] == "unchanged"  # refused once, not retried every cycle
+    assert not Slots(d).state().get("refused")  # no fault of the artifact
+    again = agent.run_once()
+    assert (again["outcome"], again["error"]) == ("incompatible", r["error"])  # looked at again, not refused
+    status = json.loads(store.get_bytes("devices/jetson-1/status.json"))
+    assert status["outcome"] == "incompatible" and status["last_error"] == r["error"]
 
 
 def test_build_on_device_cache_key_and_lookup(tmp_path: Path):

@@ -95,6 +95,7 @@ def test_engine_targets_carry_the_sidecar(tmp_path: Path):
     sidecar = {
         "schema": "detpipe.engine-sidecar/1",
         "tensorrt_version": "10.3.0",
+        "precision": "fp16",
         "gpu": gpu,
         "workspace_gib": 4.0,
     }
