@@ -162,3 +162,148 @@ def test_the_edge_server_listens_on_loopback_only_and_holds_no_keys() -> None:
     assert "minio-credentials" not in {m["name"] for m in serve["volumeMounts"]}
     assert "minio-credentials" in {m["name"] for m in agent["volumeMounts"]}
     assert env["DETPIPE_S3_ENDPOINT"].startswith("https://")
+
+
+# Pod Security Standards (https://kubernetes.io/docs/concepts/security/pod-security-standards/),
+# the checks that apply to what these manifests can hold.
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+    "secret",
+}  # fmt: skip
+
+
+def pod_security_violations(pod: dict, level: str) -> list[str]:
+    """What in ``pod`` (a pod spec) the Pod Security ``level`` forbids, one line each."""
+    if level == "privileged":
+        return []
+    out = [f"spec.{k}" for k in ("hostNetwork", "hostPID", "hostIPC") if pod.get(k)]
+    out += [f"hostPath volume {v['name']}" for v in pod.get("volumes", []) if "hostPath" in v]
+    pod_ctx = pod.get("securityContext", {})
+    if pod_ctx.get("seccompProfile", {}).get("type") == "Unconfined":
+        out.append("pod seccompProfile Unconfined")
+    containers = pod.get("initContainers", []) + pod["containers"]
+    for c in containers:
+        ctx = c.get("securityContext", {})
+        name = c["name"]
+        if ctx.get("privileged"):
+            out.append(f"{name}: privileged")
+        out += [f"{name}: hostPort {p['hostPort']}" for p in c.get("ports", []) if p.get("hostPort")]
+        added = set(ctx.get("capabilities", {}).get("add", []))
+        if added - BASELINE_CAPABILITIES:
+            out.append(f"{name}: capabilities {sorted(added - BASELINE_CAPABILITIES)}")
+        if ctx.get("seccompProfile", {}).get("type") == "Unconfined":
+            out.append(f"{name}: seccompProfile Unconfined")
+        if level == "restricted":
+            merged = {**pod_ctx, **ctx}
+            if ctx.get("allowPrivilegeEscalation") is not False:
+                out.append(f"{name}: allowPrivilegeEscalation not false")
+            if merged.get("runAsNonRoot") is not True or merged.get("runAsUser") == 0:
+                out.append(f"{name}: may run as root")
+            if merged.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+                out.append(f"{name}: no seccompProfile RuntimeDefault")
+            if "ALL" not in ctx.get("capabilities", {}).get("drop", []) or added - {"NET_BIND_SERVICE"}:
+                out.append(f"{name}: capabilities not drop ALL")
+    if level == "restricted":
+        for v in pod.get("volumes", []):
+            kinds = set(v) - {"name"}
+            if not kinds <= RESTRICTED_VOLUMES and "hostPath" not in kinds:  # hostPath: above
+                out.append(f"volume {v['name']}: {sorted(kinds)}")
+    return out
+
+
+def _namespace_levels() -> dict[str, str]:
+    levels = {}
+    for path in _manifest_files():
+        for doc in _docs(path):
+            if doc["kind"] == "Namespace":
+                levels[doc["metadata"]["name"]] = doc["metadata"]["labels"][
+                    "pod-security.kubernetes.io/enforce"
+                ]
+    return levels
+
+
+def _workload_files() -> list[Path]:
+    return [p for p in _manifest_files() if any(_pod_specs(d) for d in _docs(p))]
+
+
+KNOWN_REFUSED = {
+    # tegrastats/nvpmodel from the node (hostPath) in namespace detpipe (baseline): refused until
+    # the bench moves to a privileged Jetson namespace with its own inputs, or drops them.
+    "jetson/bench-job.yaml": "the Jetson bench Job mounts the board's tools with hostPath",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=KNOWN_REFUSED[str(p.relative_to(K8S))]))
+        if str(p.relative_to(K8S)) in KNOWN_REFUSED
+        else p
+        for p in _workload_files()
+    ],
+    ids=lambda p: str(p.relative_to(K8S)),
+)
+def test_pods_pass_their_namespaces_pod_security(path: Path) -> None:
+    """Every pod is admitted by the `enforce` level of the namespace it is applied to."""
+    levels = _namespace_levels()
+    assert set(levels) == {"detpipe", "detpipe-edge"}
+    assert levels["detpipe"] == "baseline"
+    for doc in _docs(path):
+        for pod in _pod_specs(doc):
+            level = levels[doc["metadata"]["namespace"]]
+            assert pod_security_violations(pod, level) == [], f"{path}: refused at {level}"
+
+
+def test_the_pod_security_check_catches_what_baseline_forbids() -> None:
+    (ds,) = _docs(K8S / "edge" / "edge-agent-daemonset.yaml")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod_security_violations(pod, "privileged") == []
+    assert pod_security_violations(pod, "baseline") == [
+        "hostPath volume state",
+        "hostPath volume minio-credentials",
+    ]
+    bad = {**pod, "hostNetwork": True, "volumes": []}
+    bad["containers"] = [{**pod["containers"][0], "securityContext": {"privileged": True}}]
+    assert pod_security_violations(bad, "baseline") == ["spec.hostNetwork", "agent: privileged"]
+    assert "agent: allowPrivilegeEscalation not false" in pod_security_violations(bad, "restricted")
+
+
+def test_the_edge_agents_namespace_is_privileged_for_hostpath_only() -> None:
+    """detpipe-edge enforces `privileged` because the DaemonSet's slots and keys are hostPath
+    volumes; apart from those the pod meets `restricted`, and nothing else runs there."""
+    levels = _namespace_levels()
+    assert levels["detpipe-edge"] == "privileged"
+    (ds,) = _docs(K8S / "edge" / "edge-agent-daemonset.yaml")
+    pod = ds["spec"]["template"]["spec"]
+    host_paths = {v["name"] for v in pod["volumes"] if "hostPath" in v}
+    assert host_paths == {"state", "minio-credentials"}
+    assert [v for v in pod_security_violations(pod, "restricted") if not v.startswith("hostPath")] == []
+    assert yaml.safe_load((K8S / "edge" / "kustomization.yaml").read_text())["namespace"] == "detpipe-edge"
+    in_edge = {
+        (str(p.relative_to(K8S)), d["kind"])
+        for p in _manifest_files()
+        for d in _docs(p)
+        if d["metadata"].get("namespace") == "detpipe-edge" or d["metadata"]["name"] == "detpipe-edge"
+    }
+    assert in_edge == {
+        ("edge/namespace.yaml", "Namespace"),
+        ("edge/edge-config.yaml", "ConfigMap"),
+        ("edge/edge-agent-daemonset.yaml", "DaemonSet"),
+    }
+
+
+def test_edge_kustomization_builds_into_its_own_namespace() -> None:
+    docs = _kustomize(K8S / "edge")
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert {(d["kind"], d["metadata"].get("namespace")) for d in docs} == {
+        ("Namespace", None),
+        ("ConfigMap", "detpipe-edge"),
+        ("DaemonSet", "detpipe-edge"),
+    }
+    ns = _object(docs, "Namespace", "detpipe-edge")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
