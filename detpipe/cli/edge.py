@@ -67,9 +67,12 @@ def _register_publish(edge: argparse._SubParsersAction) -> None:
         "publish",
         help="upload an engine/ONNX for a device class and sign it (staged rollout, rollback)",
         description=textwrap.fill(
-            "Publish VERSION for a device class: --engine (its .json sidecar beside it gives the "
-            "TensorRT/GPU compatibility), --onnx (the device builds the engine, or serves ONNX on CPU) or "
-            "--release (the release's engines/<class>/model.engine, else its model.onnx). Without an "
+            "Publish VERSION for a device class: --engine (repeat it: one per TensorRT version, compute "
+            "capability, DLA core and precision; each one's .json sidecar beside it gives its TensorRT/GPU "
+            "compatibility, and each device takes the engine that fits it), --onnx (alone or with engines: "
+            "devices without a fitting engine build one from it, or serve the ONNX on CPU) or --release "
+            "(the release's engines/<class>/model.engine, else its model.onnx). Publishing files for a "
+            "VERSION that is out already adds them (its rollout stays unless --rollout/--group). Without an "
             "artifact it changes the rollout of an already published VERSION. --rollback-to V withdraws "
             "the class's newer versions and signs V as a rollback: the only way devices go down a version.",
             width=88,
@@ -80,15 +83,23 @@ def _register_publish(edge: argparse._SubParsersAction) -> None:
         "  detpipe edge publish --store s3://detpipe --device-class cpu --version 3 --keys ota-keys \\\n"
         "      --rollout 50\n"
         "  detpipe edge publish --store s3://detpipe --device-class cpu --rollback-to 2 --keys ota-keys\n"
+        "  detpipe edge publish --store s3://detpipe --device-class orin --version 3 --keys ota-keys \\\n"
+        "      --engine jp6/model.fp16.engine --engine jp5/model.fp16.engine --onnx model.onnx\n"
         "  detpipe edge publish --store s3://detpipe --device-class orin-sm87-trt10.3.0 --version 1.0.0 \\\n"
         "      --release s3://detpipe/models/yolov8n-coco/1.0.0 --release-key release.pub --keys ota-keys",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", required=True, help="store URI (s3://bucket[/prefix] or a directory)")
     p.add_argument("--device-class", required=True, help="e.g. cpu, orin-sm87-trt10.3.0")
+    p.add_argument(
+        "--engine",
+        type=existing_file,
+        action="append",
+        default=[],
+        help="a TensorRT engine with its FILE.json sidecar (repeat: one per TensorRT/GPU/precision)",
+    )
+    p.add_argument("--onnx", type=existing_file, help="the ONNX model (alone, or the engines' fallback)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--engine", type=existing_file, help="a TensorRT engine (with its .json sidecar)")
-    src.add_argument("--onnx", type=existing_file, help="an ONNX model")
     src.add_argument("--release", help="a release URI: s3://bucket/models/NAME/VERSION or a directory")
     src.add_argument("--rollback-to", metavar="V", help="signed rollback of the class to published version V")
     p.add_argument("--version", help="the version to publish (required unless --rollback-to)")
@@ -205,9 +216,10 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from detpipe.edge.publish import (
+        Artifact,
         PublishConfig,
         artifact_from_release,
-        publish_target,
+        publish_version,
         rollback_to,
         set_rollout,
     )
@@ -216,11 +228,15 @@ def _publish(args: argparse.Namespace) -> int:
 
     store = open_store(args.store)
     groups = tuple(args.group) if args.group is not None else None
+    if args.rollback_to and (args.engine or args.onnx):
+        raise InvalidInput("--rollback-to re-signs a published version: no --engine/--onnx with it")
     if args.rollback_to:
         release = rollback_to(store, args.keys, args.device_class, args.rollback_to, args.expires)
     elif args.version is None:
         raise InvalidInput("--version is required (or --rollback-to V)")
-    elif args.engine is None and args.onnx is None and args.release is None:
+    elif (args.engine or args.onnx) and args.release:
+        raise InvalidInput("give --engine/--onnx or --release, not both")
+    elif not args.engine and args.onnx is None and args.release is None:
         if args.rollout is None and groups is None:
             raise InvalidInput(
                 "give --engine, --onnx or --release (or --rollout/--group to change a rollout)"
@@ -236,19 +252,30 @@ def _publish(args: argparse.Namespace) -> int:
                     args.release, args.device_class, Path(work), verifier=verifier,
                     allow_unsigned=args.allow_unsigned,
                 )  # fmt: skip
-            else:
-                artifact, fmt = (args.engine, "engine") if args.engine else (args.onnx, "onnx")
+                files = [Artifact(artifact, fmt)]
+            else:  # each engine's sidecar is read and checked here, before anything is uploaded
+                files = [Artifact(e, "engine") for e in args.engine]
+                files += [Artifact(args.onnx, "onnx")] if args.onnx else []
             cfg = PublishConfig(
                 device_class=args.device_class,
                 version=args.version,
-                artifact=artifact,
-                fmt=fmt,
+                artifact=files[0].path,
+                fmt=files[0].fmt,
                 keys=args.keys,
-                rollout_pct=100 if args.rollout is None else args.rollout,
-                groups=groups or (),
+                rollout_pct=args.rollout,
+                groups=groups,
                 expires=args.expires,
+                sidecar=files[0].sidecar,
+                extra=tuple(files[1:]),
             )
-            release = publish_target(store, cfg)
+            releases = publish_version(store, cfg)
+        if len(releases) > 1:
+            first = releases[0]
+            targets = [{"target": r.path, "format": r.format, "sha256": r.sha256} for r in releases]
+            summary = {k: first.custom()[k] for k in ("version", "device_class", "rollout_pct", "groups")}
+            print(json.dumps({**summary, "targets": targets}, indent=2))
+            return 0
+        release = releases[0]
     print(json.dumps({"target": release.path, **release.custom(), "sha256": release.sha256}, indent=2))
     return 0
 
