@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_rotate(edge)
     _register_agent(edge)
     _register_enroll(edge)
+    _register_fleet(edge)
 
 
 def _register_keygen(edge: argparse._SubParsersAction) -> None:
@@ -382,6 +383,18 @@ def _register_enroll(edge: argparse._SubParsersAction) -> None:
         "--apply", action="store_true", help="create the user and policy in MinIO now (needs --out)"
     )
     p.add_argument("--minio-admin-url", default=None, help="MinIO's URL for --apply (DETPIPE_S3_ENDPOINT)")
+    p.add_argument(
+        "--pubkey",
+        type=existing_file,
+        default=None,
+        help="the device's public key (its agent's DIR/device.pub): registered in the store at "
+        "ota/devices/<class>/<id>.json, signed with the targets key of --keys; only enrolled devices' "
+        "reports count",
+    )
+    p.add_argument(
+        "--keys", type=Path, default=None, help="keys directory (targets.pem, root.json) for --pubkey"
+    )
+    p.add_argument("--revoke", action="store_true", help="remove the device's registration from the store")
     p.set_defaults(func=_enroll)
 
 
@@ -398,6 +411,12 @@ def _enroll(args: argparse.Namespace) -> int:
     from detpipe.errors import InvalidInput
     from detpipe.store.config import S3Config
 
+    if args.revoke or args.pubkey is not None or args.keys is not None:
+        registered = _register_device_key(args)
+        if args.out is None:
+            return 0
+    else:
+        registered = None
     enrollment = Enrollment(args.store, args.device_class, args.device_id)
     if args.apply and args.out is None:
         raise InvalidInput("--apply needs --out DIR: the device's secret key is written only there")
@@ -424,4 +443,99 @@ def _enroll(args: argparse.Namespace) -> int:
     status = "created in MinIO" if admin is not None else "not created yet: run the mc commands above"
     where = f"policy {files.policy}, credentials {files.credentials} (0600)"
     print(f"# {enrollment.device_id}: {where}; user {status}")
+    if registered is not None:
+        from detpipe.io import write_json
+
+        write_json(args.out / "registration.json", registered)
+    return 0
+
+
+def _register_device_key(args: argparse.Namespace) -> dict | None:
+    """``--pubkey FILE --keys DIR``: register the device's key; ``--revoke``: remove it.
+
+    Returns the registration written (None after --revoke).
+    """
+    from detpipe.edge.keys import load_signer
+    from detpipe.edge.policy import check_device_id
+    from detpipe.edge.reports import load_public_key, load_root, register, revoke, trusted_root
+    from detpipe.edge.targets import check_device_class
+    from detpipe.errors import InvalidInput
+    from detpipe.store import open_store
+
+    check_device_class(args.device_class)
+    check_device_id(args.device_id)
+    if args.revoke:
+        if args.pubkey is not None or args.out is not None:
+            raise InvalidInput("--revoke removes a registration: no --pubkey or --out with it")
+        store = open_store(args.store)
+        existed = revoke(store, args.device_class, args.device_id)
+        state = "revoked" if existed else "was not enrolled"
+        print(f"{args.device_id} ({args.device_class}): {state}; its reports no longer count")
+        return None
+    if args.pubkey is None or args.keys is None:
+        raise InvalidInput(
+            "--pubkey FILE and --keys DIR go together (the targets key signs the registration)"
+        )
+    key = load_public_key(args.pubkey)
+    signer = load_signer(args.keys, "targets")
+    store = open_store(args.store)
+    root = trusted_root(store, anchor=load_root(args.keys / "root.json"))
+    where = register(store, args.device_class, args.device_id, key, [signer], root)
+    print(f"{args.device_id} ({args.device_class}): key {key.keyid[:16]} registered at {store.uri}/{where}")
+    return json.loads(store.get_bytes(where))
+
+
+def _register_fleet(edge: argparse._SubParsersAction) -> None:
+    p = edge.add_parser(
+        "fleet",
+        help="a device class's state from its signed reports: versions, outcomes, failures, stale devices",
+        description=textwrap.fill(
+            "Read every devices/<id>/status.json of the store and count only the reports that verify: "
+            "the device enrolled in the class (edge enroll --pubkey), its signature, a sequence number "
+            "newer than the last one seen (kept in ota/fleet/<class>/seen.json). Prints devices per "
+            "version and outcome, the failing devices with their errors, stale devices (no valid report "
+            "for --stale), the ignored reports by reason (unsigned, forged, replayed, unenrolled, ...) "
+            "and the inventory (TensorRT, JetPack, CUDA, compute capability). The trusted root is "
+            "--trust, followed through the store's root chain; without it the store's 1.root.json. "
+            "Exit 0; bad input 2; store failure 5.",
+            width=88,
+        ),
+        epilog="example:\n"
+        "  detpipe edge fleet --store s3://detpipe --device-class cpu --version 2 --stale 1h \\\n"
+        "      --json fleet.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="store URI (s3://bucket[/prefix] or a directory)")
+    p.add_argument("--device-class", required=True, help="the class to summarize")
+    p.add_argument("--version", default=None, help="also count running / failed / pending on this version")
+    p.add_argument(
+        "--stale", type=duration, default=timedelta(hours=1), help="no valid report for this long (1h)"
+    )
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the summary as JSON")
+    p.add_argument(
+        "--trust",
+        type=existing_file,
+        default=None,
+        help="the fleet's root.json (default: the store's 1.root.json)",
+    )
+    p.set_defaults(func=_fleet)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from detpipe.edge.fleet import fleet_status, format_table
+    from detpipe.edge.reports import load_root, trusted_root
+    from detpipe.edge.targets import check_device_class, check_version
+    from detpipe.io import write_json
+    from detpipe.store import open_store
+
+    check_device_class(args.device_class)
+    if args.version is not None:
+        check_version(args.version)
+    anchor = load_root(args.trust) if args.trust else None
+    store = open_store(args.store)
+    doc = fleet_status(store, args.device_class, trusted_root(store, anchor), version=args.version,
+                       stale=args.stale)  # fmt: skip
+    print(format_table(doc))
+    if args.json is not None:
+        write_json(args.json, doc)
     return 0

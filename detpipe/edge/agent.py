@@ -66,8 +66,10 @@ from tuf.api.metadata import TargetFile
 from detpipe.edge.engine import Pick, build_on_device, pick_target
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import HealthCheckFailed, check_model
+from detpipe.edge.inventory import collect as collect_inventory
 from detpipe.edge.policy import check_device_id
 from detpipe.edge.reload import read_token, request_reload
+from detpipe.edge.reports import ensure_device_key, next_seq, report_key, sign_report
 from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
@@ -172,6 +174,7 @@ class Agent:
         self.progress = progress
         self.bootstrap = load_trust(cfg.trust)  # a bad trust anchor fails here, before any cycle
         self.slots = Slots(cfg.dir)
+        self.signer = ensure_device_key(cfg.dir)  # DIR/device.key (0600) + device.pub, made once
         self.downloads = cfg.dir / "downloads"
         self._recovered = False
         self.delays: list[float] = []  # waits between cycles (the backoff test reads them)
@@ -476,18 +479,20 @@ class Agent:
     # -- status --------------------------------------------------------------------------------------
 
     def _report(self, result: dict[str, Any]) -> None:
+        """This cycle's status, signed (:mod:`detpipe.edge.reports`), to DIR and the store."""
         active = self.slots.active()
         manifest = self.slots.manifest(active) or {}
         previous = {}
         with contextlib.suppress(OSError, ValueError):
             previous = json.loads((self.cfg.dir / STATUS).read_text())
-        status = {
+        fields = {
             "device_id": self.cfg.device_id,
             "device_class": self.cfg.device_class,
             "version": manifest.get("version"),
             "sha256": manifest.get("sha256"),
             "slot": active,
             "outcome": result["outcome"],
+            "tried_version": result.get("version"),
             "last_error": result.get("error"),
             "reason": result.get("reason"),
             "last_check": _now(),
@@ -495,8 +500,15 @@ class Agent:
             if result["outcome"] in ("installed", "rolled-back-to")
             else previous.get("last_update"),
             "rolled_back": result["outcome"] == "rolled-back",
-            "timings_s": {k: round(v, 4) for k, v in result.get("timings_s", {}).items()},
+            "refused": dict(self.slots.state().get("refused", {})),
+            "timings_ms": {k: round(v * 1000) for k, v in result.get("timings_s", {}).items()},
+            "inventory": collect_inventory(self.cfg.dir),
         }
+        try:
+            status = sign_report(fields, self.signer, next_seq(self.cfg.dir))
+        except DetpipeError as e:
+            log.error("status not reported: %s", e)
+            return
         write_json(self.cfg.dir / STATUS, status)
         if self.cfg.store.startswith(("http://", "https://")):
             return  # a read-only mirror
@@ -504,7 +516,8 @@ class Agent:
             from detpipe.store import open_store
 
             store = open_store(self.cfg.store, s3=self.s3)
-            store.put_bytes(f"devices/{self.cfg.device_id}/{STATUS}", json.dumps(status, indent=2).encode())
+            data = json.dumps(status, indent=2).encode()
+            store.put_bytes(report_key(self.cfg.device_id), data, content_type="application/json")
         except DetpipeError as e:
             log.warning("could not report status to the store: %s", e)
 
