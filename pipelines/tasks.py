@@ -2,8 +2,9 @@
 
 Locally nothing is added (kfp.local runs subprocesses). On a cluster every task gets the
 detpipe image, the store settings from the ConfigMap and the credentials from the Secret
-(as env references: no value ever lands in the compiled YAML); GPU tasks also get a GPU
-limit, node selector, tolerations and an in-memory /dev/shm.
+(as env references: no value ever lands in the compiled YAML), and the store's CA (the
+optional ConfigMap ``detpipe-store-ca``, mounted read-only, ``DETPIPE_S3_CA_BUNDLE``); GPU
+tasks also get a GPU limit, node selector, tolerations and an in-memory /dev/shm.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from kfp.dsl import PipelineTask
 
 from detpipe.components.evaluate import evaluate_op
 from detpipe.components.train import train_op
+from detpipe.deploy.objects import STORE_CA_CONFIGMAP, STORE_CA_DIR
 from detpipe.pipelines.settings import PipelineSettings
 
 STORE_ENV = ("DETPIPE_S3_ENDPOINT", "DETPIPE_S3_SECURE")
 SECRET_ENV = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
+# The CA of a private store certificate (public: a ConfigMap), as the serving pods read it.
+STORE_CA_BUNDLE = f"{STORE_CA_DIR}/ca.crt"
 
 
 def configure(
@@ -35,7 +39,7 @@ def configure(
 
     Args:
         gpu: the task trains or runs models (GPU, node placement, /dev/shm).
-        store: the task talks to the artifact store (Secret + ConfigMap env).
+        store: the task talks to the artifact store (Secret + ConfigMap env, the CA bundle).
         cache: allow KFP to reuse a previous identical execution.
         retry: retry transient failures (``settings.retries`` times, with backoff).
         name: display name in the KFP UI.
@@ -53,6 +57,11 @@ def configure(
         kubernetes.use_config_map_as_env(
             task, config_map_name=settings.config_map, config_map_key_to_env={k: k for k in STORE_ENV}
         )
+        # optional: a plain-HTTP development store has none (the client then never reads it)
+        kubernetes.use_config_map_as_volume(
+            task, config_map_name=STORE_CA_CONFIGMAP, mount_path=STORE_CA_DIR, optional=True
+        )
+        task.set_env_variable("DETPIPE_S3_CA_BUNDLE", STORE_CA_BUNDLE)
     if gpu and settings.gpus > 0:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(settings.gpus)
         for key, value in settings.gpu_node_selector.items():

@@ -7,12 +7,16 @@ import os
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from detpipe.pipelines.compile import load_compiled
 from detpipe.pipelines.settings import PipelineSettings
 from detpipe.pipelines.small_data_sweep import VARIANCE_MAX_FRACTION, sweep_grid
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TRAIN_TO_EDGE_ORDER = {
     "subsets-op": {"data-op"},
@@ -95,6 +99,35 @@ def test_cluster_settings(compiled):
     )
     # only store steps see credentials (train fetches a multi-node job's outputs from the store)
     assert "secretAsEnv" not in k8s["exec-evaluate-op"] and "secretAsEnv" in train
+
+
+@pytest.mark.parametrize("pipeline", ["train_to_edge", "small_data_sweep"])
+def test_store_steps_trust_the_store_ca(compiled, pipeline):
+    """Every step with the store's credentials also mounts the (optional) CA ConfigMap and points
+    DETPIPE_S3_CA_BUNDLE at its ca.crt, as the serving pods do; no other step gets them."""
+    serve = yaml.safe_load((ROOT / "k8s/serving/serve-deployment.yaml").read_text())["spec"]["template"][
+        "spec"
+    ]
+    (container,) = serve["containers"]
+    serve_bundle = next(e["value"] for e in container["env"] if e["name"] == "DETPIPE_S3_CA_BUNDLE")
+    spec, platform = load_compiled(compiled[pipeline])
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = spec["deploymentSpec"]["executors"]
+    store_steps = {name for name, e in k8s.items() if "secretAsEnv" in e}
+    assert store_steps  # the data, train and publish steps at least
+    for name, e in executors.items():
+        env = {v["name"]: v["value"] for v in e["container"].get("env", [])}
+        volumes = [
+            v
+            for v in k8s.get(name, {}).get("configMapAsVolume", [])
+            if v["configMapName"] == "detpipe-store-ca"
+        ]
+        if name not in store_steps:
+            assert not volumes and "DETPIPE_S3_CA_BUNDLE" not in env, name
+            continue
+        (volume,) = volumes
+        assert volume["optional"] is True, name  # a plain-HTTP development store has no CA
+        assert env["DETPIPE_S3_CA_BUNDLE"] == f"{volume['mountPath']}/ca.crt" == serve_bundle, name
 
 
 def test_no_credentials_in_compiled_yaml(tmp_path):
