@@ -7,8 +7,20 @@
     set_rollout(store, keys, "cpu", "2", rollout_pct=50)        # widen the staged rollout
     rollback_to(store, keys, "cpu", "1")                          # signed: the fleet goes back to 1
 
-Artifacts go to ``ota/targets/<class>/<version>/<sha256>.<file>`` (the TUF consistent-snapshot
-name), uploaded before any metadata names them. A release from the store
+A version may carry several TensorRT engines, one per TensorRT version, compute capability,
+DLA core and precision (each read with its sidecar), and the ONNX model devices fall back to;
+each device takes the one that fits it (:func:`detpipe.edge.engine.pick_target`)::
+
+    publish_version(store, PublishConfig("orin", "3", Path("jp6/model.fp16.engine"), "engine", keys,
+                                         extra=(Artifact(Path("jp5/model.fp16.engine"), "engine"),
+                                                Artifact(Path("model.onnx"), "onnx"))))
+
+Publishing more files for a version that is out already adds them (an engine for a TensorRT
+version the fleet has just moved to); a file whose target exists with other bytes is refused.
+The version's rollout (percentage, groups, rollback) is the same on all of its targets.
+
+Artifacts go to ``ota/targets/<class>/<version>/[engines/<variant>/]<sha256>.<file>`` (the TUF
+consistent-snapshot name), uploaded before any metadata names them. A release from the store
 (:func:`artifact_from_release`) gives its engine for the class when it has one, else its
 ONNX model (the device builds the engine itself). Its ``manifest.sig`` is checked first
 (:class:`detpipe.signing.ReleaseVerifier`), before anything is downloaded, let alone signed
