@@ -6,8 +6,10 @@ layout through ``PET_NNODES``/``PET_NPROC_PER_NODE``/``PET_NODE_RANK``/``PET_MAS
 (from ``spec.nprocPerNode`` and the replica counts), and torchrun gives each process
 WORLD_SIZE/RANK/LOCAL_RANK. Per pod: ``nvidia.com/gpu`` = processes per node, an in-memory
 ``/dev/shm`` for the dataloader workers, the dataset PVC read-only at ``/data``, a scratch
-run directory, MinIO settings from the ``detpipe-config`` ConfigMap and credentials from
-the ``detpipe-minio`` Secret (``secretKeyRef``; no key is ever written into the manifest).
+run directory, MinIO settings from the ``detpipe-config`` ConfigMap, credentials from the
+``detpipe-minio`` Secret (``secretKeyRef``; no key is ever written into the manifest) and the
+CA of a private store certificate from the optional ConfigMap ``detpipe-store-ca``
+(``DETPIPE_S3_CA_BUNDLE``, as the serving pods read it).
 
 ``restartPolicy: OnFailure`` plus ``--resume s3://.../prefix`` makes a preempted or failed
 pod continue: the run is mirrored to the prefix after every epoch and a restarted pod
@@ -48,6 +50,8 @@ POD_RUN_DIR = f"{SCRATCH}/run"
 GPU_RESOURCE = "nvidia.com/gpu"
 # The store (detpipe.store.config) reads these; the values come from the Secret, by reference.
 CREDENTIAL_ENV = (("AWS_ACCESS_KEY_ID", "accesskey"), ("AWS_SECRET_ACCESS_KEY", "secretkey"))
+# The store's CA (public: a ConfigMap, key ca.crt), where k8s/serving's pods mount it too.
+STORE_CA_DIR = "/etc/detpipe/store-ca"
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_NAME = 40  # pods are <name>-worker-<n>, services likewise: stay well below 63
 
@@ -102,6 +106,8 @@ class JobConfig:
         tolerations: pod tolerations.
         secret: Secret with ``accesskey``/``secretkey``.
         config_map: ConfigMap with DETPIPE_S3_ENDPOINT etc.
+        store_ca: ConfigMap with the store's CA certificate (``ca.crt``), mounted if it exists
+            (``None``: not mounted, the system's CAs).
         data_pvc: PVC with the datasets (``None``: the image holds the data).
         data_mount: where the PVC is mounted.
         backoff_limit: pod restarts before the job fails.
@@ -122,6 +128,7 @@ class JobConfig:
     tolerations: tuple[Toleration, ...] = (Toleration(GPU_RESOURCE),)
     secret: str = "detpipe-minio"
     config_map: str = "detpipe-config"
+    store_ca: str | None = "detpipe-store-ca"
     data_pvc: str | None = "detpipe-datasets"
     data_mount: str = "/data"
     backoff_limit: int = 10
@@ -255,7 +262,8 @@ def job_labels(cfg: TrainConfig) -> dict[str, str]:
 
 
 def pod_volumes(job: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, volume mounts): in-memory /dev/shm, scratch, the dataset PVC read-only."""
+    """(volumes, volume mounts): in-memory /dev/shm, scratch, the dataset PVC and the store's CA
+    read-only."""
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}},
         {"name": "scratch", "emptyDir": {}},
@@ -269,15 +277,21 @@ def pod_volumes(job: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, An
             {"name": "datasets", "persistentVolumeClaim": {"claimName": job.data_pvc, "readOnly": True}}
         )
         mounts.append({"name": "datasets", "mountPath": job.data_mount, "readOnly": True})
+    if job.store_ca:
+        # optional: a plain-HTTP development store has none (the client then never reads it)
+        volumes.append({"name": "store-ca", "configMap": {"name": job.store_ca, "optional": True}})
+        mounts.append({"name": "store-ca", "mountPath": STORE_CA_DIR, "readOnly": True})
     return volumes, mounts
 
 
 def secret_env(job: JobConfig) -> list[dict[str, Any]]:
-    """Store credentials as references to the Secret, and the scratch cache directory."""
+    """Store credentials as references to the Secret, the CA bundle, the scratch cache directory."""
     env: list[dict[str, Any]] = [
         {"name": var, "valueFrom": {"secretKeyRef": {"name": job.secret, "key": key}}}
         for var, key in CREDENTIAL_ENV
     ]
+    if job.store_ca:
+        env.append({"name": "DETPIPE_S3_CA_BUNDLE", "value": f"{STORE_CA_DIR}/ca.crt"})  # read for HTTPS only
     env.append({"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"})  # ultralytics settings, fonts
     return env
 

@@ -10,7 +10,9 @@ selector and tolerations. The runtime's torch plugin sets ``PET_NNODES``/``PET_N
 ``PET_MASTER_ADDR`` for torchrun, as the Training Operator does.
 
 Trainer v2 has no ``envFrom``: the store settings come from the ConfigMap key by key
-(:data:`CONFIG_KEYS`), the credentials from the Secret (``secretKeyRef``)::
+(:data:`CONFIG_KEYS`), the credentials from the Secret (``secretKeyRef``); the store's CA
+bundle (optional ConfigMap ``detpipe-store-ca``) is mounted by the runtime patch and named by
+``DETPIPE_S3_CA_BUNDLE`` in the trainer's env::
 
     manifest = render(cfg, JobConfig(name="train-yolo12n-5p", image=TRAIN_IMAGE, nnodes=4,
                                      nproc_per_node=4, gpus_per_node=4))

@@ -122,7 +122,10 @@ def test_trainjob_shape() -> None:
         "secretKeyRef": {"name": "detpipe-minio", "key": "secretkey"}
     }
     assert env["DETPIPE_S3_ENDPOINT"]["valueFrom"]["configMapKeyRef"]["name"] == "detpipe-config"
-    assert all("value" not in e or e["name"] == "XDG_CACHE_HOME" for e in trainer["env"])  # refs only
+    # refs only, but for two paths: the cache directory and the store's CA bundle
+    assert all(
+        "value" not in e or e["name"] in ("XDG_CACHE_HOME", "DETPIPE_S3_CA_BUNDLE") for e in trainer["env"]
+    )
     assert spec["activeDeadlineSeconds"] == 3600
     (patch,) = spec["runtimePatches"]
     (rjob,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
@@ -131,7 +134,18 @@ def test_trainjob_shape() -> None:
     assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["spec"]["containers"]
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/dev/shm", "/scratch", "/data"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        "/dev/shm",
+        "/scratch",
+        "/data",
+        "/etc/detpipe/store-ca",
+    }
+    # the store's CA: the optional ConfigMap, mounted where the trainer's env points
+    ca_mount = next(m for m in container["volumeMounts"] if m["name"] == "store-ca")
+    ca_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "store-ca")
+    assert ca_volume["configMap"] == {"name": "detpipe-store-ca", "optional": True}
+    assert env["DETPIPE_S3_CA_BUNDLE"]["value"] == f"{ca_mount['mountPath']}/ca.crt"
+    assert ca_mount["readOnly"] is True
     # the patch must name what the torch-distributed runtime really has, or it patches nothing
     runtime = yaml.safe_load((CRDS / "torch_distributed.yaml").read_text())
     (node,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]

@@ -19,6 +19,7 @@ from detpipe.train.pytorchjob import JobConfig, Toleration, default_job_name, re
 from .conftest import cli
 
 IMAGE = "registry.example/detpipe-train:1.2.3"
+ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.30"
 
 
@@ -87,7 +88,16 @@ def test_structure_of_every_pod() -> None:
             "readOnly": True,
         }
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-        assert mounts == {"dshm": "/dev/shm", "scratch": "/scratch", "datasets": "/data"}
+        assert mounts == {
+            "dshm": "/dev/shm",
+            "scratch": "/scratch",
+            "datasets": "/data",
+            "store-ca": "/etc/detpipe/store-ca",
+        }
+        # the store's CA as k8s/serving's pods get it: optional ConfigMap, DETPIPE_S3_CA_BUNDLE
+        assert volumes["store-ca"]["configMap"] == {"name": "detpipe-store-ca", "optional": True}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["DETPIPE_S3_CA_BUNDLE"] == "/etc/detpipe/store-ca/ca.crt"
         secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
         assert secrets == {
             "AWS_ACCESS_KEY_ID": {"name": "detpipe-minio", "key": "accesskey"},
@@ -109,6 +119,21 @@ def test_pod_templates_are_valid_kubernetes_pods() -> None:
             "spec": replica["template"]["spec"],
         }
         kubernetes_validate.validate(pod, K8S_VERSION, strict=True)  # raises on any unknown/invalid field
+
+
+def test_the_store_ca_is_where_the_serving_pods_have_it_and_can_be_left_out() -> None:
+    serve = yaml.safe_load((ROOT / "k8s/serving/serve-deployment.yaml").read_text())["spec"]["template"][
+        "spec"
+    ]
+    (serve_container,) = serve["containers"]
+    serve_env = {e["name"]: e.get("value") for e in serve_container["env"]}
+    pod = render(_cfg(), _job())["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DETPIPE_S3_CA_BUNDLE"] == serve_env["DETPIPE_S3_CA_BUNDLE"]
+    pod = render(_cfg(), _job(store_ca=None))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert "store-ca" not in {v["name"] for v in pod["volumes"]}
+    assert "DETPIPE_S3_CA_BUNDLE" not in {e["name"] for e in pod["containers"][0]["env"]}
 
 
 def test_single_node_cpu_job_has_no_workers_or_gpus() -> None:
