@@ -297,12 +297,19 @@ def trusted_root(store: Store, anchor: Metadata | None = None) -> Root:
     Without ``anchor`` the chain starts at the store's ``1.root.json``.
 
     Raises:
-        InvalidInput: no anchor and no root in the store.
+        InvalidInput: no anchor and no root in the store, or the store's root of the anchor's
+            version is another (another fleet's store).
         StoreError: a link of the store's chain does not verify, or unreadable metadata.
     """
     md = anchor if anchor is not None else _stored_root(store, 1)
     if md is None:
         raise InvalidInput(f"{store.uri}: no {metadata_key('root', 1)} (nothing published yet): pass --trust")
+    same = _stored_root(store, version_of(md)) if anchor is not None else md
+    if same is not None and same.signed != md.signed:
+        raise InvalidInput(
+            f"{store.uri}/{metadata_key('root', version_of(md))} is not the trusted root v{version_of(md)}: "
+            "the store belongs to another fleet's keys"
+        )
     while (nxt := _stored_root(store, version_of(md) + 1)) is not None:
         problem = link_problem(md, nxt)
         if problem is not None:
