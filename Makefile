@@ -14,6 +14,8 @@ SERVE_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import SERVE_IMAGE 
 SERVE_GPU_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import SERVE_GPU_IMAGE as i; print(i)" 2>/dev/null)
 JETSON_IMAGE ?= $(shell $(BIN)/python -c "from detpipe.images import JETSON_IMAGE as i; print(i)" 2>/dev/null)
 SERVE_MODEL ?= $(RUN_DIR)/store/models/yolov8n-synth
+# `make run` signs its releases with this development key (pipelines/local_run.py); not for production
+RELEASE_KEY ?= $(RUN_DIR)/release-keys/release.pub
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -37,7 +39,12 @@ sweep: $(STAMP)  ## the data-scaling sweep locally, quick profile
 	$(BIN)/detpipe pipeline run --pipeline small_data_sweep --quick --workdir $(RUN_DIR)-sweep $(RUN_ARGS)
 
 serve: $(STAMP)  ## serve the newest local release from `make run` on localhost:8080 (SERVE_MODEL=...)
+ifeq ($(filter --allow-unsigned,$(SERVE_ARGS)),)
+	@test -f $(RELEASE_KEY) || { echo "no $(RELEASE_KEY): \`make run\` makes it and signs its releases with it (or RELEASE_KEY=...)"; exit 2; }
+	$(BIN)/detpipe serve --model $(SERVE_MODEL) --release-key $(RELEASE_KEY) $(SERVE_ARGS)
+else
 	$(BIN)/detpipe serve --model $(SERVE_MODEL) $(SERVE_ARGS)
+endif
 
 compile: $(STAMP)  ## compile both pipelines for a cluster into $(COMPILED)
 	$(BIN)/detpipe pipeline compile --out $(COMPILED) --image $(IMAGE)
