@@ -231,3 +231,97 @@ def test_apply_without_admin_credentials_exits_2(tmp_path: Path) -> None:
         "--apply", "--minio-admin-url", "http://127.0.0.1:9",
     )  # fmt: skip
     assert done.returncode == 2 and "needs MinIO's admin (root) credentials" in done.stderr
+
+
+# -- device keys: --pubkey FILE --keys DIR, --revoke -------------------------------------------------
+
+
+@pytest.fixture
+def published(tmp_path: Path, keys: Path) -> Path:
+    """A local store the fleet of ``keys`` has published to, and a device key pair."""
+    from detpipe.edge.publish import PublishConfig, publish_version
+    from detpipe.edge.reports import ensure_device_key
+    from detpipe.store import LocalStore
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"an artifact")
+    publish_version(LocalStore(tmp_path / "store"), PublishConfig("cpu", "1", artifact, "onnx", keys))
+    ensure_device_key(tmp_path / "device")
+    return tmp_path / "store"
+
+
+def test_pubkey_registers_the_key_signed_with_the_targets_key_and_revoke_removes_it(
+    published: Path, keys: Path, tmp_path: Path
+) -> None:
+    from detpipe.edge.reports import load_public_key, trusted_root, verify_registration
+    from detpipe.store import LocalStore
+
+    pub = tmp_path / "device" / "device.pub"
+    argv = ["--store", str(published), "--device-class", "cpu", "--device-id", "cam-17"]
+    done = enroll(*argv, "--pubkey", str(pub), "--keys", str(keys))
+    assert done.returncode == 0, done.stderr
+    store = LocalStore(published)
+    doc = json.loads(store.get_bytes("ota/devices/cpu/cam-17.json"))
+    assert verify_registration(doc, trusted_root(store), "cpu", "cam-17") == load_public_key(pub)
+    assert "cam-17 (cpu): key " in done.stdout and "registered at" in done.stdout
+
+    done = enroll(*argv, "--revoke")
+    assert done.returncode == 0 and "cam-17 (cpu): revoked" in done.stdout, done.stderr
+    assert not store.exists("ota/devices/cpu/cam-17.json")
+    assert "was not enrolled" in enroll(*argv, "--revoke").stdout
+
+
+def test_a_key_of_another_fleet_registers_nothing(published: Path, tmp_path: Path) -> None:
+    from detpipe.edge.keys import keygen
+
+    other = keygen(tmp_path / "other-keys").parent
+    argv = ["--store", str(published), "--device-class", "cpu", "--device-id", "cam-17"]
+    done = enroll(*argv, "--pubkey", str(tmp_path / "device" / "device.pub"), "--keys", str(other))
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "another fleet's keys" in line, line
+    assert not (published / "ota" / "devices").exists()
+
+
+def test_pubkey_with_out_also_writes_the_registration(s3_fleet, keys: Path, tmp_path: Path) -> None:
+    from detpipe.edge.publish import PublishConfig, publish_version
+    from detpipe.edge.reports import ensure_device_key
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"an artifact")
+    publish_version(s3_fleet.store(), PublishConfig("cpu", "1", artifact, "onnx", keys))
+    ensure_device_key(tmp_path / "device")
+    out = tmp_path / "enroll" / "cam-17"
+    done = enroll(
+        "--store", s3_fleet.uri, "--device-class", "cpu", "--device-id", "cam-17", "--out", str(out),
+        "--pubkey", str(tmp_path / "device" / "device.pub"), "--keys", str(keys), env=s3_fleet.env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    registered = json.loads(s3_fleet.store().get_bytes("ota/devices/cpu/cam-17.json"))
+    assert json.loads((out / "registration.json").read_text()) == registered
+    assert (out / "credentials" / "secretkey").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pubkey", "PUB"], "--pubkey FILE and --keys DIR go together"),
+        (["--keys", "KEYS"], "--pubkey FILE and --keys DIR go together"),
+        (["--revoke", "--pubkey", "PUB"], "--revoke removes a registration: no --pubkey or --out with it"),
+        (["--pubkey", "NOTAKEY", "--keys", "KEYS"], "not a PEM public key"),
+    ],
+)
+def test_device_key_bad_input_exits_2_with_one_line(
+    extra: list[str], message: str, published: Path, keys: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "notakey").write_text("hello")
+    paths = {
+        "PUB": str(tmp_path / "device" / "device.pub"),
+        "KEYS": str(keys),
+        "NOTAKEY": str(tmp_path / "notakey"),
+    }
+    argv = ["--store", str(published), "--device-class", "cpu", "--device-id", "cam-17"]
+    done = enroll(*argv, *[paths.get(a, a) for a in extra])
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("detpipe edge: error: ") and message in line, line
