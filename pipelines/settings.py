@@ -38,7 +38,9 @@ class PipelineSettings:
         edge_keys_mount: where that Secret is mounted.
         release_key_mount: where the release signing key's Secret (the pipeline's
             ``signing_key`` parameter names it) is mounted in the publish step (its
-            ``release.key``) and the edge-publish step (its ``release.pub``).
+            ``release.key``), and where the edge-publish step gets ``release.pub``.
+        release_pub_config_map: the ConfigMap with ``release.pub`` (what serving pods verify
+            releases with), mounted into the edge-publish step.
     """
 
     target: Literal["local", "cluster"] = "local"
@@ -57,3 +59,4 @@ class PipelineSettings:
     edge_keys_secret: str = "detpipe-edge-keys"
     edge_keys_mount: str = "/var/run/secrets/detpipe/edge-keys"
     release_key_mount: str = "/var/run/secrets/detpipe/release-key"
+    release_pub_config_map: str = "detpipe-release-pub"

@@ -182,9 +182,10 @@ def edge_publish(
     signing_key: Any,
 ) -> Any:
     """The edge-publish task. On the cluster the OTA keys are the ``settings.edge_keys_secret``
-    Secret and the release key the ``signing_key`` Secret, both mounted as files (the compiled
-    YAML names the Secrets, never a key); locally ``keys_dir`` (a ``detpipe edge keygen``
-    directory) and ``signing_key`` (a ``detpipe release keygen`` directory) are used."""
+    Secret and the release's public key the ``settings.release_pub_config_map`` ConfigMap, both
+    mounted as files (the compiled YAML names them, never a key); locally ``keys_dir`` (a
+    ``detpipe edge keygen`` directory) and ``signing_key`` (a ``detpipe release keygen``
+    directory) are used."""
     cluster = settings.target == "cluster"
     task = edge_publish_op(
         release=release,
@@ -199,5 +200,8 @@ def edge_publish(
         kubernetes.use_secret_as_volume(
             task, secret_name=settings.edge_keys_secret, mount_path=settings.edge_keys_mount
         )
-        kubernetes.use_secret_as_volume(task, secret_name=signing_key, mount_path=settings.release_key_mount)
+        # only the public half: the ConfigMap the serving pods verify with, never the signing Secret
+        kubernetes.use_config_map_as_volume(
+            task, config_map_name=settings.release_pub_config_map, mount_path=settings.release_key_mount
+        )
     return task

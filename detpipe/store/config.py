@@ -15,8 +15,9 @@ Environment variables (all optional):
                                       the scheme of the endpoint)
 ``DETPIPE_S3_CA_BUNDLE``              a PEM file of the CA certificates that sign the server's
                                       certificate (a private CA: cert-manager, the cluster's);
-                                      unset: ``SSL_CERT_FILE``, else certifi's public CAs. Read
-                                      for HTTPS only
+                                      unset or no such file (an optional ConfigMap that is not
+                                      there; a warning): ``SSL_CERT_FILE``, else certifi's
+                                      public CAs. Read for HTTPS only
 ``DETPIPE_S3_REGION``                 region (else ``AWS_REGION``, ``AWS_DEFAULT_REGION``;
                                       unset: asked from the server per bucket)
 ``DETPIPE_S3_SECRET_DIR``             a directory holding files ``accesskey`` and ``secretkey``
@@ -38,6 +39,7 @@ Secret values never appear in ``repr``, logs or error messages; errors name only
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import ssl
@@ -46,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from detpipe.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # the S3 minimum for every part but the last
@@ -158,6 +162,11 @@ class S3Config:
             secure, endpoint = scheme == "https", host.rstrip("/")
         secure = True if secure is None else secure
         ca_bundle = env.get("DETPIPE_S3_CA_BUNDLE", "").strip() or None
+        if ca_bundle is not None and secure and not Path(ca_bundle).exists():
+            # an optional ConfigMap that is not there (a store with a public certificate): the
+            # connection is still verified, against the system's CAs
+            log.warning("DETPIPE_S3_CA_BUNDLE=%s does not exist: trusting the system's CAs", ca_bundle)
+            ca_bundle = None
         if ca_bundle is not None and secure:
             check_ca_bundle(ca_bundle, "DETPIPE_S3_CA_BUNDLE")
         access, secret, token, source = _credentials(env)

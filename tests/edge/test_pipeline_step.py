@@ -45,7 +45,8 @@ def test_edge_publish_runs_after_publish_only_for_a_device_class(tmp_path: Path)
     assert executor["secretAsVolume"][0]["secretName"] == "detpipe-edge-keys"
     assert executor["secretAsVolume"][0]["mountPath"] == "/var/run/secrets/detpipe/edge-keys"
     # the release is checked with the publish step's signing Secret (release.pub) before it is re-signed
-    assert executor["secretAsVolume"][1]["secretNameParameter"] == {"componentInputParameter": "signing_key"}
+    assert [v["secretName"] for v in executor["secretAsVolume"]] == ["detpipe-edge-keys"]  # no signing key
+    assert "detpipe-release-pub" in [v["configMapName"] for v in executor["configMapAsVolume"]]
     release_key = PipelineSettings().release_key_mount
     assert inputs["release_key_dir"] == {"runtimeValue": {"constant": release_key}}
     assert "-----BEGIN" not in text  # no key material, only the Secret's name
