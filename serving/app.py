@@ -26,7 +26,7 @@ store address or exception text (the server log has those). Every response carri
 side of a canary (or of a reload) it got.
 
 Request bodies are read within a server-wide budget (:class:`~detpipe.serving.bodies.BodyBudget`,
-``--max-inflight-mb``) and JSON bodies are parsed on the decode pool, off the event loop; JSON
+``--max-inflight-mb``) and bodies are parsed on a thread of their own, off the event loop; JSON
 tensor bodies (``:predict``, OIP infer without binary data) have their own, smaller limit.
 The load route is off unless ``--allow-reload``, and then takes a bearer token
 (:mod:`detpipe.serving.access`). SIGHUP reloads the model as the load route does::

@@ -149,6 +149,8 @@ class DataPlane:
         self.loader = loader
         self.ready = False
         self._decode_pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="detpipe-decode")
+        # one body parse at a time: json.loads holds the GIL, so a second thread would add memory, not speed
+        self._parse_pool = ThreadPoolExecutor(1, thread_name_prefix="detpipe-parse")
         self._serving: list[_Served] = []  # the active model and any still finishing after a reload
         self._active = self._serve(model)
         self._reload_lock = asyncio.Lock()
@@ -203,6 +205,7 @@ class DataPlane:
         if self.shadow is not None:
             self.shadow.stop()
         self._decode_pool.shutdown(wait=True)
+        self._parse_pool.shutdown(wait=True)
 
     def check_model(self, name: str, version: str | None = None) -> ServingModel:
         """The served model if ``name`` (and ``version``, when given) is it.
@@ -346,10 +349,10 @@ class DataPlane:
                 await self._evict()
 
     async def parse(self, parser: Callable[..., T], *args: Any) -> T:
-        """``parser(*args)`` on the decode pool: request bodies are parsed off the event loop,
-        as many at once as images are decoded (which bounds the memory parsing takes)."""
+        """``parser(*args)`` off the event loop, one body at a time (which bounds the memory that
+        parsing JSON tensors takes: about ten times the body)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decode_pool, parser, *args)
+        return await loop.run_in_executor(self._parse_pool, parser, *args)
 
     async def _swap_in(self, uri: str | None, version: str | None) -> ServingModel:
         old = self._active
