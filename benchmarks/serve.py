@@ -24,6 +24,9 @@ One run, one machine, all on loopback:
    binary data (tritonclient's default) and as JSON ``data``, at concurrency 1;
 7. reload under load: every round, a repository load swaps the model (a copy, another
    version) in the middle of a ``--concurrency`` run; every request must still answer 200.
+   The batched server runs with ``--allow-reload`` and a token file (sent as a bearer token)
+   and ``--reload-root`` the work directory; the unbatched one with ``--max-json-mb 64``, as
+   a 640 px JSON tensor is about 25 MB.
 
 Ratios printed: server p50 latency / direct p50 (concurrency 1); server throughput at
 ``--concurrency`` / direct sequential throughput; batched / unbatched server throughput;
@@ -166,7 +169,7 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
 
 
 def reload_under_load(
-    port: int, uri: Path, jpegs: list[bytes], requests: int, concurrency: int
+    port: int, uri: Path, token: str, jpegs: list[bytes], requests: int, concurrency: int
 ) -> Measurement:
     """A ``concurrency`` run with one repository load of ``uri`` fired in its middle."""
 
@@ -174,7 +177,8 @@ def reload_under_load(
         time.sleep(0.3)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         body = json.dumps({"parameters": {"uri": str(uri)}}).encode()
-        conn.request("POST", "/v2/repository/models/model/load", body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        conn.request("POST", "/v2/repository/models/model/load", body, headers)
         resp = conn.getresponse()
         if resp.status != 200:
             raise SystemExit(f"reload failed: {resp.status} {resp.read()[:200]!r}")
@@ -252,11 +256,18 @@ def main() -> int:
         variant.metadata_props.add(key="benchmark_copy", value=str(i))
         onnx.save(variant, str(copy))
     shadow_args = ("--shadow", str(copies[0]), "--shadow-fraction", str(args.shadow_fraction))
+    token = os.urandom(16).hex()
+    token_file = work / "reload-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    reload_args = ("--allow-reload", "--reload-token-file", str(token_file), "--reload-root", str(work))
     servers = {
         "batched": ServerProcess(
-            model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log"
+            model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log", *reload_args
         ),
-        "unbatched": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "unbatched.log"),
+        "unbatched": ServerProcess(
+            model, args.threads, 1, args.max_delay_ms, work / "unbatched.log", "--max-json-mb", "64"
+        ),
         "shadow": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "shadow.log", *shadow_args),
     }
     runs: dict[str, list[Measurement]] = {}
@@ -282,7 +293,7 @@ def main() -> int:
                     infer(servers["unbatched"].port, body, args.requests)
                 )
             runs.setdefault(f"reload_c{c}", []).append(
-                reload_under_load(servers["batched"].port, copies[r % 2], jpegs, args.requests, c)
+                reload_under_load(servers["batched"].port, copies[r % 2], token, jpegs, args.requests, c)
             )
     finally:
         for server in servers.values():

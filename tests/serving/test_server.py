@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import subprocess
@@ -247,3 +248,26 @@ def test_a_static_batch_model_gets_one_image_per_call(serve, trained_pico, val_j
         _assert_same(prediction, _expected(static.path, jpeg))
     metrics = server.get("/metrics").body.decode()
     assert "detpipe_inference_batch_size_count 3.0" in metrics
+
+
+def test_bad_security_settings_exit_2_with_one_line(pico_onnx, tmp_path):
+    shared = tmp_path / "shared-token"
+    shared.write_text("a-token\n")
+    shared.chmod(0o644)
+    cases = [
+        (["--allow-reload"], "--allow-reload needs --reload-token-file FILE (or DETPIPE_RELOAD_TOKEN_FILE)"),
+        (["--allow-reload", "--reload-token-file", str(shared)],
+         f"--reload-token-file {shared}: readable by group or others (mode 644); chmod 600 it"),
+        (["--allow-reload", "--reload-token-file", str(tmp_path / "none")],
+         f"--reload-token-file {tmp_path / 'none'}: cannot read (No such file or directory)"),
+        (["--max-inflight-mb", "1"], "max_inflight_bytes (1048576) is below max_body_bytes (33554432): "
+         "a request at the body limit could never be read"),
+    ]  # fmt: skip
+    for args, message in cases:
+        res = subprocess.run(
+            [sys.executable, "-m", "detpipe.cli.main", "serve", "--model", str(pico_onnx), *args],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "DETPIPE_RELOAD_TOKEN_FILE": ""},
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip().splitlines()[-1] == f"detpipe serve: error: {message}"
+        assert "a-token" not in res.stderr and "Traceback" not in res.stderr
