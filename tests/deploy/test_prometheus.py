@@ -69,7 +69,7 @@ def _status_cli(kubeconfig: Path, prometheus: str, capsys: pytest.CaptureFixture
 def test_error_rate_fails_the_failing_canary_and_passes_stable(
     serve, prometheus, canary_releases, val_jpegs, tmp_path, capsys
 ) -> None:
-    cache = ("--cache-dir", str(tmp_path / "cache"))
+    cache = ("--cache-dir", str(tmp_path / "cache"), "--allow-unsigned")  # test releases, unsigned
     stable = serve(
         "--model", canary_releases["stable"], "--shadow", canary_releases["shadow"], "--shadow-fraction", "1",
         "--shadow-queue", "64", "--max-batch", "1", *cache, wait=False,

@@ -181,4 +181,6 @@ def test_serve_image_installs_from_its_copies_and_imports_only_its_packages(tmp_
     assert probe["detpipe"].startswith(str(site)), "detpipe must come from the image's install"
     allowed = _closure(pinned_requirements("serve")) | {"detpipe", "pip", "setuptools"}  # base image: pip
     allowed |= {"brotli", "zstandard"}  # urllib3 imports these when present (dev tools bring them), else not
+    # pydantic imports email-validator when present; model-signing's sigstore pulls pydantic[email]
+    allowed |= {"email-validator"}
     assert set(probe["dists"]) - allowed == set()
