@@ -18,8 +18,9 @@ def evaluate_op(
     """Predict on val2017 with ``weights/best.pt`` and evaluate (12 COCO stats, per class, plots).
 
     ``imgsz`` 0: the size the weights were trained at (as export does; the pipeline passes
-    the training size). ``device`` is resolved by :func:`detpipe.device.resolve_device` (``auto``: GPU 0 when the
-    node has one, else CPU); the device used is recorded in ``metrics.json`` (inputs.predict).
+    the training size). ``device`` is resolved by :func:`detpipe.device.resolve_device`
+    (``auto``: GPU 0 when the node has one, else CPU); the device used is recorded in
+    ``metrics.json`` (inputs.predict).
 
     The artifact holds ``metrics.json``, ``detections.json``, ``summary.txt`` and the PNGs.
     """
