@@ -108,7 +108,7 @@ def resolve(cfg: ServerConfig) -> _Resolved:
         path = Path(model)
         if path.is_file():
             digest = sha256_file(path)
-            return _Resolved(path, path.name.split(".")[0], f"sha-{digest[:12]}", digest)
+            return _Resolved(path, path.name.split(".")[0], _file_version(path, digest), digest)
         in_models = "models" in (path.parent.name, path.parent.parent.name)  # .../models/<name>[/<version>]
         if not path.exists() and not in_models:
             raise NotFound(f"{model}: no such file, directory or release URI")
@@ -117,6 +117,20 @@ def resolve(cfg: ServerConfig) -> _Resolved:
                 f"{model}: not a release (no manifest.json) nor a <store>/models/<name> directory"
             )
     return _resolve_release(model, cfg)
+
+
+def _file_version(path: Path, digest: str) -> str:
+    """A model file's version: its OTA version when it is an edge slot's model, else ``sha-<12 hex>``."""
+    from detpipe.edge.slots import installed_version
+    from detpipe.store.manifest import check_version
+
+    version = installed_version(path, digest)
+    if version is not None:
+        try:
+            return check_version(version)  # it becomes a header and a metrics label
+        except InvalidInput:
+            log.warning("%s: slot version %r is not a valid version label; using the hash", path, version)
+    return f"sha-{digest[:12]}"
 
 
 def release_version_uri(uri: str, version: str) -> str:

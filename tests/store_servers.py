@@ -7,6 +7,7 @@ clash with other test directories' helpers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -139,6 +140,49 @@ class Proxy:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+
+ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+"""An IAM policy allowing every S3 action (a pipeline's or an admin's)."""
+
+
+class IamUsers:
+    """Users with keys and inline policies on a moto server, made before its IAM auth is turned on.
+
+    moto skips authentication until ``INITIAL_NO_AUTH_ACTION_COUNT`` requests have been made
+    (default: never); :meth:`enforce` (``/moto-api/reset-auth`` with 0) then makes every request
+    need a known key, a valid signature and a policy that allows it.
+    """
+
+    def __init__(self, server: MotoServer) -> None:
+        import boto3
+
+        self.server = server
+        self.iam = boto3.client(
+            "iam",
+            endpoint_url=f"http://{server.endpoint}",
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
+
+    def add(self, name: str, policy: dict | None = None, policy_name: str = "policy") -> tuple[str, str]:
+        """Create user ``name`` (with ``policy`` inline, if any); returns its (access key, secret key)."""
+        self.iam.create_user(UserName=name)
+        key = self.iam.create_access_key(UserName=name)["AccessKey"]
+        if policy is not None:
+            self.iam.put_user_policy(UserName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    def enforce(self) -> None:
+        """Turn IAM authentication and authorization on for every later request."""
+        request = urllib.request.Request(
+            f"http://{self.server.endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        urllib.request.urlopen(request, timeout=10).read()
 
 
 def s3_config(endpoint: str, **overrides: object) -> S3Config:

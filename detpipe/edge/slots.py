@@ -33,6 +33,23 @@ SLOTS = ("a", "b")
 MANIFEST = "manifest.json"
 
 
+def installed_version(model_file: Path, sha256: str) -> str | None:
+    """The OTA version of ``model_file`` when it is the model of a slot (what ``detpipe serve`` reports).
+
+    ``model_file`` (e.g. ``DIR/current/model.onnx``) counts as installed when the
+    ``manifest.json`` beside it names it as its ``file`` with this ``sha256``, or as the
+    ``engine`` built on the device from that file. None otherwise (not a slot, or another file).
+    """
+    try:
+        doc = json.loads((model_file.parent / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("version"), str):
+        return None
+    is_file = model_file.name == doc.get("file") and sha256 == doc.get("sha256")
+    return doc["version"] if is_file or model_file.name == doc.get("engine") else None
+
+
 class Slots:
     """The slot layout under ``root`` (the agent's ``--dir``)."""
 

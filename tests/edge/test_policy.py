@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from store_servers import MotoServer, s3_config
+from store_servers import ALLOW_S3, IamUsers, MotoServer, s3_config
 
 from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.keys import keygen
@@ -69,40 +68,15 @@ def fleet() -> Iterator[Fleet]:
     sets at start-up) then makes every request need a known key, a valid signature and a
     policy that allows it.
     """
-    import boto3
-
     server = MotoServer()
     try:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=f"http://{server.endpoint}",
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName="pipeline")
-        admin = iam.create_access_key(UserName="pipeline")["AccessKey"]
-        everything = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(everything))
+        users = IamUsers(server)
+        admin = users.add("pipeline", ALLOW_S3)
         bucket = server.make_bucket()
-        iam.create_user(UserName=DEVICE)
-        device = iam.create_access_key(UserName=DEVICE)["AccessKey"]
-        concrete = device_policy(f"s3://{bucket}", username=DEVICE)
-        iam.put_user_policy(
-            UserName=DEVICE, PolicyName="detpipe-edge-device", PolicyDocument=json.dumps(concrete)
-        )
-        request = urllib.request.Request(
-            f"http://{server.endpoint}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        urllib.request.urlopen(request, timeout=10).read()
-        admin_keys = Keys(admin["AccessKeyId"], admin["SecretAccessKey"])
-        fleet = Fleet(server, bucket, admin_keys, Keys(device["AccessKeyId"], device["SecretAccessKey"]))
+        device = users.add(DEVICE, device_policy(f"s3://{bucket}", username=DEVICE), "detpipe-edge-device")
+        users.enforce()
+        admin_keys = Keys(*admin)
+        fleet = Fleet(server, bucket, admin_keys, Keys(*device))
         fleet.store(admin_keys).put_bytes("ota/metadata/probe.json", b"{}")
         fleet.store(admin_keys).put_bytes("models/yolo/1/manifest.json", b"{}")
         yield fleet

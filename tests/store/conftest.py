@@ -8,14 +8,12 @@ so the same test runs against the local filesystem and against S3.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from store_servers import ACCESS_KEY, SECRET_KEY, MotoServer, Proxy, s3_config
+from store_servers import ACCESS_KEY, ALLOW_S3, SECRET_KEY, IamUsers, MotoServer, Proxy, s3_config
 
 from detpipe.store import LocalStore, S3Store, Store, open_store
 
@@ -107,39 +105,12 @@ def moto_auth() -> Iterator[AuthServer]:
     ``/moto-api/reset-auth`` sets the count to 0: from then on every request must be signed
     by a known key with the right secret, and its IAM policy must allow the action.
     """
-    import boto3
-
     server = MotoServer()
     try:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=f"http://{server.endpoint}",
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName="pipeline")
-        key = iam.create_access_key(UserName="pipeline")["AccessKey"]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="pipeline", PolicyName="s3-all", PolicyDocument=json.dumps(policy))
-        iam.create_user(UserName="nobody")  # a valid key without any permission
-        nobody = iam.create_access_key(UserName="nobody")["AccessKey"]
-        request = urllib.request.Request(
-            f"http://{server.endpoint}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        urllib.request.urlopen(request, timeout=10).read()
-        yield AuthServer(
-            server,
-            key["AccessKeyId"],
-            key["SecretAccessKey"],
-            nobody["AccessKeyId"],
-            nobody["SecretAccessKey"],
-        )
+        users = IamUsers(server)
+        access, secret = users.add("pipeline", ALLOW_S3)
+        nobody = users.add("nobody")  # a valid key without any permission
+        users.enforce()
+        yield AuthServer(server, access, secret, *nobody)
     finally:
         server.kill()
