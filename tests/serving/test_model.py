@@ -302,3 +302,25 @@ def test_serving_an_engine_without_tensorrt_exits_3_with_the_reason(tmp_path, pi
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("detpipe serve: error: TensorRT is not installed here"), last
         assert "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_a_reload_from_an_unreachable_store_is_502(serve, pico_onnx, tmp_path, release_keys):
+    """The store is down (its process killed): 502, retryable, naming no address; the old model serves."""
+    from store_servers import MotoServer, s3_env
+
+    from detpipe.store import S3Config, open_store
+
+    moto = MotoServer()
+    try:
+        env = {**s3_env(moto.endpoint), "DETPIPE_S3_RETRIES": "1", "DETPIPE_S3_TIMEOUT": "2"}
+        store = open_store("s3://detpipe-down/serve", s3=S3Config.from_env(env), create_bucket=True)
+        publish(store, "pico", "1", {"model.onnx": pico_onnx}, signer=ReleaseSigner(release_keys[0]))
+        server = serve("--model", "s3://detpipe-down/serve/models/pico/1", "--cache-dir", str(tmp_path / "c"),
+                       "--release-key", str(release_keys[1]), *reload_args(tmp_path), env=env)  # fmt: skip
+    finally:
+        moto.kill()
+    reply = server.load("pico", version="2")
+    assert reply.status == 502, reply.body
+    assert "detpipe-down" not in reply.body.decode() and moto.endpoint not in reply.body.decode()
+    assert server.get("/v1/models/pico").json()["version"] == "1"
