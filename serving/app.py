@@ -12,6 +12,8 @@ data and model repository extensions, raw-image detection)::
     GET  /v2                                     server metadata and extensions
     GET  /v2/models/{name}[/versions/{v}]        inputs and outputs with datatypes and shapes
     GET  /v2/models/{name}[/versions/{v}]/ready  200 when ready
+    GET  /v2/models/{name}[/versions/{v}]/config Triton's model configuration (tensors, batching)
+    GET  /v2/models[/{name}[/versions/{v}]]/stats Triton's inference statistics (counts, durations)
     POST /v2/models/{name}[/versions/{v}]/infer  tensors as JSON or binary data (binary tensor extension)
     POST /v2/repository/index                    the served model and its state
     POST /v2/repository/models/{name}/load       reload; {"parameters": {"uri": ..., "version": ...}}
@@ -66,6 +68,7 @@ from detpipe.serving.bodies import BodyBudget, image_from_multipart, parse_json
 from detpipe.serving.dataplane import DataPlane
 from detpipe.serving.metrics import MetricsMiddleware
 from detpipe.serving.model import ServingModel
+from detpipe.serving.stats import model_config
 from detpipe.serving.v1 import parse_predict
 
 log = logging.getLogger(__name__)
@@ -195,6 +198,23 @@ def create_app(plane: DataPlane) -> FastAPI:
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
         return {"name": "detpipe", "version": __version__, "extensions": oip.EXTENSIONS}
+
+    @app.get("/v2/models/stats")
+    async def v2_all_stats() -> dict[str, Any]:  # before /v2/models/{name}: "stats" is no model name
+        return plane.stats.triton(plane.model.name)
+
+    @app.get("/v2/models/{name}/config")
+    @app.get("/v2/models/{name}/versions/{version}/config")
+    async def v2_model_config(name: str, version: str | None = None) -> JSONResponse:
+        model = plane.check_model(name, version)
+        body = model_config(model, plane.batch_limit(model), cfg.max_delay_ms)
+        return JSONResponse(body, headers=_headers(model))
+
+    @app.get("/v2/models/{name}/stats")
+    @app.get("/v2/models/{name}/versions/{version}/stats")
+    async def v2_model_stats(name: str, version: str | None = None) -> JSONResponse:
+        model = plane.check_model(name, version)
+        return JSONResponse(plane.stats.triton(model.name, version), headers=_headers(model))
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")

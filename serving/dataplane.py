@@ -57,6 +57,7 @@ from detpipe.serving.config import ServerConfig
 from detpipe.serving.metrics import ServerMetrics
 from detpipe.serving.model import ServingModel, evict_cache, load_model, release_version_uri
 from detpipe.serving.shadow import Shadow
+from detpipe.serving.stats import InferenceStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,6 +147,7 @@ class DataPlane:
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics or ServerMetrics()
+        self.stats = InferenceStats()  # Triton's statistics extension (GET .../stats)
         self.loader = loader
         self.ready = False
         self._decode_pool = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="detpipe-decode")
@@ -172,11 +174,15 @@ class DataPlane:
         """The model new requests go to."""
         return self._active.model
 
-    def _serve(self, model: ServingModel) -> _Served:
+    def batch_limit(self, model: ServingModel) -> int:
+        """The most images one call of ``model`` takes here: ``--max-batch``, clamped to a static batch."""
         limit = model.max_batch
+        return min(self.cfg.max_batch, limit) if limit else self.cfg.max_batch
+
+    def _serve(self, model: ServingModel) -> _Served:
         batcher = DynamicBatcher(
             lambda items: self._run_batch(model, items),
-            max_batch=min(self.cfg.max_batch, limit) if limit else self.cfg.max_batch,
+            max_batch=self.batch_limit(model),
             max_delay_s=self.cfg.max_delay_ms / 1000.0,
             max_queue=self.cfg.max_queue,
             on_depth=lambda n: self.metrics.queue_images.set(sum(s.batcher.admitted for s in self._serving)),
@@ -323,7 +329,9 @@ class DataPlane:
                 [det] = postprocess(output[i : i + 1], [item.letterbox], item.nms)
                 detections += len(det)
                 results.append(det)
-        self.metrics.observe_batch(len(items), time.perf_counter() - start, detections)
+        elapsed = time.perf_counter() - start
+        self.metrics.observe_batch(len(items), elapsed, detections)
+        self.stats.record(model.name, model.version, len(items), elapsed)
         return results
 
     async def reload(self, uri: str | None = None, version: str | None = None) -> ServingModel:

@@ -25,7 +25,7 @@ from detpipe.errors import InvalidInput
 from detpipe.serving.bodies import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 DATATYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64}
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 

@@ -52,6 +52,35 @@ def test_tritonclient_infer_matches_onnxruntime(serve, pico_onnx, val_jpegs, bin
         client.infer("pico", [inp], model_version="7")
 
 
+def test_tritonclient_model_config_statistics_and_repository_index(serve, pico_onnx, val_jpegs):
+    """Triton's configuration, statistics and repository extensions, read by tritonclient itself."""
+    server = serve("--model", str(pico_onnx), "--name", "pico", "--max-batch", "4", "--max-delay-ms", "2")
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    config = client.get_model_config("pico")
+    assert (config["name"], config["platform"], config["max_batch_size"]) == ("pico", "onnxruntime_onnx", 4)
+    assert config["input"] == [{"name": "images", "data_type": "TYPE_FP32", "dims": [3, 64, 64]}]
+    assert config["output"] == [{"name": "output0", "data_type": "TYPE_FP32", "dims": [6, 84]}]
+    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 2000}
+    version = client.get_model_metadata("pico")["versions"][0]
+
+    assert client.get_inference_statistics("pico") == {"model_stats": []}  # nothing run yet
+    x = _batch(val_jpegs, 3)
+    inp = triton.InferInput("images", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    client.infer("pico", [inp])
+    client.infer("pico", [inp])
+    [stats] = client.get_inference_statistics("pico")["model_stats"]
+    assert (stats["name"], stats["version"]) == ("pico", version)
+    assert (stats["inference_count"], stats["execution_count"]) == (6, 2)  # 2 calls of 3 images
+    assert stats["inference_stats"]["success"]["count"] == 2 and stats["inference_stats"]["success"]["ns"] > 0
+    assert [b["batch_size"] for b in stats["batch_stats"]] == [3]
+    assert client.get_inference_statistics("pico", model_version=version)["model_stats"] == [stats]
+    assert client.get_inference_statistics()["model_stats"] == [stats]  # every model
+    assert client.get_model_repository_index() == [{"name": "pico", "version": version, "state": "READY"}]
+    with pytest.raises(InferenceServerException, match="not served here"):
+        client.get_model_config("other")
+
+
 def _infer_error(server, doc: dict, blob: bytes = b"") -> tuple[int, dict]:
     header = json.dumps(doc).encode()
     headers = {"Content-Type": "application/octet-stream"}
