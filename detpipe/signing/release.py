@@ -16,13 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from detpipe.errors import NotFound, SignatureError
+from detpipe.errors import SignatureError
 from detpipe.io import sha256_file
 from detpipe.signing.keys import check_private_key, load_public_key, public_key_id
 from detpipe.store.base import Store
-from detpipe.store.factory import open_store
 from detpipe.store.manifest import MANIFEST, SIGNATURE, Manifest
-from detpipe.store.release import ObjectMismatch, fetch_release
+from detpipe.store.release import ObjectMismatch, _as_store, _manifest_bytes, fetch_release
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +129,6 @@ def _reason(e: Exception) -> str:
     return f"malformed manifest.sig ({type(e).__name__})"
 
 
-def _release_store(release: Store | str | Path) -> Store:
-    return open_store(release) if isinstance(release, str | Path) else release
-
-
-def _manifest_of(rel: Store) -> bytes:
-    try:
-        return rel.get_bytes(MANIFEST)
-    except NotFound:
-        raise NotFound(f"no release at {rel.uri}: manifest.json is missing") from None
-
-
 def sign_release(release: Store | str | Path, signer: ReleaseSigner) -> Manifest:
     """Sign the release at ``release`` (a directory or store URI): writes its ``manifest.sig``.
 
@@ -148,8 +136,8 @@ def sign_release(release: Store | str | Path, signer: ReleaseSigner) -> Manifest
         NotFound: no ``manifest.json`` there.
         StoreError: the manifest is malformed, or the store failed.
     """
-    rel = _release_store(release)
-    blob = _manifest_of(rel)
+    rel = _as_store(release)
+    blob = _manifest_bytes(rel)
     manifest = Manifest.from_json(blob, f"{rel.uri}/{MANIFEST}")
     rel.put_bytes(SIGNATURE, signer.sign(blob), content_type="application/json")
     log.info("signed %s %s at %s", manifest.name, manifest.version, rel.uri)
@@ -170,7 +158,7 @@ def verify_release(release: Store | str | Path, verifier: ReleaseVerifier) -> Ma
     """
     if isinstance(release, str | Path) and Path(release).is_dir():
         root = Path(release)
-        blob = _manifest_of(_release_store(root))
+        blob = _manifest_bytes(_as_store(root))
         sig = root / SIGNATURE
         verifier.verify(blob, sig.read_bytes() if sig.is_file() else None)
         manifest = Manifest.from_json(blob, f"{root}/{MANIFEST}")
@@ -183,6 +171,6 @@ def verify_release(release: Store | str | Path, verifier: ReleaseVerifier) -> Ma
         return manifest
     with tempfile.TemporaryDirectory(prefix="detpipe-verify-") as tmp:
         try:
-            return fetch_release(_release_store(release), Path(tmp) / "release", verifier=verifier)
+            return fetch_release(_as_store(release), Path(tmp) / "release", verifier=verifier)
         except ObjectMismatch as e:
             raise SignatureError(f"{e} (the signed manifest pins another object)") from None
