@@ -59,6 +59,13 @@ class StoreError(DetpipeError):
     http_status = 502
 
 
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the object exists (``if_none_match``) or changed since it was read."""
+
+    exit_code = 5
+    http_status = 409
+
+
 class PayloadTooLarge(InvalidInput):
     """A request body, or the number of images in it, is over the server's limit."""
 

@@ -70,12 +70,31 @@ class Store(Protocol):
         """
         ...
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
-        """Upload a small object from memory."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectInfo:
+        """Upload a small object from memory.
+
+        A conditional write (S3's ``If-Match`` / ``If-None-Match: *``): with ``if_match`` it
+        happens only while the object's ETag is that one (from :meth:`get_tagged`), with
+        ``if_none_match`` only when there is no object at ``key``; else it raises
+        :class:`~detpipe.errors.PreconditionFailed` and writes nothing. Of two writers that
+        read the same ETag, exactly one wins: the store's compare-and-swap.
+        """
         ...
 
     def get_bytes(self, key: str) -> bytes:
         """Download a small object into memory."""
+        ...
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """A small object and its ETag, the token :meth:`put_bytes` ``if_match`` compares."""
         ...
 
     def exists(self, key: str) -> bool:

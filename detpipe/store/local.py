@@ -13,14 +13,16 @@ their hashes in ``manifest.json`` like on S3::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from detpipe.errors import InvalidInput, NotFound, StoreError
+from detpipe.errors import InvalidInput, NotFound, PreconditionFailed, StoreError
 from detpipe.io import atomic_writer, sha256_file, write_bytes
 from detpipe.store.base import ObjectInfo
 from detpipe.store.uri import StoreURI, check_key, check_prefix, join_key
@@ -96,17 +98,53 @@ class LocalStore:
                 dst.write(block)
         return ObjectInfo(key, Path(dest).stat().st_size, h.hexdigest(), modified=_mtime(source))
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
-        """Write ``data`` to ``key`` atomically."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectInfo:
+        """Write ``data`` to ``key`` atomically; conditionally as on S3 (the ETag is the sha256).
+
+        A conditional write holds an exclusive ``flock`` on the store's root directory while it
+        compares and renames, so that processes sharing the directory take turns.
+        """
+        path = self._path(key)
         try:
-            target = write_bytes(self._path(key), data)
+            with self._locked() if (if_match is not None or if_none_match) else contextlib.nullcontext():
+                if if_none_match and path.is_file():
+                    raise PreconditionFailed(f"{self.uri}/{key}: exists already (If-None-Match)")
+                if if_match is not None:
+                    current = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+                    if current != if_match:
+                        raise PreconditionFailed(f"{self.uri}/{key}: changed since it was read (If-Match)")
+                target = write_bytes(path, data)
         except OSError as e:
             raise StoreError(f"write {self.uri}/{key} failed: {e.strerror or e}") from e
-        return ObjectInfo(key, len(data), hashlib.sha256(data).hexdigest(), modified=_mtime(target))
+        digest = hashlib.sha256(data).hexdigest()
+        return ObjectInfo(key, len(data), digest, etag=digest, modified=_mtime(target))
 
     def get_bytes(self, key: str) -> bytes:
         """Read ``key`` into memory."""
         return self._existing(key).read_bytes()
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """``key``'s content and its ETag (here: its sha256)."""
+        data = self.get_bytes(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is a file."""

@@ -30,7 +30,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from detpipe.errors import InvalidInput, NotFound, StoreError
+from detpipe.errors import InvalidInput, NotFound, PreconditionFailed, StoreError
 from detpipe.io import atomic_writer, sha256_file
 from detpipe.store.base import ObjectInfo
 from detpipe.store.config import ANONYMOUS, S3Config
@@ -225,40 +225,73 @@ class S3Store:
 
         return self._call(attempt, "download", key)
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
-        """Upload ``data`` in a single PUT with its sha256 as metadata."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectInfo:
+        """Upload ``data`` in a single PUT with its sha256 as metadata; conditionally with the
+        ``If-Match`` / ``If-None-Match: *`` headers (MinIO and S3 compare and write atomically).
+
+        A conditional PUT that is retried after a lost response may find its own first attempt
+        in place: an object whose sha256 is ``data``'s counts as written.
+        """
         digest = hashlib.sha256(data).hexdigest()
         name = self._name(key)
-        result = self._call(
-            lambda: self._client.put_object(
-                self.bucket,
-                name,
-                io.BytesIO(data),
-                len(data),
-                content_type=content_type or "application/octet-stream",
-                metadata={SHA256_META: digest},
-            ),
-            "upload",
-            key,
-        )
+        if if_match is None and not if_none_match:
+            result = self._call(
+                lambda: self._client.put_object(
+                    self.bucket,
+                    name,
+                    io.BytesIO(data),
+                    len(data),
+                    content_type=content_type or "application/octet-stream",
+                    metadata={SHA256_META: digest},
+                ),
+                "upload",
+                key,
+            )
+            return ObjectInfo(key, len(data), digest, etag=result.etag)
+        headers = {"Content-Type": content_type or "application/octet-stream", _SHA256_HEADER: digest}
+        if if_match is not None:
+            headers["If-Match"] = f'"{if_match.strip(chr(34))}"'
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        try:
+            # minio-py's put_object sends no conditional headers; its PutObject call does
+            result = self._call(lambda: self._client._put_object(self.bucket, name, data, headers), "upload", key)
+        except PreconditionFailed:
+            with contextlib.suppress(NotFound):
+                if (there := self.stat(key)).sha256 == digest:
+                    return ObjectInfo(key, len(data), digest, etag=there.etag)
+            raise
         return ObjectInfo(key, len(data), digest, etag=result.etag)
 
     def get_bytes(self, key: str) -> bytes:
         """Download ``key`` into memory, verifying the recorded sha256 if there is one."""
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """``key``'s content (its recorded sha256 verified) and its ETag."""
         name = self._name(key)
 
-        def attempt() -> tuple[bytes, str | None]:
+        def attempt() -> tuple[bytes, str | None, str]:
             response = self._client.get_object(self.bucket, name)
             try:
-                return response.read(), response.headers.get(_SHA256_HEADER)
+                etag = (response.headers.get("ETag") or "").strip('"')
+                return response.read(), response.headers.get(_SHA256_HEADER), etag
             finally:
                 response.close()
                 response.release_conn()
 
-        data, recorded = self._call(attempt, "download", key)
+        data, recorded, etag = self._call(attempt, "download", key)
         if recorded is not None and recorded != hashlib.sha256(data).hexdigest():
             raise StoreError(f"{self._uri(key)}: content does not match its recorded sha256 {recorded}")
-        return data
+        return data, etag
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is an object (a missing bucket is an error, not ``False``)."""
@@ -331,6 +364,8 @@ class S3Store:
         except S3Error as e:
             if e.code in _AUTH_CODES:
                 raise self._access_denied() from None
+            if e.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise PreconditionFailed(f"{what}: the object exists or changed since it was read") from None
             if e.code == "NoSuchBucket":
                 raise self._missing_bucket() from None
             if e.code in ("NoSuchKey", "NoSuchObject"):
