@@ -263,7 +263,9 @@ class S3Store:
             headers["If-None-Match"] = "*"
         try:
             # minio-py's put_object sends no conditional headers; its PutObject call does
-            result = self._call(lambda: self._client._put_object(self.bucket, name, data, headers), "upload", key)
+            result = self._call(
+                lambda: self._client._put_object(self.bucket, name, data, headers), "upload", key
+            )
         except PreconditionFailed:
             with contextlib.suppress(NotFound):
                 if (there := self.stat(key)).sha256 == digest:
