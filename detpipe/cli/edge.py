@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_agent(edge)
     _register_enroll(edge)
     _register_fleet(edge)
+    from detpipe.cli.edge_rollout import register as register_rollout
+
+    register_rollout(edge)
 
 
 def _register_keygen(edge: argparse._SubParsersAction) -> None:

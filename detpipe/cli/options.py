@@ -91,6 +91,13 @@ def duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
+def non_negative_duration(text: str) -> timedelta:
+    """:func:`duration`, or ``0`` / ``0s`` (no wait)."""
+    if text.strip() in ("0", "0s", "0m", "0h", "0d"):
+        return timedelta(0)
+    return duration(text)
+
+
 def percentage(text: str) -> int:
     """A whole percentage 0-100."""
     value = _parse(text, int)

@@ -9,7 +9,8 @@ device whose current report is ignored keeps its last valid one) and summarizes:
     print(format_table(doc))
 
 ``doc`` (also ``--json FILE``): ``devices`` (enrolled, reporting, stale), ``by_version``,
-``by_outcome``, ``target`` (with a version: running / failed / pending on it), ``failing``
+``by_outcome``, ``target`` (with a version: running / failed / incompatible / pending on it,
+by :func:`on_version`), ``failing``
 (device, outcome, version tried, error), ``stale`` (enrolled devices without a valid report
 for ``stale``, by the report's signed ``reported_at``), ``ignored`` (counts by reason and each
 report), ``inventory`` (devices per TensorRT, JetPack, L4T, CUDA, compute capability) and
@@ -110,9 +111,9 @@ def fleet_status(
     doc["by_outcome"] = _counts(r["outcome"] for r in reports)
     failing = [r for r in reports if _failing(r, version, sha256s)]
     if version:
-        running = sum(r["version"] == version for r in reports)
-        doc["target"] = {"version": version, "running": running, "failed": len(failing),
-                         "pending": len(reports) - running - len(failing)}  # fmt: skip
+        says = Counter(on_version(r, version, sha256s) for r in reports)
+        doc["target"] = {"version": version, "running": says["running"], "failed": says["failed"],
+                         "incompatible": says["incompatible"], "pending": says[None]}  # fmt: skip
     doc["failing"] = [_failure(r, sha256s) for r in failing]
     doc["stale"] = stale_rows
     doc["ignored"] = {
@@ -138,10 +139,28 @@ def _counts(values: Any) -> dict[str, int]:
 
 def _failing(r: Report, version: str | None, sha256s: set[str]) -> bool:
     """Failed on ``version`` (any version when None): its check failed, or it refused it for good."""
-    refused = r["refused"] if isinstance(r["refused"], dict) else {}
     if version is None:
         return r["outcome"] in FAILED or bool(r["last_error"])
-    return (r["outcome"] in FAILED and r["tried_version"] == version) or bool(sha256s & refused.keys())
+    return on_version(r, version, sha256s) == "failed"
+
+
+def on_version(r: Report, version: str, sha256s: set[str]) -> str | None:
+    """What a device's report says about ``version`` (``sha256s``: its targets' hashes).
+
+    ``failed``: its check failed on the version (health check, hash, crash: outcome
+    rolled-back, refused or error after trying it) or it refused the version for good;
+    ``running``: it runs the version; ``incompatible``: no target of the version fits it (no
+    failure: a later publish may add its engine); None: the report says nothing about it yet.
+    The one rule fleet status and the rollout controller count by.
+    """
+    refused = r["refused"] if isinstance(r["refused"], dict) else {}
+    if (r["outcome"] in FAILED and r["tried_version"] == version) or sha256s & refused.keys():
+        return "failed"
+    if r["version"] == version:
+        return "running"
+    if r["outcome"] == "incompatible" and r["tried_version"] == version:
+        return "incompatible"
+    return None
 
 
 def _failure(r: Report, sha256s: set[str]) -> dict[str, Any]:
@@ -196,7 +215,8 @@ def format_table(doc: dict[str, Any]) -> str:
     if "target" in doc:
         t = doc["target"]
         lines.append(
-            f"version {t['version']}: {t['running']} running, {t['failed']} failed, {t['pending']} pending"
+            f"version {t['version']}: {t['running']} running, {t['failed']} failed, "
+            f"{t['incompatible']} incompatible, {t['pending']} pending"
         )
     lines.append(f"failing devices: {len(doc['failing'])}")
     lines += [

@@ -258,6 +258,23 @@ def _find(repo: StoreRepository, device_class: str, version: str) -> dict[str, R
     )
 
 
+def version_targets(store: Store, keys: Path, device_class: str, version: str) -> dict[str, Release]:
+    """Every published target of ``version`` of the class, by path (publisher side: ``keys``' root).
+
+    Raises:
+        NotFound: the version is not published for the class.
+    """
+    return _find(StoreRepository(store, keys), device_class, version)
+
+
+def published_versions(store: Store, keys: Path, device_class: str) -> list[str]:
+    """The class's published versions, oldest first (release order: ``1 < 2 < 10``)."""
+    from detpipe.store import version_key
+
+    versions = {r.version for _, r in _releases(StoreRepository(store, keys), device_class).values()}
+    return sorted(versions, key=version_key)
+
+
 def set_rollout(
     store: Store,
     keys: Path,
@@ -310,6 +327,24 @@ def rollback_to(
     repo.publish_metadata()
     log.info("rollback of %s to %s: withdrew %s", device_class, version, ", ".join(newer) or "nothing")
     return replace(next(iter(found.values())), rollback=True, rollout_pct=100)
+
+
+def withdraw(
+    store: Store, keys: Path, device_class: str, version: str, expires: timedelta = timedelta(days=7)
+) -> list[str]:
+    """Remove ``version``'s targets from the signed metadata (no device installs it any more);
+    returns the withdrawn paths. Devices that installed it keep it: there is nothing signed
+    to go back to (:func:`rollback_to` is the way back when an older version exists).
+    """
+    repo = StoreRepository(store, keys, expires)
+    repo.require_signers()
+    found = _find(repo, device_class, version)
+    with repo.edit_targets() as targets:
+        for path in found:
+            del targets.targets[path]
+    repo.publish_metadata()
+    log.info("withdrew %s", ", ".join(found))
+    return list(found)
 
 
 def artifact_from_release(

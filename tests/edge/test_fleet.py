@@ -69,7 +69,7 @@ def test_fleet_table_and_json_on_five_agents(s3_fleet: S3Fleet, keys: Path, mode
     doc, table = fleet_json(s3_fleet, tmp_path / "fleet.json", "--version", "2", "--stale", "1h")
     assert doc["devices"] == {"enrolled": 4, "reporting": 4, "stale": 0}
     assert doc["by_version"] == {"1": 4} and doc["by_outcome"] == {"installed": 2, "rolled-back": 2}
-    assert doc["target"] == {"version": "2", "running": 0, "failed": 2, "pending": 2}
+    assert doc["target"] == {"version": "2", "running": 0, "failed": 2, "incompatible": 0, "pending": 2}
     assert [(f["device_id"], f["outcome"], f["version"], f["tried_version"]) for f in doc["failing"]] == [
         ("cam-1", "rolled-back", "1", "2"), ("cam-2", "rolled-back", "1", "2")
     ]  # fmt: skip
@@ -81,7 +81,8 @@ def test_fleet_table_and_json_on_five_agents(s3_fleet: S3Fleet, keys: Path, mode
     assert table.splitlines()[0] == (
         f"fleet cpu at {s3_fleet.uri}: 4 enrolled, 4 reporting, 0 stale (no valid report for 1h)"
     )
-    assert "version 2: 0 running, 2 failed, 2 pending" in table and "  cam-5  unenrolled: no " in table
+    assert "version 2: 0 running, 2 failed, 0 incompatible, 2 pending" in table
+    assert "  cam-5  unenrolled: no " in table
     assert "  cam-1  rolled-back  tried 2: " in table and "  rolled-back  2" in table
 
     done = detpipe("enroll", "--store", s3_fleet.uri, "--device-class", "cpu", "--device-id", "cam-4",
