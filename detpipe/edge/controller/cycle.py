@@ -121,7 +121,7 @@ class CycleResult:
         return ABORTED_EXIT if self.status == "aborted" else 0
 
     def line(self, device_class: str) -> str:
-        where = f"{self.action} at {self.pct}% ({self.status})"
+        where = f"{self.action} {'to' if self.action == 'advance' else 'at'} {self.pct}% ({self.status})"
         return f"rollout {device_class} {self.version}: {where}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,10 +220,10 @@ class Controller:
             write_state(self.store, new, etag)
         except PreconditionFailed:
             return self._result(doc, "lost-race", "another controller decided this step meanwhile")
-        log.info("rollout %s %s: %s (%s)", self.device_class, self.version, verdict.action, verdict.reason)
+        log.debug("rollout %s %s: %s (%s)", self.device_class, self.version, verdict.action, verdict.reason)
         _failpoint("written")
         self._reconcile(new)
-        return self._result(new, verdict.action, verdict.reason, counts)
+        return self._result(new, verdict.action, new["decisions"][-1]["reason"], counts)
 
     def _start(self) -> CycleResult:
         targets = version_targets(self.store, self.keys, self.device_class, self.version)  # NotFound

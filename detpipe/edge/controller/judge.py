@@ -80,7 +80,8 @@ def decide(state: dict[str, Any], counts: Counts, now: datetime) -> Verdict:
     steps, step = state["steps"], state["step"]
     limit, wanted = float(state["max_failure_pct"]), int(state["min_reports"])
     version = state["version"]
-    share = f"{counts.failed} of {counts.reports} reports on {version} failed ({counts.failed_pct:.1f}%"
+    failed, pct = counts.failed, counts.failed_pct
+    share = f"{failed} of {counts.reports} reports on version {version} failed ({pct:.1f}%"
     if counts.reports >= max(wanted, 1) and counts.failed_pct > limit:
         return Verdict("abort", f"{share} > {limit:g}%)")
     needed = min(wanted, counts.selected)
