@@ -170,7 +170,10 @@ def _register_agent(edge: argparse._SubParsersAction) -> None:
             "DIR/status.json and the store's devices/<ID>/status.json. A version whose artifact fails "
             "(hash, health check, the server rejecting the model) is refused for good; one the server "
             "could not take for another reason (token, model name, server error) is retried next cycle. "
-            "Exit 0 after --once unless the cycle hit an error (1); bad arguments exit 2. Store "
+            "Exit after --once: 0 (unchanged, installed, rolled back to a signed version), 3 when no "
+            "target of the new version fits this device (outcome incompatible: no engine for its "
+            "TensorRT/GPU and no ONNX; looked at again next cycle), 1 for any other failure "
+            "(refused, rolled back, unreachable, retrying); bad arguments exit 2. Store "
             "settings from DETPIPE_S3_* / a mounted Secret.",
             width=88,
         ),
@@ -329,6 +332,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     from detpipe.edge.agent import Agent, AgentConfig
+    from detpipe.errors import EngineIncompatible
     from detpipe.store.config import RetryPolicy
 
     cfg = AgentConfig(
@@ -347,6 +351,8 @@ def _agent(args: argparse.Namespace) -> int:
     if args.once:
         result = agent.run_once()
         print(json.dumps(result, indent=2))
+        if result["outcome"] == "incompatible":
+            return EngineIncompatible.exit_code
         return 0 if result["outcome"] in ("unchanged", "installed", "rolled-back-to") else 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -263,3 +263,25 @@ def test_cli_publishes_several_engines_and_refuses_bad_ones(
     code, err = main_in_process(capsys, *base, "--rollback-to", "1", "--engine", str(e103))
     assert code == 2 and "--rollback-to re-signs a published version" in err, err
     assert not [k for k in LocalStore(store).list("ota/targets/") if f"/{CLASS}/2/" in k]  # nothing uploaded
+
+
+def test_agent_cli_once_exits_3_when_no_target_fits(tmp_path: Path):
+    """``edge agent --once`` on this machine (no TensorRT, or another one) for an engine-only
+    version built for another GPU: outcome incompatible, exit 3 (not 1: nothing failed)."""
+    import os
+    import subprocess
+    import sys
+
+    keys = tmp_path / "keys"
+    keygen(keys)
+    store = LocalStore(tmp_path / "store")
+    publish(store, keys, "1", engine(tmp_path, DeviceInfo("Thor", "11.0", "99.1.0")))
+    done = subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "edge", "agent", "--store", str(store.root),
+         "--device-class", CLASS, "--device-id", "cam-1", "--trust", str(keys / "root.json"),
+         "--dir", str(tmp_path / "dev"), "--once"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "incompatible"
