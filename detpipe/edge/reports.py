@@ -39,7 +39,9 @@ registration, and its ``seq`` is newer than the last one seen (the same ``seq`` 
 content is the report seen before, still valid). Everything else is ignored with a reason
 (:data:`REASONS`). Last-seen state lives in ``ota/fleet/<class>/seen.json`` (per device: the
 enrolled keyid, the seq, the payload's sha256 and the last valid report), so an ignored
-report changes nothing: the device keeps its last valid report::
+report changes nothing: the device keeps its last valid report. Readers that run at once
+(``edge fleet``, rollout controllers) merge into it with a compare-and-swap
+(:meth:`ReportReader.save_seen`), so none loses another's devices::
 
     root = trusted_root(store, anchor=load_root(Path("root.json")))
     reader = ReportReader(store, "cpu", root)
@@ -52,6 +54,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,7 +75,7 @@ from detpipe.edge.policy import check_device_id
 from detpipe.edge.repository import metadata_key
 from detpipe.edge.rootchain import link_problem, version_of
 from detpipe.edge.targets import check_device_class
-from detpipe.errors import InvalidInput, NotFound, StoreError
+from detpipe.errors import InvalidInput, NotFound, PreconditionFailed, StoreError
 from detpipe.io import write_bytes, write_json
 from detpipe.store import Store
 
@@ -82,6 +86,7 @@ REGISTRATION_SCHEMA = "detpipe.device-registration/1"
 SEEN_SCHEMA = "detpipe.fleet-seen/1"
 DEVICE_KEY, DEVICE_PUB, SEQ_FILE, REPORT_FILE = "device.key", "device.pub", "report-seq.json", "status.json"
 REASONS = ("malformed", "unsigned", "unenrolled", "bad-registration", "forged", "replayed")
+SAVE_ATTEMPTS = 10  # save_seen's compare-and-swap tries (N concurrent savers need at most N)
 SUMMARY_FIELDS = (
     "seq", "reported_at", "version", "sha256", "outcome", "tried_version", "last_error",
     "rolled_back", "refused", "inventory",
@@ -388,26 +393,55 @@ class ReportReader:
         self.seen: dict[str, dict[str, Any]] = seen if seen is not None else self._load_seen()
 
     def _load_seen(self) -> dict[str, dict[str, Any]]:
+        return self._load_seen_tagged()[0]
+
+    def _load_seen_tagged(self) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """The stored last-seen state and its ETag (``None``: there is no ``seen.json``)."""
         try:
-            doc = json.loads(self.store.get_bytes(seen_key(self.device_class)))
+            data, etag = self.store.get_tagged(seen_key(self.device_class))
         except NotFound:
-            return {}
+            return {}, None
+        try:
+            doc = json.loads(data)
         except ValueError:
             log.warning("%s: unreadable, starting over", seen_key(self.device_class))
-            return {}
+            return {}, etag
         devices = doc.get("devices") if isinstance(doc, dict) else None
-        return dict(devices) if isinstance(devices, dict) else {}
+        return (dict(devices) if isinstance(devices, dict) else {}), etag
 
     def save_seen(self) -> None:
-        """Write the last-seen state (a newer seq another reader wrote meanwhile is kept)."""
-        merged = self._load_seen()
-        for device, entry in self.seen.items():
-            old = merged.get(device)
-            if old is None or old.get("keyid") != entry.get("keyid") or old.get("seq", 0) <= entry["seq"]:
-                merged[device] = entry
-        doc = {"schema": SEEN_SCHEMA, "device_class": self.device_class, "devices": merged}
-        self.store.put_bytes(
-            seen_key(self.device_class), json.dumps(doc).encode(), content_type="application/json"
+        """Write the last-seen state, merged with what other readers wrote meanwhile.
+
+        A compare-and-swap: read ``seen.json`` with its ETag, keep the newer seq per device
+        (ours unless the stored entry, for the same key, has a newer one), write with
+        ``If-Match`` (``If-None-Match`` when there is none yet); when another reader wrote in
+        between, read and merge again, up to :data:`SAVE_ATTEMPTS` times, after a short
+        jittered sleep.
+
+        Raises:
+            StoreError: every attempt lost the race (or the store failed).
+        """
+        key = seen_key(self.device_class)
+        for attempt in range(SAVE_ATTEMPTS):
+            merged, etag = self._load_seen_tagged()
+            for device, entry in self.seen.items():
+                old = merged.get(device)
+                if old is None or old.get("keyid") != entry.get("keyid") or old.get("seq", 0) <= entry["seq"]:
+                    merged[device] = entry
+            doc = {"schema": SEEN_SCHEMA, "device_class": self.device_class, "devices": merged}
+            data = json.dumps(doc).encode()
+            try:
+                if etag is None:
+                    self.store.put_bytes(key, data, content_type="application/json", if_none_match=True)
+                else:
+                    self.store.put_bytes(key, data, content_type="application/json", if_match=etag)
+                return
+            except (PreconditionFailed, NotFound):  # S3 answers If-Match on a deleted object with 404
+                log.debug("%s changed while it was merged (attempt %d), merging again", key, attempt + 1)
+                time.sleep(random.uniform(0, min(0.2, 0.01 * 2**attempt)))
+        raise StoreError(
+            f"{self.store.uri}/{key}: other readers kept writing it while it was merged "
+            f"({SAVE_ATTEMPTS} attempts); the seen state was not saved, run again"
         )
 
     def read(self) -> Reading:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from edge_support import run_agent
+from edge_support import S3Fleet, run_agent
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import CryptoSigner, Signature
 
@@ -22,6 +24,7 @@ from detpipe.edge.keys import keygen, load_signer
 from detpipe.edge.publish import PublishConfig, publish_version
 from detpipe.edge.reports import (
     REASONS,
+    SAVE_ATTEMPTS,
     ReportReader,
     canonical_bytes,
     load_public_key,
@@ -29,12 +32,13 @@ from detpipe.edge.reports import (
     make_registration,
     register,
     registration_key,
+    seen_key,
     sign_report,
     trusted_root,
     verify_registration,
 )
-from detpipe.errors import InvalidInput
-from detpipe.store import LocalStore
+from detpipe.errors import InvalidInput, StoreError
+from detpipe.store import LocalStore, Store
 
 
 @pytest.fixture
@@ -141,6 +145,68 @@ def test_reader_trusts_a_registration_only_from_the_targets_key(
     assert set(reading.valid) == {"cam-1"} and set(reading.enrolled) == {"cam-1"}
     assert [(i.device_id, i.reason) for i in reading.ignored] == [("cam-2", "bad-registration")]
     assert reading.ignored_counts() == {**dict.fromkeys(REASONS, 0), "bad-registration": 1}
+
+
+@pytest.fixture(params=["local", "s3"])
+def seen_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """An empty store on either backend (S3: a fresh bucket on the moto server)."""
+    if request.param == "local":
+        return LocalStore(tmp_path / "seen-store")
+    fleet: S3Fleet = request.getfixturevalue("s3_fleet")
+    return fleet.store()
+
+
+def _entry(keyid: str, seq: int) -> dict:
+    return {"keyid": keyid, "seq": seq, "sha256": f"{seq:064x}", "report": {"seq": seq}}
+
+
+def test_readers_saving_at_once_lose_no_device(seen_store: Store, keys: Path) -> None:
+    """8 readers save at once (from one barrier): every device is kept, and of one device that
+    all of them saw, the newest seq."""
+    root = load_root(keys / "root.json").signed
+    seen_store.put_bytes(seen_key("cpu"), json.dumps({"devices": {"old": _entry("k", 1)}}).encode())
+    n = 8
+    barrier = threading.Barrier(n)
+
+    def save(i: int) -> None:
+        seen = {f"cam-{i}": _entry(f"k{i}", 1), "shared": _entry("ks", 10 + i)}
+        reader = ReportReader(seen_store, "cpu", root, seen=seen)
+        barrier.wait(timeout=60)
+        reader.save_seen()
+
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(save, range(n)))  # re-raises a thread's failure
+    devices = json.loads(seen_store.get_bytes(seen_key("cpu")))["devices"]
+    assert set(devices) == {"old", "shared", *(f"cam-{i}" for i in range(n))}
+    assert devices["shared"]["seq"] == 10 + n - 1
+    assert all(devices[f"cam-{i}"] == _entry(f"k{i}", 1) for i in range(n))
+
+
+def test_save_seen_gives_up_after_bounded_attempts_when_another_writer_always_wins(
+    tmp_path: Path, keys: Path
+) -> None:
+    class Contended(LocalStore):
+        """A store where another writer rewrites seen.json right after every read of it."""
+
+        puts = 0
+
+        def get_tagged(self, key: str) -> tuple[bytes, str]:
+            tagged = super().get_tagged(key)
+            self.put_bytes(key, json.dumps({"devices": {"rival": _entry("r", self.puts)}}).encode())
+            return tagged
+
+        def put_bytes(self, key: str, data: bytes, **kw) -> object:
+            Contended.puts += 1
+            return super().put_bytes(key, data, **kw)
+
+    store = Contended(tmp_path / "store")
+    store.put_bytes(seen_key("cpu"), b"{}")
+    reader = ReportReader(store, "cpu", load_root(keys / "root.json").signed, seen={"cam-1": _entry("k", 1)})
+    Contended.puts = 0
+    with pytest.raises(StoreError, match=rf"other readers kept writing it .*\({SAVE_ATTEMPTS} attempts\)"):
+        reader.save_seen()
+    assert Contended.puts == 2 * SAVE_ATTEMPTS  # each attempt: the rival's write, then ours, refused
+    assert "cam-1" not in json.loads(store.get_bytes(seen_key("cpu")))["devices"]
 
 
 def test_inventory_parsers_and_a_cpu_machine(tmp_path: Path) -> None:
