@@ -105,6 +105,14 @@ class Store(Protocol):
         """Keys that start with ``prefix`` (a plain string prefix, as on S3), sorted."""
         ...
 
+    def list_tagged(self, prefix: str = "") -> list[tuple[str, str]]:
+        """``(key, etag)`` of the keys that start with ``prefix``, sorted: one listing, no GETs.
+
+        The ETag is the one :meth:`get_tagged` returns for the same content (S3's, unquoted;
+        locally the sha256), so a caller can tell an object it read before from a changed one.
+        """
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
         ...

@@ -167,6 +167,15 @@ class LocalStore:
                     keys.append(key)
         return sorted(keys)
 
+    def list_tagged(self, prefix: str = "") -> list[tuple[str, str]]:
+        """``(key, etag)`` of the keys starting with ``prefix``; the ETag is the file's sha256, as
+        :meth:`get_tagged` has it (a file removed since the listing is left out)."""
+        tagged = []
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                tagged.append((key, sha256_file(self._path(key))))
+        return tagged
+
     def delete(self, key: str) -> None:
         """Remove ``key`` and the directories it leaves empty (up to the root)."""
         path = self._path(key)

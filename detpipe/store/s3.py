@@ -316,6 +316,22 @@ class S3Store:
         cut = len(root) + 1 if root else 0
         return sorted(n[cut:] for n in names)
 
+    def list_tagged(self, prefix: str = "") -> list[tuple[str, str]]:
+        """``(key, etag)`` of the keys starting with ``prefix``, sorted: the listing's ETags
+        (unquoted, as :meth:`get_tagged` has them), no request per object."""
+        root = self._location.path
+        full = f"{root}/{check_prefix(prefix)}" if root else check_prefix(prefix)
+
+        def attempt() -> list[tuple[str, str]]:
+            objects = self._client.list_objects(self.bucket, prefix=full or None, recursive=True)
+            return [
+                (o.object_name, (o.etag or "").strip('"')) for o in objects if o.object_name and not o.is_dir
+            ]
+
+        tagged = self._call(attempt, "list", prefix)
+        cut = len(root) + 1 if root else 0
+        return sorted((name[cut:], etag) for name, etag in tagged)
+
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error if it is absent)."""
         name = self._name(key)
