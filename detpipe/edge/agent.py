@@ -73,7 +73,7 @@ from detpipe.edge.reports import ensure_device_key, next_seq, report_key, sign_r
 from detpipe.edge.rollout import choose
 from detpipe.edge.slots import Slots
 from detpipe.edge.targets import Release, check_device_class, check_group
-from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, load_trust, refresh
+from detpipe.edge.trust import StoreUnreachable, TrustedRepo, describe_tuf, load_trust, refresh, store_error
 from detpipe.errors import DetpipeError, EngineIncompatible, InvalidInput, ReloadRefused, StoreError
 from detpipe.export.sidecar import DeviceInfo, sidecar_path, write_sidecar
 from detpipe.io import write_json
@@ -229,11 +229,7 @@ class Agent:
             )
             log.warning("version %s not installed: %s", decision.release.version, e)
         except (DetpipeError, tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
-            msg = (
-                describe_tuf(e)
-                if isinstance(e, tuf_errors.RepositoryError | tuf_errors.DownloadError)
-                else str(e)
-            )
+            msg = str(e if isinstance(e, DetpipeError) else store_error(e))
             result.update(outcome="refused", error=msg)
             log.error("update refused: %s", msg)
         self._report(result)
@@ -242,49 +238,19 @@ class Agent:
     def _update(
         self, repo: TrustedRepo, release: Release, state: dict[str, Any], timings: dict[str, float]
     ) -> dict[str, Any]:
-        info = repo.target_info(release.path)  # from the verified set, not from our listing
+        """The steps of an update, one method each (as python-tuf's ngclient splits its refresh):
+        fill the inactive slot, switch to it and check it, commit it (or roll back)."""
         previous, slot = self.slots.active(), self.slots.inactive()
-        t = time.perf_counter()
-        serve_file = self._verified_slot(slot, release, info)
-        fetched = resumed_from = 0
-        if serve_file is not None:
-            timings["verify"] = time.perf_counter() - t
-            log.info(
-                "slot %s holds %s %s already (hash verified): no download",
-                slot,
-                release.path,
-                release.version,
-            )
-        else:
-            part, fetched, resumed_from = self._download(repo, release, info, state, timings)
-            _failpoint("verified")
-            t = time.perf_counter()
-            serve_file = self._install(slot, release, part)
-            timings["install"] = time.perf_counter() - t
+        serve_file, fetched, resumed_from = self._fill_slot(repo, release, slot, state, timings)
         _failpoint("installed")
-        self.slots.switch(slot)
-        _failpoint("switched")
         try:
-            t = time.perf_counter()
-            check_model(self.slots.current / serve_file, threads=self.cfg.health_threads)
-            timings["health"] = time.perf_counter() - t
-            if self.cfg.reload_url is not None:
-                t = time.perf_counter()
-                self._reload(self.slots.current / serve_file)
-                timings["reload"] = time.perf_counter() - t
+            self._switch_and_check(slot, serve_file, timings)
         except (HealthCheckFailed, ReloadRefused) as e:
             return self._roll_back(previous, release, state, e)
         _failpoint("healthy")
-        state["committed"] = slot
-        self.slots.save_state(state)
-        _failpoint("committed")
-        log.info(
-            "installed %s %s in slot %s (fetched %d bytes)",
-            release.device_class,
-            release.version,
-            slot,
-            fetched,
-        )
+        self._commit(slot, state)
+        log.info("installed %s %s in slot %s (fetched %d bytes)", release.device_class, release.version,
+                 slot, fetched)  # fmt: skip
         return {
             "outcome": "rolled-back-to" if release.rollback else "installed",
             "version": release.version,
@@ -292,6 +258,52 @@ class Agent:
             "fetched_bytes": fetched,
             "resumed_from": resumed_from,
         }
+
+    def _fill_slot(
+        self, repo: TrustedRepo, release: Release, slot: str, state: dict[str, Any],
+        timings: dict[str, float],
+    ) -> tuple[str, int, int]:  # fmt: skip
+        """Put the verified ``release`` into ``slot``: ``(file to serve, bytes fetched, resumed from)``.
+
+        A slot holding it already (hash verified again) is reused: a retry downloads nothing.
+        """
+        info = repo.target_info(release.path)  # from the verified set, not from our listing
+        t = time.perf_counter()
+        serve_file = self._verified_slot(slot, release, info)
+        if serve_file is not None:
+            timings["verify"] = time.perf_counter() - t
+            log.info("slot %s holds %s %s already (hash verified): no download", slot, release.path,
+                     release.version)  # fmt: skip
+            return serve_file, 0, 0
+        part, fetched, resumed_from = self._download(repo, release, info, state, timings)
+        _failpoint("verified")
+        t = time.perf_counter()
+        serve_file = self._install(slot, release, part)
+        timings["install"] = time.perf_counter() - t
+        return serve_file, fetched, resumed_from
+
+    def _switch_and_check(self, slot: str, serve_file: str, timings: dict[str, float]) -> None:
+        """Switch ``current`` to ``slot``, health-check the model there, have the server reload it.
+
+        Raises:
+            HealthCheckFailed: the model fails its test inference.
+            ReloadRefused: the server did not take it.
+        """
+        self.slots.switch(slot)
+        _failpoint("switched")
+        t = time.perf_counter()
+        check_model(self.slots.current / serve_file, threads=self.cfg.health_threads)
+        timings["health"] = time.perf_counter() - t
+        if self.cfg.reload_url is not None:
+            t = time.perf_counter()
+            self._reload(self.slots.current / serve_file)
+            timings["reload"] = time.perf_counter() - t
+
+    def _commit(self, slot: str, state: dict[str, Any]) -> None:
+        """``state.json`` names ``slot``: from here on a restart keeps it."""
+        state["committed"] = slot
+        self.slots.save_state(state)
+        _failpoint("committed")
 
     def _verified_slot(self, slot: str, release: Release, info: TargetFile) -> str | None:
         """The file to serve when ``slot`` holds ``release`` already, its hash verified (a retry)."""
@@ -320,13 +332,11 @@ class Agent:
             fetched = self.fetcher.download_to(
                 repo.target_url(release), part, info.length, self._progress_with_failpoint
             )
-        except tuf_errors.DownloadLengthMismatchError as e:
+        except tuf_errors.DownloadLengthMismatchError as e:  # the artifact's fault: refused here
             part.unlink(missing_ok=True)
             raise self._refuse(state, release, describe_tuf(e)) from None
-        except tuf_errors.DownloadHTTPError as e:
-            raise StoreError(f"artifact {release.path} missing from the store: {e}") from None
-        except tuf_errors.DownloadError as e:  # the partial file stays: the next cycle resumes it
-            raise StoreUnreachable(describe_tuf(e)) from None
+        except tuf_errors.DownloadError as e:  # unreachable: the partial file stays, resumed next cycle
+            raise store_error(e, f"artifact {release.path}") from None
         timings["download"] = time.perf_counter() - t
         t = time.perf_counter()
         try:
@@ -533,8 +543,7 @@ class Agent:
             cycles += 1
             if result["outcome"] == "unreachable":
                 failures += 1
-                cap = min(self.cfg.backoff.max_delay_s, self.cfg.backoff.base_delay_s * 2 ** (failures - 1))
-                delay = rng.uniform(cap / 2, cap)
+                delay = self.cfg.backoff.delay(failures, rng)
                 log.warning("store unreachable (%d in a row): next try in %.2fs", failures, delay)
             else:
                 failures = 0

@@ -40,6 +40,7 @@ from typing import Any
 
 from tuf.api.metadata import TargetFile
 
+from detpipe.edge.layout import target_key
 from detpipe.edge.repository import StoreRepository
 from detpipe.edge.targets import (
     FORMATS,
@@ -49,7 +50,6 @@ from detpipe.edge.targets import (
     check_pct,
     check_version,
     engine_variant,
-    target_key,
     target_path,
 )
 from detpipe.errors import InvalidInput, NotFound

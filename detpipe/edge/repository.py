@@ -41,28 +41,21 @@ from tuf.repository import Repository
 from detpipe.edge.keys import (
     ONLINE_ROLES,
     ROLES,
+    ROOT_EXPIRY,
     SPEC_VERSION,
     key_path,
     load_signer,
     load_signers,
     serialize,
 )
+from detpipe.edge.layout import METADATA, metadata_key
 from detpipe.edge.rootchain import link_problem, local_chain, version_of
 from detpipe.errors import InvalidInput, NotFound, StoreError
 from detpipe.store import Store
 
 log = logging.getLogger(__name__)
 
-OTA = "ota"
-METADATA = f"{OTA}/metadata"
-TARGETS = f"{OTA}/targets"
 VERSIONED = ("root", "targets", "snapshot")  # timestamp.json is always fetched unversioned
-ROOT_EXPIRY = timedelta(days=365)
-
-
-def metadata_key(role: str, version: int | None = None) -> str:
-    """``ota/metadata/[N.]<role>.json``."""
-    return f"{METADATA}/{version}.{role}.json" if version is not None else f"{METADATA}/{role}.json"
 
 
 class StoreRepository(Repository):

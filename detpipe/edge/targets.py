@@ -120,16 +120,6 @@ def target_path(device_class: str, version: str, fmt: str, variant: str | None =
     return f"{head}/engines/{variant}/{FORMATS[fmt]}"
 
 
-def target_key(path: str, sha256: str) -> str:
-    """The object key of a target below the store root: ``ota/targets/<dir>/<sha256>.<file>``.
-
-    The hash-prefixed name is TUF's consistent-snapshot target name (spec 5.7.3), so a new
-    artifact never overwrites one a device may be downloading.
-    """
-    directory, _, name = path.rpartition("/")
-    return f"ota/targets/{directory}/{sha256}.{name}"
-
-
 @dataclass(frozen=True)
 class Release:
     """A target's signed description, as the agent reads it.

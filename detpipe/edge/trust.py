@@ -23,7 +23,8 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
 from detpipe.edge.fetcher import OtaFetcher
-from detpipe.edge.targets import Release, target_key
+from detpipe.edge.layout import METADATA, target_key
+from detpipe.edge.targets import Release
 from detpipe.errors import InvalidInput, StoreError
 from detpipe.store.uri import parse_uri
 
@@ -42,7 +43,7 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (tuf_errors.LengthOrHashMismatchError, "length or hash does not match the signed metadata (tampered)"),
     (tuf_errors.DownloadLengthMismatchError, "more data than the signed length (endless-data attack)"),
     (tuf_errors.RepositoryError, "repository metadata failed verification"),
-    (tuf_errors.DownloadHTTPError, "metadata missing from the store"),
+    (tuf_errors.DownloadHTTPError, "missing from the store"),
     (tuf_errors.DownloadError, "store unreachable"),
 )
 
@@ -62,6 +63,19 @@ class StoreUnreachable(StoreError):
     """The store could not be reached: the agent backs off and tries again."""
 
 
+def store_error(e: tuf_errors.RepositoryError | tuf_errors.DownloadError, what: str = "") -> StoreError:
+    """The one classification of python-tuf's failures: :class:`StoreUnreachable` for a transfer
+    that did not get through (the next cycle tries again, a partial download is resumed), a
+    plain :class:`~detpipe.errors.StoreError` for everything the store answered wrongly
+    (verification failed, a file missing, more bytes than signed). ``what`` prefixes the reason.
+    """
+    reason = f"{what}: {describe_tuf(e)}" if what else describe_tuf(e)
+    transfer = isinstance(e, tuf_errors.DownloadError) and not isinstance(
+        e, tuf_errors.DownloadLengthMismatchError | tuf_errors.DownloadHTTPError
+    )
+    return StoreUnreachable(reason) if transfer else StoreError(reason)
+
+
 def repo_urls(store_uri: str) -> tuple[str, str]:
     """``(metadata URL, store root URL)`` for a store URI (s3://, a path, file://, https://)."""
     if store_uri.startswith(("http://", "https://")):
@@ -69,7 +83,7 @@ def repo_urls(store_uri: str) -> tuple[str, str]:
     else:
         loc = parse_uri(store_uri)
         root = str(loc).rstrip("/")
-    return f"{root}/ota/metadata/", root
+    return f"{root}/{METADATA}/", root
 
 
 @dataclass
@@ -135,12 +149,8 @@ def refresh(store_uri: str, bootstrap: bytes, cache: Path, fetcher: OtaFetcher) 
     try:
         updater = Updater(str(cache), metadata_url, fetcher=fetcher, config=config, bootstrap=bootstrap)
         updater.refresh()
-    except tuf_errors.RepositoryError as e:
-        raise StoreError(describe_tuf(e)) from None
-    except tuf_errors.DownloadError as e:
-        if isinstance(e, tuf_errors.DownloadLengthMismatchError | tuf_errors.DownloadHTTPError):
-            raise StoreError(describe_tuf(e)) from None
-        raise StoreUnreachable(describe_tuf(e)) from None
+    except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
+        raise store_error(e) from None
     # the updater persists targets.json only after verifying it: list what it trusts
     targets = Metadata[Targets].from_file(str(cache / "targets.json")).signed
     releases = []

@@ -22,9 +22,9 @@ from detpipe.edge.agent import KILL_ENV, Agent, AgentConfig
 from detpipe.edge.fetcher import OtaFetcher
 from detpipe.edge.health import check_model
 from detpipe.edge.keys import keygen
+from detpipe.edge.layout import target_key
 from detpipe.edge.publish import PublishConfig, publish_target
 from detpipe.edge.repository import StoreRepository
-from detpipe.edge.targets import target_key
 from detpipe.errors import InvalidInput
 
 QUICK = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)

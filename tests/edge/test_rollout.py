@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from detpipe.edge.layout import target_key
 from detpipe.edge.rollout import admitted, bucket, choose
-from detpipe.edge.targets import Release, check_pct, target_key, target_path
+from detpipe.edge.targets import Release, check_pct, target_path
 from detpipe.errors import InvalidInput
 
 

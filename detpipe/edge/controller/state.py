@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from detpipe.edge.layout import rollout_key
 from detpipe.edge.targets import check_device_class, check_version
 from detpipe.errors import NotFound, PreconditionFailed, StoreError
 from detpipe.store import Store
@@ -43,12 +44,12 @@ ACTIVE = ("progressing", "paused")
 
 def state_key(device_class: str, version: str) -> str:
     """``ota/rollouts/<class>/<version>.json``."""
-    return f"ota/rollouts/{check_device_class(device_class)}/{check_version(version)}.json"
+    return rollout_key(check_device_class(device_class), check_version(version))
 
 
 def lock_key(device_class: str, version: str) -> str:
     """``ota/rollouts/<class>/<version>.lock``: the controllers' lease."""
-    return state_key(device_class, version).removesuffix(".json") + ".lock"
+    return rollout_key(check_device_class(device_class), check_version(version), ".lock")
 
 
 def default_owner() -> str:
