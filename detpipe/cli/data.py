@@ -1,4 +1,4 @@
-"""``detpipe data synth | validate | yolo``: dataset tooling."""
+"""``detpipe data synth | validate | yolo | merge``: dataset tooling."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from detpipe.cli.options import existing_dir, existing_file, non_negative_int, positive_int
 
@@ -72,6 +73,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output dataset root (replaced atomically)")
     p.set_defaults(func=_yolo)
+    register_merge(data_sub)
+
+
+def register_merge(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "merge",
+        help="add newly labeled images (a COCO file) to a COCO training set",
+        description="Validate both COCO files (and their image files), then append the added "
+        "file's images and annotations to the base with new ids (after the base's largest). "
+        "Categories are matched by name: ids numbered otherwise are remapped to the base's; a "
+        "category the base lacks is refused. An added image already in the base (the same file "
+        "name, or the same content by sha256) is refused, naming it, and nothing is written. The "
+        "merged file is written atomically (--out may be --base). Prints a JSON summary. Exit 0; "
+        "bad input 2.",
+        epilog="example: detpipe data merge --base data/annotations/instances_train2017.json "
+        "--add labeled/round-1.json --images-dir data/images/train2017 --out train-r1.json",
+    )
+    p.add_argument("--base", required=True, type=existing_file, help="the training set's COCO file")
+    p.add_argument("--add", required=True, type=existing_file, help="COCO file of the newly labeled images")
+    p.add_argument("--images-dir", required=True, type=existing_dir, help="directory of the base's images")
+    p.add_argument(
+        "--add-images-dir", type=existing_dir, default=None,
+        help="directory of the added images (default: --images-dir)",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, help="the merged COCO file (written atomically)")
+    p.set_defaults(func=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from detpipe.data.merge import MergeConfig, merge_coco
+
+    cfg = MergeConfig(args.base, args.add, args.images_dir, args.out, args.add_images_dir)
+    print(json.dumps(merge_coco(cfg), indent=2))
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
