@@ -17,8 +17,13 @@ def edge_publish_op(
     groups: list = [],  # noqa: B006
     expires_days: int = 7,
     release_key_dir: str = "",
+    rollout_steps: str = "",
+    rollout_max_failure_pct: float = 5.0,
+    rollout_min_reports: int = 1,
+    rollout_bake_s: int = 1800,
 ) -> str:
-    """Publish ``release`` to the edge fleet of ``device_class`` (``detpipe edge publish --release``).
+    """Publish ``release`` to the edge fleet of ``device_class`` (``detpipe edge publish --release``),
+    or start a rollout of it (:func:`detpipe.edge.release_step.publish_release`).
 
     The release's ``engines/<device_class>/model.engine`` is published when it has one (its
     sidecar's TensorRT/GPU compatibility goes into the signed metadata), else its
@@ -28,42 +33,43 @@ def edge_publish_op(
     as files, never a parameter's value; ``root.pem`` stays offline. ``release_key_dir`` holds
     ``release.pub``: the release's signature is checked before anything of it is downloaded or
     signed for the fleet (on the cluster the publish step's signing Secret, mounted as files);
-    empty: the release is taken unsigned, with a warning (local development only). Returns the
-    target path; an empty ``device_class`` publishes nothing and returns ``""`` (the step is off).
+    empty: the release is taken unsigned, with a warning (local development only).
+    ``rollout_steps`` (``"5,25,100"``; empty: off) starts a progressive rollout instead of
+    publishing at ``rollout_pct``: the version at the first step, then the controller's first
+    cycle, which records the rollout's state with these gates (``detpipe edge rollout --once``,
+    the CronJob, carries it on). Returns the target path; an empty ``device_class`` publishes
+    nothing and returns ``""`` (the step is off).
     """
-    import tempfile
     from datetime import timedelta
     from pathlib import Path
 
-    from detpipe.edge.publish import PublishConfig, artifact_from_release, publish_target
-    from detpipe.signing import ReleaseVerifier
+    from detpipe.edge.release_step import publish_release, rollout_spec
     from detpipe.signing.keys import PUBLIC_KEY
-    from detpipe.store import open_store, read_manifest
 
+    out = Path(published.path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not device_class:
         published.metadata["skipped"] = "edge_device_class is empty"
-        Path(published.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(published.path).write_text("")
+        out.write_text("")
         return ""
-    verifier = ReleaseVerifier(Path(release_key_dir) / PUBLIC_KEY) if release_key_dir else None
-    version = read_manifest(release, verifier=verifier).version
-    with tempfile.TemporaryDirectory(prefix="edge-publish-") as work:
-        artifact, fmt = artifact_from_release(
-            release, device_class, Path(work), verifier=verifier, allow_unsigned=verifier is None
-        )
-        target = publish_target(
-            open_store(store),
-            PublishConfig(
-                device_class=device_class,
-                version=version,
-                artifact=artifact,
-                fmt=fmt,
-                keys=Path(keys_dir),
-                rollout_pct=rollout_pct,
-                groups=tuple(groups),
-                expires=timedelta(days=expires_days),
-            ),
-        )
+    spec = rollout_spec(
+        rollout_steps,
+        max_failure_pct=rollout_max_failure_pct,
+        min_reports=rollout_min_reports,
+        bake_s=rollout_bake_s,
+    )  # bad steps fail the step before anything is read
+    done = publish_release(
+        store,
+        release,
+        device_class,
+        Path(keys_dir),
+        release_key=Path(release_key_dir) / PUBLIC_KEY if release_key_dir else None,
+        rollout_pct=rollout_pct,
+        rollout=spec,
+        groups=tuple(groups),
+        expires=timedelta(days=expires_days),
+    )
+    target = done.release
     published.metadata.update(
         {
             "target": target.path,
@@ -74,6 +80,7 @@ def edge_publish_op(
             "groups": list(target.groups),
         }
     )
-    Path(published.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(published.path).write_text(target.path + "\n")
+    if done.rollout is not None:
+        published.metadata["rollout"] = done.rollout.to_dict()
+    out.write_text(target.path + "\n")
     return target.path

@@ -160,6 +160,8 @@ def run_local(
     from detpipe.pipelines import build
     from detpipe.pipelines.settings import PipelineSettings
 
+    if pipeline == "train_to_edge":
+        check_edge_rollout(arguments)
     workdir = Path(workdir).resolve()
     pipeline_root = workdir / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -202,6 +204,28 @@ def development_signing_key(workdir: Path) -> Path:
         keygen(keys, overwrite=True)
         log.info("made a development release signing key in %s (not for production)", keys)
     return keys
+
+
+EDGE_ROLLOUT_GATES = {
+    "edge_rollout_max_failure_pct": "max_failure_pct",
+    "edge_rollout_min_reports": "min_reports",
+    "edge_rollout_bake_s": "bake_s",
+}
+
+
+def check_edge_rollout(arguments: dict[str, Any]) -> None:
+    """Refuse bad ``edge_rollout_*`` arguments before the run trains anything (the edge step, the
+    last, parses them again with the same function). Nothing to check when the edge step is off.
+
+    Raises:
+        InvalidInput: bad steps or gates.
+    """
+    if not arguments.get("edge_device_class") or not arguments.get("edge_rollout_steps"):
+        return
+    from detpipe.edge.release_step import rollout_spec
+
+    gates = {gate: arguments[name] for name, gate in EDGE_ROLLOUT_GATES.items() if name in arguments}
+    rollout_spec(arguments["edge_rollout_steps"], **gates)
 
 
 def _with_local_store(pipeline: str, arguments: dict[str, Any], workdir: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """train_to_edge: one model from a COCO dataset to a gated, benchmarked release.
 
     data -> subsets -> train -> evaluate, training-log analysis
-                          \\-> export -> gate -> bench -> publish -> (deploy canary, edge publish)
+                          \\-> export -> gate -> bench -> publish -> (deploy canary, edge publish or rollout)
 
 The pipeline returns the release URI, so the serving and OTA steps append after ``publish``
 without reshaping it (they take the URI as their input).
@@ -67,7 +67,14 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         deploy: bool = False,
         deploy_strategy: str = "rollout",
         edge_device_class: str = "",
-        edge_rollout_pct: int = 100,
+        edge_rollout_pct: int = 100,  # the share of the class's devices (without edge_rollout_steps)
+        # "5,25,100": start a progressive rollout instead (wins over edge_rollout_pct): published at
+        # the first step, the controller's first cycle records it with these gates, and the
+        # CronJob `detpipe edge rollout --once` (k8s/edge/controller) carries it on. "": off.
+        edge_rollout_steps: str = "",
+        edge_rollout_max_failure_pct: float = 5.0,  # abort (signed rollback) above this failed share
+        edge_rollout_min_reports: int = 1,  # valid device reports a step needs before it is judged
+        edge_rollout_bake_s: int = 1800,  # least time per step
         edge_keys_dir: str = "",
         signing_key: str = SIGNING_SECRET if settings.target == "cluster" else "",
     ) -> str:
@@ -165,7 +172,17 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         # Not a dsl.If: kfp.local cannot evaluate conditions on parameters, so the step itself is
         # a no-op for an empty edge_device_class.
         edge_publish(
-            settings, publish.output, store, edge_device_class, edge_rollout_pct, edge_keys_dir, signing_key
+            settings,
+            publish.output,
+            store,
+            edge_device_class,
+            edge_keys_dir,
+            signing_key,
+            rollout_pct=edge_rollout_pct,
+            rollout_steps=edge_rollout_steps,
+            rollout_max_failure_pct=edge_rollout_max_failure_pct,
+            rollout_min_reports=edge_rollout_min_reports,
+            rollout_bake_s=edge_rollout_bake_s,
         )
         return publish.output
 
@@ -177,23 +194,24 @@ def edge_publish(
     release: Any,
     store: str,
     device_class: Any,
-    rollout_pct: Any,
     keys_dir: Any,
     signing_key: Any,
+    **rollout: Any,
 ) -> Any:
     """The edge-publish task. On the cluster the OTA keys are the ``settings.edge_keys_secret``
     Secret and the release's public key the ``settings.release_pub_config_map`` ConfigMap, both
     mounted as files (the compiled YAML names them, never a key); locally ``keys_dir`` (a
     ``detpipe edge keygen`` directory) and ``signing_key`` (a ``detpipe release keygen``
-    directory) are used."""
+    directory) are used. ``rollout``: ``edge_publish_op``'s ``rollout_*`` parameters (the share,
+    or the steps and gates of a rollout it starts)."""
     cluster = settings.target == "cluster"
     task = edge_publish_op(
         release=release,
         store=store,
         device_class=device_class,
         keys_dir=settings.edge_keys_mount if cluster else keys_dir,
-        rollout_pct=rollout_pct,
         release_key_dir=settings.release_key_mount if cluster else signing_key,
+        **rollout,
     )
     configure(task, settings, store=True, retry=True, name="edge publish")
     if cluster:
