@@ -28,6 +28,7 @@ Definitions (also written into ``metrics.json``):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -201,3 +202,22 @@ def confusion_matrix_record(
         "labels": [*names, "background"],
         "matrix": cm.tolist(),
     }
+
+
+def unique_labels(labels: Sequence[str]) -> list[str]:
+    """``labels`` with repeats made distinct (``dog``, ``dog (2)``), order kept.
+
+    Viewers that address a confusion matrix's cells by label (Kubeflow's
+    ``ClassificationMetrics``) need every label once; COCO does not promise unique category
+    names, and a class may be called ``background`` like the matrix's last row.
+    """
+    seen: set[str] = set()
+    out = []
+    for label in labels:
+        name, n = label, 1
+        while name in seen:
+            n += 1
+            name = f"{label} ({n})"
+        seen.add(name)
+        out.append(name)
+    return out

@@ -12,7 +12,8 @@ Two ways in, one evaluator::
     metrics, dt = evaluate_predictor(OnnxPredictor("model.onnx"), gt, images)
 
 ``out`` is a directory (replaced atomically) holding ``metrics.json``, ``summary.txt``
-(the table printed by the CLI), ``pr_curves.png``, ``per_class_ap.png``,
+(the table printed by the CLI), ``summary.md`` (overall and per-class AP, the confusion
+matrix: what the pipeline shows), ``pr_curves.png``, ``per_class_ap.png``,
 ``confusion_matrix.png`` and, when the stage predicted, ``detections.json``. An ``out``
 ending in ``.json`` is the metrics file itself: then only it is written (plus
 ``<stem>.detections.json`` beside it when the stage predicted), no plots.
@@ -44,7 +45,7 @@ from detpipe.evaluate.predict import (
     predict_detections,
     resolve_val_set,
 )
-from detpipe.evaluate.summary import build_metrics, format_table
+from detpipe.evaluate.summary import build_metrics, format_markdown, format_table
 from detpipe.io import atomic_dir, write_bytes, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def write_outputs(
     with atomic_dir(out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         write_text(tmp / "summary.txt", format_table(metrics) + "\n")
+        write_text(tmp / "summary.md", format_markdown(metrics))
         if records is not None:
             write_json(tmp / "detections.json", records, indent=None)
         if cfg.plots:  # matplotlib is imported only here: it is slow to import

@@ -1,7 +1,8 @@
-"""Assemble ``metrics.json`` from an evaluation, and render it as a readable table.
+"""Assemble ``metrics.json`` from an evaluation, and render it as a readable table and as markdown.
 
     metrics = build_metrics(result, gt, dt)
     print(format_table(metrics))
+    Path("summary.md").write_text(format_markdown(metrics))   # overall and per-class AP, markdown
 
 ``metrics.json`` layout::
 
@@ -145,12 +146,94 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{_fmt(metrics['map50'])} {_fmt(metrics['map75'])} {_fmt(metrics['map_small'])} "
         f"{_fmt(metrics['map_medium'])} {_fmt(metrics['map_large'])} {_fmt(metrics['ar100'])}"
     )
-    cm = metrics["confusion_matrix"]
-    matrix = np.array(cm["matrix"])
-    correct = int(np.trace(matrix[:-1, :-1]))
+    cm, n = metrics["confusion_matrix"], confusion_counts(metrics)
     lines.append(
         f"confusion matrix (IoU >= {cm['iou_threshold']:g}, score >= {cm['score_threshold']:g}): "
-        f"{correct} correct, {int(matrix[:-1, :-1].sum()) - correct} wrong class, "
-        f"{int(matrix[:-1, -1].sum())} missed, {int(matrix[-1, :-1].sum())} false positives"
+        f"{n['correct']} correct, {n['wrong_class']} wrong class, "
+        f"{n['missed']} missed, {n['false_positives']} false positives"
     )
     return "\n".join(lines)
+
+
+MARKDOWN_MATRIX_MAX = 12
+"""Classes up to which the markdown summary also shows the confusion matrix as a table."""
+
+
+def _md(v: float | None) -> str:
+    return "—" if v is None or v < 0 else f"{v:.3f}"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def confusion_counts(metrics: dict[str, Any]) -> dict[str, int]:
+    """The confusion matrix summed up: correct, wrong class, missed, false positives."""
+    matrix = np.array(metrics["confusion_matrix"]["matrix"])
+    correct = int(np.trace(matrix[:-1, :-1]))
+    return {
+        "correct": correct,
+        "wrong_class": int(matrix[:-1, :-1].sum()) - correct,
+        "missed": int(matrix[:-1, -1].sum()),
+        "false_positives": int(matrix[-1, :-1].sum()),
+    }
+
+
+def format_markdown(metrics: dict[str, Any]) -> str:
+    """The evaluation as markdown: overall COCO metrics, per-class AP, the confusion matrix.
+
+    What the pipeline's evaluate step shows as its ``Markdown`` artifact (and ``summary.md``):
+    the 12 COCO numbers, one row per class (instances, detections, AP, AP50, AP75, AR100 and
+    the best-F1 operating point), then the confusion matrix's totals, with the matrix itself
+    for up to :data:`MARKDOWN_MATRIX_MAX` classes.
+    """
+    c = metrics["counts"]
+    crowd = f" (+{c['crowd']} crowd)" if c["crowd"] else ""
+    out = [
+        "# Evaluation",
+        "",
+        f"{c['images']} images, {c['categories']} classes, {c['instances']} instances{crowd}, "
+        f"{c['detections']} detections; COCO bbox metrics (pycocotools-exact).",
+        "",
+        "## Overall",
+        "",
+        "| metric | value |",
+        "|---|--:|",
+    ]
+    labels = ("AP50-95", "AP50", "AP75", "AP small", "AP medium", "AP large")
+    labels += ("AR1", "AR10", "AR100", "AR small", "AR medium", "AR large")
+    out += [_md_row([label, _md(v)]) for label, v in zip(labels, metrics["coco_stats"], strict=True)]
+    out += [
+        "",
+        "## Per class",
+        "",
+        "| class | instances | detections | AP50-95 | AP50 | AP75 | AR100 | P@F1 | R@F1 | F1 | score |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in metrics["per_class"]:
+        f1 = r["best_f1"]
+        values = [r[k] for k in ("ap50_95", "ap50", "ap75", "ar100")]
+        values += [f1[k] for k in ("precision", "recall", "f1", "score")]
+        out.append(_md_row([r["name"], str(r["instances"]), str(r["detections"]), *map(_md, values)]))
+    cm = metrics["confusion_matrix"]
+    n = confusion_counts(metrics)
+    out += [
+        "",
+        "## Confusion matrix",
+        "",
+        f"Detections with score ≥ {cm['score_threshold']:g} matched one-to-one to ground truth at "
+        f"IoU ≥ {cm['iou_threshold']:g}: {n['correct']} correct, {n['wrong_class']} wrong class, "
+        f"{n['missed']} missed, {n['false_positives']} false positives.",
+    ]
+    if len(cm["labels"]) - 1 <= MARKDOWN_MATRIX_MAX:
+        out += [
+            "",
+            "Rows: ground truth; columns: predicted (background row: false positives, column: missed).",
+            "",
+            _md_row(["true / predicted", *cm["labels"]]),
+            "|---|" + "--:|" * len(cm["labels"]),
+        ]
+        out += [
+            _md_row([label, *map(str, row)]) for label, row in zip(cm["labels"], cm["matrix"], strict=True)
+        ]
+    return "\n".join(out) + "\n"

@@ -41,6 +41,7 @@ def test_directory_output(files):
         "metrics.json",
         "per_class_ap.png",
         "pr_curves.png",
+        "summary.md",
         "summary.txt",
     ]
     for png in ("confusion_matrix.png", "per_class_ap.png", "pr_curves.png"):
