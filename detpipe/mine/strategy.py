@@ -1,0 +1,3 @@
+"""The selection strategies' names (no imports: the CLI reads them at start)."""
+
+STRATEGIES = ("uncertainty", "entropy", "diversity", "random")
