@@ -64,12 +64,16 @@ test: $(STAMP) test-deps  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # System binaries the tests run for real (tests skip with the reason where they are missing):
-# Prometheus for the canary analysis queries (tests/deploy). Installed only as root with apt.
+# Prometheus for the canary analysis queries (tests/deploy), Chromium for the HTML pages a pipeline
+# run shows (tests/report, driven by playwright with executable_path: no browser is downloaded).
+# Installed only as root with apt.
+TEST_PACKAGES = prometheus chromium
 test-deps:
-	@if [ "$$(id -u)" = 0 ] && ! command -v prometheus >/dev/null && command -v apt-get >/dev/null; then \
-		echo "installing prometheus (Debian package) for tests/deploy"; \
+	@missing=""; for pkg in $(TEST_PACKAGES); do command -v "$$pkg" >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing (Debian packages) for tests/deploy and tests/report"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			prometheus >/dev/null; \
+			$$missing >/dev/null; \
 	fi
 
 lint: $(STAMP)  ## ruff lint + format check

@@ -1,7 +1,7 @@
 """The report step of the data-scaling sweep."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import HTML, Artifact, Markdown, Output
 
 from detpipe.components.images import DEFAULT_IMAGE
 
@@ -10,6 +10,8 @@ from detpipe.components.images import DEFAULT_IMAGE
 def report_op(
     runs: str,
     report: Output[Artifact],
+    page: Output[HTML],
+    summary: Output[Markdown],
     target: float = 0.4,
     strategy: str = "",
     epochs_policy: str = "",
@@ -23,11 +25,17 @@ def report_op(
     (the overlap between subset draws, filed by the plan step). ``strategy`` and
     ``epochs_policy`` choose the main analysis' (empty: ``p`` and ``fixed`` when present);
     ``fit_min_fraction`` > 0 fits the power law to the fractions from it up only (0: all).
+
+    ``report`` holds ``report.json``, ``report.md``, ``report.html`` and the PNGs. What the run
+    shows: ``page``, the report as one self-contained HTML page (plots embedded as ``data:``
+    URIs), and ``summary``, its tables as markdown (the plots are in the page).
     """
     import tempfile
     from pathlib import Path
 
+    from detpipe.io import write_bytes, write_text
     from detpipe.report.build import ReportConfig, write_report
+    from detpipe.report.render import render_markdown
     from detpipe.store import open_store
 
     # Per-cell files the report reads (contract 2 of issue 12), the log analyses it links, and
@@ -41,7 +49,7 @@ def report_op(
         for key in store.list(""):
             if ("/" + key).endswith(cell_files) or key in subsets_files:
                 store.get_file(key, local / key)
-    write_report(
+    result = write_report(
         ReportConfig(
             runs=local,
             out=Path(report.path),
@@ -51,3 +59,5 @@ def report_op(
             fit_min_fraction=fit_min_fraction or None,
         )
     )
+    write_bytes(page.path, (Path(report.path) / "report.html").read_bytes())
+    write_text(summary.path, render_markdown(result))

@@ -8,7 +8,8 @@ Usage::
     report["models"]["yolo12n"]["cliff"]    # {"from": 5, "to": 2.5, "ratio": 0.51, ...}
 
 The output directory (replaced atomically, nothing written on bad input) holds
-``report.json``, ``report.md``, ``map_vs_size.png``, ``retention_vs_size.png`` and ``cliff.png``,
+``report.json``, ``report.md``, ``report.html`` (the markdown as one self-contained page, plots
+embedded: :mod:`detpipe.report.html`), ``map_vs_size.png``, ``retention_vs_size.png`` and ``cliff.png``,
 plus ``strategies.png`` / ``policies.png`` when >= 2 subset strategies / epochs policies were
 run and ``variance.png`` when some fraction has runs over several seeds or subset draws.
 
@@ -332,6 +333,7 @@ def write_report(config: ReportConfig) -> dict[str, Any]:
         InvalidInput: Bad input; nothing is written then.
     """
     report = build_report(config)  # all validation happens before anything is written
+    from detpipe.report.html import write_page
     from detpipe.report.plots import write_plots  # matplotlib only once the input is good
     from detpipe.report.render import render_markdown
 
@@ -339,5 +341,6 @@ def write_report(config: ReportConfig) -> dict[str, Any]:
         plots = write_plots(report, tmp)
         write_json(tmp / "report.json", report)
         write_text(tmp / "report.md", render_markdown(report, plots))
+        write_page(tmp / "report.md", tmp / "report.html")
     log.info("report written to %s", config.out)
     return report

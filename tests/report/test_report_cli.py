@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).with_name("scaling.csv")
-OUTPUTS = ["cliff.png", "map_vs_size.png", "report.json", "report.md", "retention_vs_size.png"]
+OUTPUTS = ["cliff.png", "map_vs_size.png", "report.html", "report.json", "report.md", "retention_vs_size.png"]
 
 
 def _detpipe(*args: str) -> subprocess.CompletedProcess:

@@ -48,7 +48,7 @@ def _runs(root: Path) -> None:
 
 @pytest.mark.parametrize("remote", [True, False])
 def test_report_step_reads_cells_and_overlap(tmp_path, monkeypatch, remote):
-    from kfp.dsl import Artifact
+    from kfp.dsl import HTML, Artifact, Markdown
 
     source = tmp_path / "bucket" / "runs"
     _runs(source)
@@ -61,7 +61,10 @@ def test_report_step_reads_cells_and_overlap(tmp_path, monkeypatch, remote):
 
     monkeypatch.setattr(detpipe.store, "open_store", lambda uri: Recording(source))
     out = Artifact(name="report", uri=str(tmp_path / "report"), metadata={})
-    report_op.python_func(runs="s3://bucket/runs" if remote else f"file://{source}", report=out)
+    page = HTML(name="page", uri=str(tmp_path / "page.html"), metadata={})
+    summary = Markdown(name="summary", uri=str(tmp_path / "summary.md"), metadata={})
+    runs = "s3://bucket/runs" if remote else f"file://{source}"
+    report_op.python_func(runs=runs, report=out, page=page, summary=summary)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     if remote:
         assert "yolo12n_5_random_s0/cell.json" in fetched and "subsets/overlap.json" in fetched
@@ -72,3 +75,7 @@ def test_report_step_reads_cells_and_overlap(tmp_path, monkeypatch, remote):
     assert report["variance"]["yolo12n"]["5"]["draws"] == [0, 1]
     assert report["overlap"]["random"]["5"]["max_class"] == "cat"
     assert report["source"]["overlap"]["seeds"] == [0, 1]
+    # what the run shows: the page (as written beside report.md) and the tables without the plots
+    assert (tmp_path / "page.html").read_bytes() == (tmp_path / "report" / "report.html").read_bytes()
+    md = (tmp_path / "summary.md").read_text()
+    assert md.startswith("# Data-scaling report") and "## Best mAP50-95" in md and "](" not in md

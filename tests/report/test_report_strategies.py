@@ -196,6 +196,7 @@ def test_the_comparison_plots_are_written_only_with_two_values(tmp_path):
         "cliff.png",
         "map_vs_size.png",
         "policies.png",
+        "report.html",
         "report.json",
         "report.md",
         "retention_vs_size.png",
