@@ -11,8 +11,18 @@ Definitions:
   loss fell); a range's ``drop_pct`` = 100 * (start - end) / start (positive = it fell).
 * range statistics: mean, population standard deviation (numpy's default, defined for a
   one-epoch range) and ``cov_pct`` = 100 * std / mean (None when the mean is 0).
-* ``stable_epoch``: the first epoch e such that every window of ``window`` epochs starting at
-  e or later (until the last full window) has a mAP50 CoV below ``cov_pct``; None if none.
+* ``stable_epoch`` (mAP50): the first epoch e such that every window of ``window`` epochs
+  starting at e or later (until the last full window) has a CoV at or under the run's own
+  threshold; None if the last window is over it (or the run is shorter than a window). The
+  threshold is ``STABLE_FACTOR`` x the run's settled variation (the median CoV of the windows
+  that lie in its last quarter; the last window when the quarter is shorter than one),
+  raised to ``STABLE_FLOOR_PCT`` and capped at ``cov_pct`` (``STABLE_COV_PCT``, the study's
+  "stable" CoV). Relative, because no fixed threshold fits: on a log shaped like the study's
+  seed-002 run (which starts near its final mAP50 and settles after a ±0.3 % zigzag over
+  epochs 40-60) every 10-epoch window is under 2 % from epoch 1, and the zigzag's windows are
+  under 0.4 %; capped, so a run whose end is as noisy as its start is not stable either. A
+  window with a non-finite value or a mean of 0 (CoV undefined) is over the threshold.
+  ``stability`` records the threshold, its parts and the last window over it.
 * spike: a loss above ``spike_factor`` x the median of the previous ``SPIKE_LOOKBACK`` epochs.
 * oscillation: an epoch where the curve turns (the step in and the step out have opposite
   signs) and both steps exceed ``OSCILLATION_STEP`` of the value.
@@ -52,8 +62,15 @@ DEFAULT_MILESTONES = (1, 5, 10, 25, 50, 100, 150, 200, 250, 300)
 """detpipe's choice: epochs at which the metrics are tabulated (those a run reached)."""
 STABLE_WINDOW = 10
 """detpipe's choice: epochs per window for the stability rule."""
-STABLE_COV_PCT = 2.0
-"""detpipe's choice: mAP50 CoV (%) under which a window counts as stable."""
+STABLE_COV_PCT = 0.5
+"""The study's figure: a mAP50 CoV of 0.4-0.5 % is what it calls stable; the stability
+threshold never exceeds it (``--stable-cov``)."""
+STABLE_FACTOR = 2.0
+"""detpipe's choice: a window has settled when its CoV is at most twice the run's settled
+variation (the median window CoV over its last quarter)."""
+STABLE_FLOOR_PCT = 0.1
+"""detpipe's choice: a window CoV of 0.1 % or less counts as settled whatever the run ends
+at (a run that ends perfectly flat would otherwise need a CoV of 0)."""
 SPIKE_FACTOR = 1.25
 """detpipe's choice: a loss 25 % above its recent median is a spike."""
 SPIKE_LOOKBACK = 5
@@ -135,22 +152,80 @@ def range_stats(epochs: Sequence[int], values: Sequence[float], ranges: Sequence
     return out
 
 
-def stable_epoch(epochs: Sequence[int], values: Sequence[float], window: int, cov_pct: float) -> int | None:
-    """The first epoch from which every later window's CoV stays under ``cov_pct`` (see above)."""
-    n = len(values)
-    if n < window:
-        return None
-    stable = []
-    for i in range(n - window + 1):
+def window_covs(values: Sequence[float], window: int) -> list[float]:
+    """The CoV (%) of every ``window`` consecutive values, in order (NaN where undefined)."""
+    out = []
+    for i in range(len(values) - window + 1):
         w = np.array(values[i : i + window], dtype=float)
         mean = float(w.mean()) if np.isfinite(w).all() else math.nan
-        stable.append(bool(mean > 0 and 100.0 * float(w.std()) / mean < cov_pct))
-    if not stable[-1]:
-        return None
-    i = len(stable) - 1
-    while i > 0 and stable[i - 1]:
-        i -= 1
-    return int(epochs[i])
+        out.append(100.0 * float(w.std()) / mean if mean > 0 else math.nan)
+    return out
+
+
+@dataclass(frozen=True)
+class Stability:
+    """The stability rule's outcome for one curve (see the module docstring).
+
+    Attributes:
+        epoch: The stable epoch, or None.
+        window: Epochs per window.
+        settled_cov_pct: The run's settled variation (None when undefined or too few epochs).
+        threshold_cov_pct: The CoV a window may reach and count as settled.
+        cap_cov_pct: The threshold's cap (``cov_pct``).
+        last_unstable: The last window over the threshold: ``{from, to, cov_pct}`` (None if
+            none; ``cov_pct`` None where undefined).
+    """
+
+    epoch: int | None
+    window: int
+    settled_cov_pct: float | None
+    threshold_cov_pct: float | None
+    cap_cov_pct: float
+    last_unstable: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        """analysis.json's ``runs.<name>.stability``."""
+        rule = (
+            f"first epoch from which every {self.window}-epoch window's mAP50 CoV is at most "
+            f"min({self.cap_cov_pct:g} %, max({STABLE_FLOOR_PCT:g} %, {STABLE_FACTOR:g} x the median "
+            "window CoV over the run's last quarter))"
+        )
+        return {
+            "rule": rule,
+            "metric": "map50",
+            "window": self.window,
+            "settled_cov_pct": _r(self.settled_cov_pct, 4),
+            "factor": STABLE_FACTOR,
+            "floor_cov_pct": STABLE_FLOOR_PCT,
+            "cap_cov_pct": self.cap_cov_pct,
+            "threshold_cov_pct": _r(self.threshold_cov_pct, 4),
+            "last_unstable": self.last_unstable,
+        }
+
+
+def stability(epochs: Sequence[int], values: Sequence[float], window: int, cov_pct: float) -> Stability:
+    """The stability rule on one curve (mAP50), with the threshold it used (see above)."""
+    covs = window_covs(values, window)
+    if not covs:
+        return Stability(None, window, None, None, cov_pct, None)
+    n = len(values)
+    tail = [c for c in covs[n - n // 4 :] if math.isfinite(c)] if n // 4 >= window else []
+    level = statistics.median(tail) if tail else covs[-1]
+    settled = level if math.isfinite(level) else None
+    threshold = None if settled is None else min(cov_pct, max(STABLE_FLOOR_PCT, STABLE_FACTOR * settled))
+    over = [i for i, c in enumerate(covs) if threshold is None or not c <= threshold]  # NaN: over
+    if not over:
+        return Stability(int(epochs[0]), window, settled, threshold, cov_pct, None)
+    i = over[-1]
+    last = {"from": int(epochs[i]), "to": int(epochs[i + window - 1]), "cov_pct": _r(covs[i], 4)}
+    epoch = None if i == len(covs) - 1 else int(epochs[i + 1])
+    return Stability(epoch, window, settled, threshold, cov_pct, last)
+
+
+def stable_epoch(epochs: Sequence[int], values: Sequence[float], window: int, cov_pct: float) -> int | None:
+    """The first epoch from which every later window's CoV stays under the run's threshold
+    (at most ``cov_pct``; see above)."""
+    return stability(epochs, values, window, cov_pct).epoch
 
 
 def spikes(epochs: Sequence[int], values: Sequence[float], factor: float) -> list[dict[str, Any]]:
@@ -336,6 +411,9 @@ def analyze_run(run: RunLog, settings: AnalysisSettings) -> dict[str, Any]:
             row = run.rows[epochs.index(m)]
             milestones[str(m)] = {name: _r(row[c]) for name, c in METRICS.items() if c in row}
     map50 = run.column(METRICS["map50"])
+    stable = (
+        None if map50 is None else stability(epochs, map50, settings.stable_window, settings.stable_cov_pct)
+    )
     best = best_epoch(run)
     status, reason = classify(run, best["epoch"])
     lr = run.column(LR)
@@ -351,9 +429,8 @@ def analyze_run(run: RunLog, settings: AnalysisSettings) -> dict[str, Any]:
         "ranges": metric_ranges,
         "milestones": milestones,
         "dropped": dropped(run, settings),
-        "stable_epoch": None
-        if map50 is None
-        else stable_epoch(epochs, map50, settings.stable_window, settings.stable_cov_pct),
+        "stable_epoch": None if stable is None else stable.epoch,
+        "stability": None if stable is None else stable.as_json(),
         "spikes": loss_spikes,
         "oscillations": wobble,
         "lr_phases": [] if lr is None else lr_phases(epochs, lr),

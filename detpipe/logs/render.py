@@ -30,6 +30,20 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:+.1f} %"
 
 
+def _stable_text(run: dict[str, Any]) -> str:
+    """``stable from epoch 60 (every window after: 10-epoch mAP50 CoV <= 0.16 %)``, or why not."""
+    s = run.get("stability")
+    if s is None:
+        return "stable from epoch — (no mAP50)"
+    if s["threshold_cov_pct"] is None:
+        return f"stable from epoch — (no full {s['window']}-epoch mAP50 window)"
+    rule = f"{s['window']}-epoch mAP50 CoV <= {s['threshold_cov_pct']:.2f} %"
+    if run["stable_epoch"] is None:
+        last = s["last_unstable"]
+        return f"not stable ({rule}; the last window, {last['from']}–{last['to']}, is over it)"
+    return f"stable from epoch {run['stable_epoch']} (every window after: {rule})"
+
+
 def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str]:
     ep, best, t = run["epochs"], run["best"], run["time"]
     planned = "?" if ep["planned"] is None else str(ep["planned"])
@@ -38,7 +52,7 @@ def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str
         "",
         f"`{run['path']}` — **{run['status']}**: {run['reason']}. Epochs {ep['first']}–{ep['last']} "
         f"of {planned}; best mAP50-95 {_f(best['map5095'])} at epoch {best['epoch'] or '—'}; "
-        f"stable (mAP50 CoV) from epoch {run['stable_epoch'] or '—'}.",
+        f"{_stable_text(run)}.",
         "",
     ]
     if run["dropped"]["ranges"] or run["dropped"]["milestones"]:

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
+import numpy as np
 import pytest
-from logs_runs import clean, crashed, nan_loss, spiky, stopped_early
+from logs_runs import (
+    RAILWAY_SHAPES,
+    SEED_QUARTER_COVS,
+    clean,
+    crashed,
+    flat,
+    nan_loss,
+    never_settling,
+    noisy_plateau,
+    railway_like,
+    railway_map50,
+    spiky,
+    stopped_early,
+)
 
 from detpipe.errors import InvalidInput
-from detpipe.logs.analysis import AnalysisSettings, analyze_run, lr_phases, range_stats, stable_epoch
+from detpipe.logs.analysis import (
+    AnalysisSettings,
+    analyze_run,
+    lr_phases,
+    range_stats,
+    stability,
+    stable_epoch,
+    window_covs,
+)
 from detpipe.logs.compare import compare_runs
 from detpipe.logs.runlog import load_run
 from detpipe.logs.stage import parse_milestones, parse_ranges
@@ -38,6 +61,9 @@ def test_clean_run(tmp_path):
     assert a["milestones"]["10"] == {"precision": 0.5, "recall": 0.5, "map50": 0.6, "map5095": 0.33}
     assert a["best"] == {"epoch": 10, "map5095": 0.33, "map50": 0.6}  # the earliest of the tied 0.33s
     assert a["stable_epoch"] == 6  # windows of 5 from epoch 6 are flat; 5-9 has CoV 6.9 %
+    assert a["stability"]["settled_cov_pct"] == 0.0  # the last window: 3 epochs are no window of 5
+    assert a["stability"]["threshold_cov_pct"] == 0.1  # the floor
+    assert a["stability"]["last_unstable"] == {"from": 5, "to": 9, "cov_pct": 6.8966}  # std 0.04, mean 0.58
     assert a["lr_phases"] == [
         {"phase": "warm-up", "from": 1, "to": 2, "lr_start": 0.003, "lr_end": 0.006},
         {"phase": "high", "from": 3, "to": 6, "lr_start": 0.0099, "lr_end": 0.007},
@@ -126,6 +152,71 @@ def test_stable_epoch_needs_the_end_stable():
     assert stable_epoch(epochs, [0.5] * 4 + [0.1, 0.9, 0.1, 0.9], window=3, cov_pct=2.0) is None
     assert stable_epoch(epochs, [0.5] * 8, window=3, cov_pct=2.0) == 1
     assert stable_epoch(epochs, [0.0] * 8, window=3, cov_pct=2.0) is None  # CoV undefined at mean 0
+
+
+SEED_QUARTERS = AnalysisSettings(ranges=((1, 25), (26, 50), (51, 75), (76, 100)))
+
+
+def _fixed_rule(values: list[float], window: int, cov_pct: float) -> int | None:
+    """The old rule: the first epoch from which every window's CoV is under a fixed ``cov_pct``."""
+    over = [i for i, c in enumerate(window_covs(values, window)) if not c < cov_pct]
+    return 1 if not over else None if over[-1] == len(values) - window else over[-1] + 2
+
+
+@pytest.mark.parametrize(("draw", "expected"), [(0, 60), (1, 58), (2, 56)])
+def test_a_log_shaped_like_the_seeds_settles_between_55_and_75(tmp_path, draw, expected):
+    run = load_run(railway_like(tmp_path, draw), params=False)
+    a = analyze_run(run, SEED_QUARTERS)
+    assert [r["cov_pct"] for r in a["ranges"]["map50"]] == pytest.approx(SEED_QUARTER_COVS, abs=0.01)
+    map50 = run.column("metrics/mAP50(B)")
+    steps = [b - a for a, b in itertools.pairwise(map50[39:60])]
+    assert all(s * t < 0 for s, t in itertools.pairwise(steps))  # it zigzags over epochs 40-60
+    assert _fixed_rule(map50, 10, 2.0) == 1  # what the old fixed 2 % rule said
+    assert a["stable_epoch"] == expected and 55 <= expected <= 75
+    s = a["stability"]
+    assert s["window"] == 10 and s["cap_cov_pct"] == 0.5 and s["factor"] == 2.0
+    assert s["threshold_cov_pct"] == pytest.approx(2 * s["settled_cov_pct"], abs=1e-4)
+    assert s["threshold_cov_pct"] < 0.4  # the run's own level, under the study's 0.4-0.5 %
+    assert s["last_unstable"]["from"] == expected - 1
+    assert s["last_unstable"]["cov_pct"] > s["threshold_cov_pct"]
+
+
+def test_the_rule_holds_over_noise_draws_and_a_fixed_cov_does_not():
+    """Of 40 noise draws per shape, those whose quarter CoVs are the seed's within 0.1 point:
+    the relative rule lands in 55-75 for nearly all (26 of 28), a fixed 0.5 % or 0.4 % for none."""
+    quarters = [(0, 25), (25, 50), (50, 75), (75, 100)]
+    epochs = list(range(1, 101))
+    relative, fixed_05, fixed_04 = [], [], []
+    for shape in RAILWAY_SHAPES:
+        for draw in range(40):
+            v = railway_map50(*shape, draw=draw)
+            covs = [100 * float(np.std(v[a:b])) / float(np.mean(v[a:b])) for a, b in quarters]
+            if all(abs(c - seed) <= 0.1 for c, seed in zip(covs, SEED_QUARTER_COVS, strict=True)):
+                relative.append(stability(epochs, v, 10, 0.5).epoch)
+                fixed_05.append(_fixed_rule(v, 10, 0.5))
+                fixed_04.append(_fixed_rule(v, 10, 0.4))
+
+    def share(results: list[int | None]) -> float:
+        return sum(1 for e in results if e is not None and 55 <= e <= 75) / len(results)
+
+    assert len(relative) >= 20
+    assert share(relative) >= 0.9 and share(fixed_05) == share(fixed_04) == 0.0
+
+
+def test_flat_runs_settle_at_once_and_unsettled_ones_never(tmp_path):
+    assert _analyze(flat(tmp_path), SEED_QUARTERS)["stable_epoch"] == 1
+    never = _analyze(never_settling(tmp_path), SEED_QUARTERS)
+    assert never["stable_epoch"] is None and never["stability"]["last_unstable"]["to"] == 100
+    run = load_run(noisy_plateau(tmp_path), params=False)
+    noisy = analyze_run(run, SEED_QUARTERS)  # as noisy at the end: relative alone would say 1
+    assert noisy["stable_epoch"] is None and noisy["stability"]["threshold_cov_pct"] == 0.5  # the cap
+    assert _fixed_rule(run.column("metrics/mAP50(B)"), 10, 2.0) == 1  # the old rule: stable at once
+
+
+def test_stability_without_a_full_window_or_with_nan():
+    assert stability([1, 2], [0.5, 0.5], 3, 0.5).as_json()["threshold_cov_pct"] is None
+    s = stability(list(range(1, 13)), [0.5] * 11 + [math.nan], 3, 0.5)
+    assert s.epoch is None and s.last_unstable == {"from": 10, "to": 12, "cov_pct": None}
 
 
 def test_range_stats_skip_nan_and_empty_ranges():

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from logs_runs import clean, nan_loss, spiky, stopped_early
+from logs_runs import clean, nan_loss, noisy_plateau, railway_like, spiky, stopped_early
 
 from detpipe.cli.main import main
 from detpipe.train.models import CONFIGS_DIR
@@ -57,6 +57,24 @@ def test_several_runs(tmp_path):
     assert proc.stdout.splitlines()[0].startswith(
         "clean: completed (all 12 epochs); best mAP50-95 0.3300 at epoch 10"
     )
+
+
+def test_stability_is_explained(tmp_path):
+    out = tmp_path / "logs"
+    runs = [str(railway_like(tmp_path)), str(noisy_plateau(tmp_path))]
+    proc = _detpipe(*runs, "--out", str(out), "--no-params")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("; stable from 60") and lines[1].endswith("; stable from —")
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["settings"]["stable_cov_pct"] == 0.5 and analysis["settings"]["stable_window"] == 10
+    s = analysis["runs"]["railway0"]["stability"]
+    assert (s["settled_cov_pct"], s["threshold_cov_pct"]) == (0.0819, 0.1638)
+    assert s["last_unstable"] == {"from": 59, "to": 68, "cov_pct": 0.1902}
+    assert s["rule"].startswith("first epoch from which every 10-epoch window's mAP50 CoV is at most")
+    md = (out / "analysis.md").read_text()
+    assert "stable from epoch 60 (every window after: 10-epoch mAP50 CoV <= 0.16 %)." in md
+    assert "not stable (10-epoch mAP50 CoV <= 0.50 %; the last window, 91–100, is over it)." in md
 
 
 def test_dropped_ranges_and_milestones_are_warned_and_recorded(tmp_path):
