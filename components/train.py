@@ -36,6 +36,8 @@ def train_op(
     job_tolerations: list = [],  # noqa: B006
     job_data_pvc: str = "detpipe-datasets",
     job_data_mount: str = "/data",
+    queue_name: str = "",
+    queue_timeout_s: int = 24 * 3600,
 ) -> None:
     """Train ``arch`` from scratch on the ``train2017_<fraction>_<strategy>`` subset of draw ``subset_seed``.
 
@@ -55,6 +57,10 @@ def train_op(
     mirroring its run to ``job_store``/train-jobs/<job>, follows its conditions and node 0's
     log, deletes it on cancel or after ``job_timeout_s``, and downloads its outputs. The step
     needs the RBAC of k8s/base/rbac.yaml (service account ``detpipe-pipeline``).
+    ``queue_name`` (a Kueue LocalQueue, k8s/kueue) submits the job to that queue, suspended until
+    Kueue admits it; it may wait ``queue_timeout_s`` (0: no limit) and ``job_timeout_s`` counts
+    from admission. A retry of the step follows the job its predecessor left live, or starts
+    the next attempt (``<job>-a2``, resuming from the mirror) after a failed one.
     The artifact holds ``weights/{best,last}.pt``, ``results.csv`` and ``train_summary.json``.
     """
     import tempfile
@@ -81,6 +87,8 @@ def train_op(
     if warmup_epochs >= 0:
         train_overrides = {**train_overrides, "warmup_epochs": warmup_epochs}
     lists = draw_dir(subsets.path, subset_seed)
+    if queue_name and nnodes == 1:
+        print(f"queue_name {queue_name!r}: ignored with nnodes = 1 (the step trains in its own pod)")
     if nnodes > 1:
         from detpipe.train import cluster
 
@@ -96,6 +104,8 @@ def train_op(
             tolerations=tuple(job_tolerations),
             data_pvc=job_data_pvc,
             data_mount=job_data_mount,
+            queue=queue_name,
+            queue_timeout_s=queue_timeout_s,
         )
         cfg = build_config(data_name, arch, model.path, flags=flags, sets=train_overrides, device=device)
         summary = cluster.train_step(step, cfg, dataset.path, lists)

@@ -9,6 +9,7 @@ Trainer v2 TrainJob); prints the run's ``train_summary.json`` on stdout::
     detpipe train ... --launcher torchrun --nproc-per-node 4
     detpipe train ... --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/x
     detpipe train ... --launcher trainjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/x
+    detpipe train ... --launcher trainjob ... --queue detpipe-gpu     # wait in a Kueue LocalQueue
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from detpipe.cli.options import non_negative_int, positive_int
+from detpipe.errors import InvalidInput
 from detpipe.train.config import TrainConfig, add_arguments, config_from_args
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,12 @@ examples:
       --launcher pytorchjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p
   # the same as a Kubeflow Trainer v2 TrainJob (runtime torch-distributed), for new clusters
   detpipe train ... --launcher trainjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p
+  # on a shared cluster: queued in the Kueue LocalQueue detpipe-gpu (k8s/kueue), created suspended;
+  # --timeout counts from admission, --queue-timeout bounds the wait
+  detpipe train ... --launcher trainjob --nnodes 4 --nproc-per-node 4 --resume s3://detpipe/train/y12n-5p \\
+      --queue detpipe-gpu --queue-timeout 86400
+  # the same command again (a lost terminal, a failed job) follows the run's live job, or starts the
+  # next attempt (<job>-a2, resuming from --resume) once the last one failed
 """
 
 
@@ -88,7 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     job = parser.add_argument_group("cluster job (--launcher pytorchjob or trainjob)")
     job.add_argument("--image", default=None, help="training image (default: detpipe.images.TRAIN_IMAGE)")
     job.add_argument("--namespace", default="detpipe", help="Kubernetes namespace (default: detpipe)")
-    job.add_argument("--job-name", default=None, help="job name (default: derived from model and run)")
+    job.add_argument(
+        "--job-name",
+        default=None,
+        help="the run's job name (default: derived from model and flags); a job of this run that is "
+        "still live is followed, not created again; after a failed one the next attempt is <name>-a2, ...",
+    )
     job.add_argument("--shm-size", default="16Gi", help="/dev/shm size per pod (default: 16Gi)")
     job.add_argument("--cpu", default="8", help="CPU request per pod (default: 8)")
     job.add_argument("--memory", default="64Gi", help="memory request/limit per pod (default: 64Gi)")
@@ -116,7 +129,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--timeout",
         type=positive_int,
         default=72 * 3600,
-        help="seconds before the job is given up and deleted; also its activeDeadlineSeconds (default: 72h)",
+        help="seconds the job may run once admitted (time queued does not count) before it is given up "
+        "and deleted; also its activeDeadlineSeconds (default: 72h)",
+    )
+    job.add_argument(
+        "--queue",
+        default=None,
+        metavar="NAME",
+        help="Kueue LocalQueue in --namespace: the job is labelled kueue.x-k8s.io/queue-name and created "
+        "suspended; it starts when Kueue admits it (default: no queue, it starts at once)",
+    )
+    job.add_argument(
+        "--queue-timeout",
+        type=non_negative_int,
+        default=24 * 3600,
+        metavar="S",
+        help="seconds the job may wait, queued or suspended, before it is deleted; each wait (after a "
+        "preemption too) afresh; 0: no limit (default: 24h)",
     )
     job.add_argument(
         "--poll", type=positive_int, default=10, help="seconds between status polls (default: 10)"
@@ -128,6 +157,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.launcher in ("pytorchjob", "trainjob"):
         return _cluster_job(args, cfg)
+    if args.queue:
+        raise InvalidInput("--queue needs --launcher pytorchjob or trainjob (Kueue queues cluster jobs)")
     from detpipe.train import launch
 
     opts = None
@@ -163,7 +194,14 @@ def _cluster_job(args: argparse.Namespace, cfg: TrainConfig) -> int:
     if args.dry_run:
         print(pytorchjob.to_yaml(cluster.render(args.launcher, cfg, job)), end="")
         return 0
-    summary = cluster.run_job(cfg, job, args.launcher, timeout_s=args.timeout, poll_s=args.poll)
+    summary = cluster.run_job(
+        cfg,
+        job,
+        args.launcher,
+        timeout_s=args.timeout,
+        queue_timeout_s=args.queue_timeout or None,
+        poll_s=args.poll,
+    )
     _report(summary, cfg)
     return 0
 

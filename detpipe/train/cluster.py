@@ -5,6 +5,11 @@ step with ``nnodes > 1``::
 
     summary = run_job(cfg, job, "trainjob", timeout_s=72 * 3600)   # outputs now in cfg.out
 
+A launch first claims its job (:mod:`detpipe.train.attempts`): the run's live job is adopted,
+after a failed one the next attempt gets its own name, so a retried step never fails on the
+name. With ``job.queue`` the job waits in that Kueue queue (``queue_timeout_s``) before its
+``timeout_s`` starts.
+
 The step also stages its dataset where the pods can read it (the shared dataset PVC) and
 names the run's mirror in the store (:func:`mirror_uri`); :func:`train_step` does all of it.
 """
@@ -20,8 +25,17 @@ from typing import Any
 
 from detpipe.errors import InvalidInput
 from detpipe.train import pytorchjob, trainjob
+from detpipe.train.attempts import DIGEST_ANNOTATION, Claim, claim_job, spec_digest
 from detpipe.train.config import TrainConfig, parse_device
-from detpipe.train.jobwatch import PYTORCHJOB, TRAINJOB, JobApi, JobKind, KubernetesJobApi, watch
+from detpipe.train.jobwatch import (
+    PYTORCHJOB,
+    TRAINJOB,
+    JobApi,
+    JobKind,
+    KubernetesJobApi,
+    job_state,
+    watch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +72,63 @@ def run_job(
     name: str,
     *,
     timeout_s: float,
+    queue_timeout_s: float | None = None,
     poll_s: float = 10.0,
     api: JobApi | None = None,
+    prepare: Callable[[Claim], None] | None = None,
 ) -> dict[str, Any]:
-    """Submit the job, follow it to Succeeded, download its outputs into ``cfg.out``.
+    """Claim the run's job, create it (unless adopted), follow it to Succeeded, download its
+    outputs into ``cfg.out``.
 
     Args:
         name: ``pytorchjob`` or ``trainjob``.
+        timeout_s: the job may run this long once admitted.
+        queue_timeout_s: the job may wait this long in its queue (``None``: no limit).
         api: the cluster access (default: the Kubernetes API from in-cluster config or kubeconfig).
+        prepare: called with the claim before the job is created (the step stages its data).
 
     Returns:
         The run's ``train_summary.json``.
 
     Raises:
-        InvalidInput: a bad manifest input, or the API refused the job.
+        InvalidInput: a bad manifest input, the API refused the job, or the name is taken.
         Unavailable: no cluster configured.
         JobFailed, JobTimeout: see :func:`detpipe.train.jobwatch.watch`; KeyboardInterrupt on
             Ctrl-C or SIGTERM (the job is deleted).
     """
-    kind, renderer = launcher(name)
-    manifest = renderer(cfg, job)
+    kind, _ = launcher(name)
     api = api or KubernetesJobApi.connect(job.namespace, job.name, kind)
-    api.create(manifest)
-    watch(api, timeout_s=timeout_s, poll_s=poll_s)
+    job_api = submit(cfg, job, name, api, prepare)
+    watch(job_api, timeout_s=timeout_s, queue_timeout_s=queue_timeout_s, poll_s=poll_s)
     return pytorchjob.fetch_outputs(cfg)
+
+
+def submit(
+    cfg: TrainConfig,
+    job: pytorchjob.JobConfig,
+    name: str,
+    api: JobApi,
+    prepare: Callable[[Claim], None] | None = None,
+) -> JobApi:
+    """Adopt the run ``job.name``'s live job or create its next attempt; the access to that job."""
+    renderer = launcher(name)[1]
+    digest = spec_digest(renderer(cfg, job))
+    claimed = claim_job(api, job.name, digest)
+    if prepare:
+        prepare(claimed)
+    job_api = api.renamed(claimed.name)
+    if claimed.adopted is not None:
+        log.info(
+            "adopting %s %s (attempt %d of run %s)", api.kind.kind, claimed.name, claimed.attempt, job.name
+        )
+        return job_api
+    attempt = replace(job, name=claimed.name, run=job.name, attempt=claimed.attempt)
+    manifest = renderer(cfg, attempt)
+    manifest["metadata"]["annotations"] = {DIGEST_ANNOTATION: digest}
+    if claimed.attempt > 1:
+        log.info("attempt %d of run %s: %s %s", claimed.attempt, job.name, api.kind.kind, claimed.name)
+    job_api.create(manifest)
+    return job_api
 
 
 def mirror_uri(job_store: str, job_name: str) -> str:
@@ -136,6 +183,9 @@ class StepJob:
         image, namespace, node_selector, tolerations, data_pvc, data_mount: see
             :class:`detpipe.train.pytorchjob.JobConfig` (``namespace`` empty: the step's own,
             from its service account, else ``detpipe``; tolerations as ``KEY[=VALUE]:EFFECT``).
+        queue: Kueue LocalQueue of the job ("": none).
+        queue_timeout_s: the job is deleted and the step fails after waiting this long in
+            the queue (0: no limit).
         poll_s: seconds between status polls.
     """
 
@@ -150,6 +200,8 @@ class StepJob:
     tolerations: tuple[str, ...] = ()
     data_pvc: str = "detpipe-datasets"
     data_mount: str = "/data"
+    queue: str = ""
+    queue_timeout_s: int = 24 * 3600
     poll_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -157,6 +209,8 @@ class StepJob:
         mirror_uri(self.job_store, "check")
         if self.timeout_s < 1:
             raise InvalidInput(f"job_timeout_s {self.timeout_s}: must be >= 1")
+        if self.queue_timeout_s < 0:
+            raise InvalidInput(f"queue_timeout_s {self.queue_timeout_s}: must be >= 0 (0: no limit)")
 
     def job_config(self, cfg: TrainConfig, name: str) -> pytorchjob.JobConfig:
         """The job's shape for ``cfg`` (GPUs per pod = processes, none for a CPU run)."""
@@ -174,6 +228,7 @@ class StepJob:
             data_pvc=self.data_pvc,
             data_mount=self.data_mount,
             active_deadline_s=self.timeout_s,
+            queue=self.queue or None,
         )
 
 
@@ -198,8 +253,10 @@ def train_step(
     """Train ``cfg`` as a cluster job from a pipeline step; outputs land in ``cfg.out``.
 
     ``cfg.data`` names the dataset YAML relative to the YOLO layout (``train2017_5_p.yaml``).
-    The job is named after the run (unique per step execution, since ``cfg.out`` is the
-    step's output artifact); its staged dataset is removed when the step ends.
+    The run is named after its flags (``cfg.out`` is the step's output artifact: one run per
+    step, the same on a Kubeflow retry of it); a retry adopts the job its predecessor left
+    live (and the data staged for it), or starts the next attempt after a failed one, which
+    resumes from the run's mirror. The staged dataset is removed when the step ends.
 
     Returns:
         The run's ``train_summary.json``.
@@ -212,9 +269,28 @@ def train_step(
     job = step.job_config(cfg, name)
     api = (api_factory or KubernetesJobApi.connect)(job.namespace, name, kind)  # no cluster: fail first
     stage = Path(step.data_mount) / JOBS_DIR / name
+    yolo = stage / "yolo"  # what stage_dataset writes
+    claimed: list[Claim] = []
+
+    def prepare(claim: Claim) -> None:
+        claimed.append(claim)
+        if claim.adopted is not None and (yolo.is_dir() or job_state(claim.adopted, kind).done):
+            return  # the adopted job reads this staging (or needs none any more)
+        shutil.rmtree(stage, ignore_errors=True)  # a killed attempt's leftovers
+        stage_dataset(dataset_root, subsets_dir, stage, step.data_mount)
+
+    job_cfg = replace(cfg, data=str(yolo / cfg.data), resume=mirror_uri(step.job_store, name))
     try:
-        yolo = stage_dataset(dataset_root, subsets_dir, stage, step.data_mount)
-        job_cfg = replace(cfg, data=str(yolo / cfg.data), resume=mirror_uri(step.job_store, name))
-        return run_job(job_cfg, job, step.launcher, timeout_s=step.timeout_s, poll_s=step.poll_s, api=api)
+        return run_job(
+            job_cfg,
+            job,
+            step.launcher,
+            timeout_s=step.timeout_s,
+            queue_timeout_s=step.queue_timeout_s or None,
+            poll_s=step.poll_s,
+            api=api,
+            prepare=prepare,
+        )
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if claimed:  # else the staging is not this launch's (a refused claim)
+            shutil.rmtree(stage, ignore_errors=True)

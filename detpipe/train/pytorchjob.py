@@ -11,6 +11,9 @@ run directory, MinIO settings from the ``detpipe-config`` ConfigMap, credentials
 CA of a private store certificate from the optional ConfigMap ``detpipe-store-ca``
 (``DETPIPE_S3_CA_BUNDLE``, as the serving pods read it).
 
+With a Kueue queue (``JobConfig.queue``) the job is labelled ``kueue.x-k8s.io/queue-name`` and
+created with ``spec.runPolicy.suspend: true``; Kueue unsuspends it when it admits it.
+
 ``restartPolicy: OnFailure`` plus ``--resume s3://.../prefix`` makes a preempted or failed
 pod continue: the run is mirrored to the prefix after every epoch and a restarted pod
 downloads ``last.pt`` from it::
@@ -37,7 +40,7 @@ from detpipe.errors import InvalidInput
 from detpipe.io import read_json
 from detpipe.train import checkpoints as ck
 from detpipe.train.config import TrainConfig, parse_device
-from detpipe.train.jobwatch import PYTORCHJOB
+from detpipe.train.jobwatch import ATTEMPT_LABEL, PYTORCHJOB, QUEUE_LABEL, RUN_LABEL
 from detpipe.train.summary import model_name
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ CREDENTIAL_ENV = (("AWS_ACCESS_KEY_ID", "accesskey"), ("AWS_SECRET_ACCESS_KEY", 
 STORE_CA_DIR = "/etc/detpipe/store-ca"
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_NAME = 40  # pods are <name>-worker-<n>, services likewise: stay well below 63
+_QUEUE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+MAX_QUEUE = 63  # a label value
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,11 @@ class JobConfig:
         backoff_limit: pod restarts before the job fails.
         active_deadline_s: the operator fails the job after this long (``None``: never).
         ttl_after_finished_s: the operator deletes a finished job after this long.
+        queue: Kueue LocalQueue (in ``namespace``) to submit to: the job is labelled
+            ``kueue.x-k8s.io/queue-name`` and created suspended, for Kueue to admit (``None``:
+            no queue, the job starts at once).
+        run: the run this job is an attempt of (label ``detpipe.io/run``; ``None``: ``name``).
+        attempt: which attempt of the run (label ``detpipe.io/attempt``).
     """
 
     name: str
@@ -134,6 +144,9 @@ class JobConfig:
     backoff_limit: int = 10
     active_deadline_s: int | None = None
     ttl_after_finished_s: int | None = 7 * 24 * 3600
+    queue: str | None = None
+    run: str | None = None
+    attempt: int = 1
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME or not _NAME_RE.match(self.name):
@@ -144,6 +157,11 @@ class JobConfig:
             raise InvalidInput("--nnodes and --nproc-per-node must be >= 1")
         if not self.image:
             raise InvalidInput("--image: empty image name")
+        if self.queue is not None and (len(self.queue) > MAX_QUEUE or not _QUEUE_RE.match(self.queue)):
+            raise InvalidInput(
+                f"--queue {self.queue}: a LocalQueue name is a lowercase DNS label of at most "
+                f"{MAX_QUEUE} characters"
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, cfg: TrainConfig) -> JobConfig:
@@ -174,6 +192,7 @@ class JobConfig:
             data_pvc=args.data_pvc or None,
             data_mount=args.data_mount,
             active_deadline_s=args.timeout,
+            queue=args.queue or None,
         )
 
 
@@ -220,6 +239,8 @@ def render(cfg: TrainConfig, job: JobConfig) -> dict[str, Any]:
     if job.nnodes > 1:
         replicas["Worker"] = _replica(job.nnodes - 1, pod_cfg, job, labels)
     run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": job.backoff_limit}
+    if job.queue:
+        run_policy["suspend"] = True  # Kueue unsuspends it on admission
     if job.active_deadline_s:
         run_policy["activeDeadlineSeconds"] = job.active_deadline_s
     if job.ttl_after_finished_s is not None:
@@ -227,7 +248,7 @@ def render(cfg: TrainConfig, job: JobConfig) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": labels},
+        "metadata": job_metadata(cfg, job),
         "spec": {
             "nprocPerNode": str(job.nproc_per_node),
             "runPolicy": run_policy,
@@ -259,6 +280,14 @@ def job_labels(cfg: TrainConfig) -> dict[str, str]:
         "app.kubernetes.io/component": "train",
         "detpipe.io/model": re.sub(r"[^A-Za-z0-9_.-]", "-", model_name(cfg.model))[:63],
     }
+
+
+def job_metadata(cfg: TrainConfig, job: JobConfig) -> dict[str, Any]:
+    """The job object's metadata: name, namespace, the pods' labels plus run, attempt and queue."""
+    labels = {**job_labels(cfg), RUN_LABEL: job.run or job.name, ATTEMPT_LABEL: str(job.attempt)}
+    if job.queue:
+        labels[QUEUE_LABEL] = job.queue
+    return {"name": job.name, "namespace": job.namespace, "labels": labels}
 
 
 def pod_volumes(job: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

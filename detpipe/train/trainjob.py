@@ -12,7 +12,8 @@ selector and tolerations. The runtime's torch plugin sets ``PET_NNODES``/``PET_N
 Trainer v2 has no ``envFrom``: the store settings come from the ConfigMap key by key
 (:data:`CONFIG_KEYS`), the credentials from the Secret (``secretKeyRef``); the store's CA
 bundle (optional ConfigMap ``detpipe-store-ca``) is mounted by the runtime patch and named by
-``DETPIPE_S3_CA_BUNDLE`` in the trainer's env::
+``DETPIPE_S3_CA_BUNDLE`` in the trainer's env. With a Kueue queue (``job.queue``) the
+TrainJob is labelled ``kueue.x-k8s.io/queue-name`` and created with ``spec.suspend: true``::
 
     manifest = render(cfg, JobConfig(name="train-yolo12n-5p", image=TRAIN_IMAGE, nnodes=4,
                                      nproc_per_node=4, gpus_per_node=4))
@@ -31,6 +32,7 @@ from detpipe.train.pytorchjob import (
     JobConfig,
     check_data_mount,
     job_labels,
+    job_metadata,
     node_resources,
     pod_config,
     pod_metadata,
@@ -110,9 +112,11 @@ def render(cfg: TrainConfig, job: JobConfig) -> dict[str, Any]:
     }
     if job.active_deadline_s:
         spec["activeDeadlineSeconds"] = job.active_deadline_s
+    if job.queue:
+        spec["suspend"] = True  # Kueue unsuspends it on admission
     return {
         "apiVersion": TRAINJOB.api_version,
         "kind": TRAINJOB.kind,
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": labels},
+        "metadata": job_metadata(cfg, job),
         "spec": spec,
     }

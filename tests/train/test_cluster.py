@@ -298,7 +298,9 @@ def test_cli_trainjob_submits_follows_and_fetches(tmp_path: Path, s3: S3Server) 
     with serve(kube, tmp_path / "kubeconfig"):
         done = cli(*_trainjob_args(tmp_path, uri), env={**s3.env, "KUBECONFIG": str(tmp_path / "kubeconfig")})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert kube.requests[0] == "POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/detpipe/trainjobs"
+    # the run's jobs first (none: attempt 1), then the job
+    jobs = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/detpipe/trainjobs"
+    assert kube.requests[:2] == [f"GET {jobs}?labelSelector=detpipe.io%2Frun%3D{JOB}", f"POST {jobs}"]
     (manifest,) = kube.created
     assert errors(manifest, *TRAINJOB_CRD) == []
     assert manifest["spec"]["trainer"]["numNodes"] == 2
@@ -413,7 +415,7 @@ def test_pipeline_step_runs_the_job_and_fills_its_model(tmp_path: Path, s3: S3Se
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     kind = TRAINJOB if launcher == "trainjob" else PYTORCHJOB
-    assert kube.requests[0] == f"POST /apis/{kind.api_version}/namespaces/ml/{kind.plural}"
+    assert kube.requests[1] == f"POST /apis/{kind.api_version}/namespaces/ml/{kind.plural}"
     (manifest,) = kube.created
     crd = TRAINJOB_CRD if launcher == "trainjob" else PYTORCHJOB_CRD
     assert errors(manifest, *crd) == []

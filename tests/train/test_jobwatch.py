@@ -214,7 +214,7 @@ def test_cli_submits_follows_and_fetches_the_outputs(tmp_path: Path, s3: S3Serve
     with serve(kube, tmp_path / "kubeconfig"):
         done = cli(*_submit_args(tmp_path, uri), env={**s3.env, "KUBECONFIG": str(tmp_path / "kubeconfig")})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert kube.requests[0] == "POST /apis/kubeflow.org/v1/namespaces/detpipe/pytorchjobs"
+    assert kube.requests[1] == "POST /apis/kubeflow.org/v1/namespaces/detpipe/pytorchjobs"
     (manifest,) = kube.created
     assert manifest["metadata"]["name"] == JOB and manifest["spec"]["nprocPerNode"] == "2"
     assert manifest["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
