@@ -22,6 +22,9 @@ def publish_op(
     arch: str = "",
     coco_root: str = "",
     signing_key_dir: str = "",
+    max_drop: str = "fp16=1.0,int8=2.0",
+    min_map: float = 0.01,
+    allow_missing: bool = False,
 ) -> str:
     """Upload ``models/<name>/<version>/...`` with a manifest (hashes, metrics, lineage) written last.
 
@@ -32,12 +35,19 @@ def publish_op(
     Secret the pipeline's ``signing_key`` names, mounted as files; the release is signed
     (``manifest.sig``). Empty: published unsigned.
 
+    The release holds ``MODEL_CARD.md`` (hashed and signed with the rest; ``detpipe serve``
+    answers it at ``GET /v1/models/{name}/card``): the data and subset, the training
+    configuration, metrics per exported format, the gate's decisions (judged with
+    ``max_drop``/``min_map``/``allow_missing``, the gate step's settings), benchmark p50 per
+    device and lineage hashes.
+
     Returns the release URI. Store credentials come from the environment (on the cluster:
     the ``detpipe-minio`` Secret), never from parameters.
     """
     from pathlib import Path
 
     from detpipe.data.layout import TRAIN_SPLIT
+    from detpipe.export.gate import GateConfig, parse_gate
     from detpipe.publish import PublishConfig, publish_run, release_name
     from detpipe.signing.keys import PRIVATE_KEY
     from detpipe.subsets.config import list_name
@@ -53,6 +63,8 @@ def publish_op(
         subset_list=Path(subsets.path) / list_name(TRAIN_SPLIT, fraction, strategy),
         force=force,
         signing_key=Path(signing_key_dir) / PRIVATE_KEY if signing_key_dir else None,
+        gate=GateConfig(max_drop=parse_gate(max_drop), min_map=min_map, allow_missing=allow_missing),
+        data_source=coco_root or "synthetic (detpipe data synth)",
     )
     uri, _ = publish_run(cfg)
     return uri

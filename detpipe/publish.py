@@ -7,6 +7,8 @@ The release layout (DESIGN.md) maps run outputs as follows::
     metrics.json                                <- evaluation/metrics.json
     bench/<device-class>.json                   <- bench.json, split by the device each result ran on
     engines/<device-class>/model.engine(.json)  <- export/model.fp16.engine (or int8) + sidecar
+    MODEL_CARD.md                               <- made here (detpipe.model_card): data, training
+                                                   config, metrics per format, gate, bench p50, lineage
 
     cfg = PublishConfig(store="runs/store", name="yolov8n-synth", version="1",
                         train_dir=..., evaluation_dir=..., export_dir=..., bench_json=...)
@@ -24,8 +26,11 @@ from typing import Any
 
 from detpipe.bench.device import split_by_device_class
 from detpipe.errors import InvalidInput
-from detpipe.io import read_json, write_json
+from detpipe.export.gate import GateConfig, gate_from_report
+from detpipe.io import read_json, sha256_file, write_json, write_text
+from detpipe.model_card import CardInputs, gate_section_input, render_card
 from detpipe.store import Lineage, Manifest, publish, release_uri
+from detpipe.store.manifest import MODEL_CARD, code_version
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,11 @@ class PublishConfig:
         signing_key: the release signing key (``detpipe release keygen``'s ``release.key``):
             the release gets its ``manifest.sig``. None publishes an unsigned release, which
             servers with ``--release-key`` refuse (a warning says so).
+        gate: the accuracy gate's settings, to record its decisions in the model card (the
+            pipeline passes its gate step's); None: the export report's own record.
+        data_source: where the training data came from, for the model card (a COCO root,
+            ``synthetic``).
+        card_out: also write the model card here (the pipeline's Markdown artifact).
     """
 
     store: str
@@ -61,6 +71,9 @@ class PublishConfig:
     subset_list: Path | None = None
     force: bool = False
     signing_key: Path | None = None
+    gate: GateConfig | None = None
+    data_source: str | None = None
+    card_out: Path | None = None
 
 
 def _slug(text: str) -> str:
@@ -118,10 +131,52 @@ def release_files(cfg: PublishConfig, scratch: Path) -> dict[str, Path]:
 def publish_run(cfg: PublishConfig) -> tuple[str, Manifest]:
     """Publish the run's outputs as ``models/<name>/<version>``; returns (release URI, manifest)."""
     with tempfile.TemporaryDirectory(prefix="detpipe-publish-") as scratch:
-        return _publish(cfg, release_files(cfg, Path(scratch)))
+        return _publish(cfg, release_files(cfg, Path(scratch)), Path(scratch))
 
 
-def _publish(cfg: PublishConfig, files: dict[str, Path]) -> tuple[str, Manifest]:
+def gate_record(export_report: dict[str, Any], gate: GateConfig | None) -> dict[str, Any] | None:
+    """The gate's decisions for the model card: re-judged with ``gate`` (the pipeline's gate
+    step's settings, by :func:`~detpipe.export.gate.gate_from_report`), else as the export
+    recorded them; None when the export was not evaluated."""
+    if not (export_report.get("accuracy") or {}).get("evaluated"):
+        return None
+    if gate is not None:
+        decisions = [d.as_dict() for d in gate_from_report(export_report, gate)]
+        return gate_section_input(decisions, gate.metric, gate.min_map, gate.allow_missing, gate.enabled)
+    recorded = export_report.get("gate")
+    if not recorded:
+        return None
+    return gate_section_input(
+        recorded["decisions"],
+        recorded["metric"],
+        recorded["min_map"],
+        recorded["allow_missing"],
+        recorded["enabled"],
+    )
+
+
+def model_card(cfg: PublishConfig, files: dict[str, Path], summary: dict[str, Any], lineage: Lineage) -> str:
+    """The release's ``MODEL_CARD.md`` from the run's outputs in ``files``."""
+    export = Path(cfg.export_dir) / "export_report.json" if cfg.export_dir is not None else None
+    report = read_json(export) if export is not None and export.is_file() else None
+    card = CardInputs(
+        name=cfg.name,
+        version=cfg.version,
+        train_summary=summary,
+        lineage=lineage.to_dict(),
+        files={path: sha256_file(local) for path, local in files.items()},
+        data_source=cfg.data_source,
+        evaluation=read_json(files["metrics.json"]) if "metrics.json" in files else None,
+        export_report=report,
+        gate=None if report is None else gate_record(report, cfg.gate),
+        bench={
+            p[len("bench/") : -len(".json")]: read_json(f) for p, f in files.items() if p.startswith("bench/")
+        },
+    )
+    return render_card(card)
+
+
+def _publish(cfg: PublishConfig, files: dict[str, Path], scratch: Path) -> tuple[str, Manifest]:
     summary = read_json(Path(cfg.train_dir) / "train_summary.json")
     metrics: dict[str, Any] = {
         "train": {k: summary.get(k) for k in ("best_map5095", "best_map50", "best_epoch", "last_epoch")}
@@ -135,12 +190,17 @@ def _publish(cfg: PublishConfig, files: dict[str, Path]) -> tuple[str, Manifest]
     lineage_args: dict[str, Any] = {
         "training_config": summary.get("config"),
         "parent_weights": summary.get("model"),
+        "code_version": code_version(),  # here, not in publish(): the card shows it too
         "extra": extra,
     }
     if cfg.subset_list is not None:
         lineage = Lineage.for_subset(cfg.subset_list, **lineage_args)
     else:
         lineage = Lineage(**lineage_args)
+    card = model_card(cfg, files, summary, lineage)
+    files = {**files, MODEL_CARD: write_text(scratch / MODEL_CARD, card)}
+    if cfg.card_out is not None:
+        write_text(cfg.card_out, card)
     signer = None
     if cfg.signing_key is not None:
         from detpipe.signing import ReleaseSigner

@@ -2,7 +2,7 @@
 
 A release lives at ``models/<name>/<version>/`` in a store::
 
-    weights.pt  model.onnx  model.int8.onnx  metrics.json
+    weights.pt  model.onnx  model.int8.onnx  metrics.json  MODEL_CARD.md
     bench/<device-class>.json
     engines/<device-class>/model.engine  engines/<device-class>/model.engine.json
     manifest.json   (written last: a release without it does not exist)
@@ -39,6 +39,8 @@ SCHEMA = "detpipe.release/1"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 RESERVED = frozenset({MANIFEST, SIGNATURE})
+MODEL_CARD = "MODEL_CARD.md"
+"""The release's model card (markdown, :mod:`detpipe.model_card`): hashed and signed like the rest."""
 
 _DEVICE = r"[a-z0-9][a-z0-9._-]{0,63}"
 # Every object a release may hold (relative to models/<name>/<version>/).
@@ -47,6 +49,7 @@ LAYOUT = (
     re.compile(r"model\.onnx"),
     re.compile(r"model\.int8\.onnx"),
     re.compile(r"metrics\.json"),
+    re.compile(r"MODEL_CARD\.md"),
     re.compile(rf"bench/{_DEVICE}\.json"),
     re.compile(rf"engines/{_DEVICE}/model\.engine(\.json)?"),
 )
@@ -110,7 +113,8 @@ def check_relpath(relpath: str) -> str:
     if not any(p.fullmatch(relpath) for p in LAYOUT):
         raise InvalidInput(
             f"{relpath!r} is not part of the release layout (weights.pt, model.onnx, model.int8.onnx, "
-            "metrics.json, bench/<device-class>.json, engines/<device-class>/model.engine[.json])"
+            "metrics.json, MODEL_CARD.md, bench/<device-class>.json, "
+            "engines/<device-class>/model.engine[.json])"
         )
     return relpath
 
