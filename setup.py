@@ -1,9 +1,13 @@
 """Package layout only (metadata and pins live in pyproject.toml).
 
 The Kubeflow layer (components/, pipelines/) and the inference server (serving/) live in
-top-level folders (DESIGN.md), kept apart from the library in detpipe/; they install as
-detpipe.components, detpipe.pipelines and detpipe.serving so the CLI and the images can
-import them.
+top-level folders (docs/ARCHITECTURE.md), kept apart from the library in detpipe/; they
+install as detpipe.components, detpipe.pipelines and detpipe.serving so the CLI and the
+images can import them.
+
+Folders of data files the code reads at run time (no ``__init__.py``) are listed as packages
+of their own in ``DATA``, with the files they ship, so that a wheel carries them and
+setuptools does not warn "Package would be ignored" (tests/test_packaging.py builds one).
 """
 
 from setuptools import find_packages, setup
@@ -14,10 +18,15 @@ TOP_LEVEL = {
     "detpipe.pipelines": "pipelines",
     "detpipe.serving": "serving",
 }
+# Data folders -> the files they ship: read through importlib.resources
+# (detpipe/report/reproduction.py) or beside the module (detpipe/train/models.py CONFIGS_DIR).
+DATA = {
+    "detpipe.report.references": ["*.csv"],
+    "detpipe.train.configs": ["*.yaml"],
+}
 
 setup(
-    packages=[*find_packages(include=["detpipe", "detpipe.*"]), *TOP_LEVEL],
+    packages=[*find_packages(include=["detpipe", "detpipe.*"]), *TOP_LEVEL, *DATA],
     package_dir=TOP_LEVEL,
-    # Data files read at run time through importlib.resources.
-    package_data={"detpipe.report": ["references/*.csv"], "detpipe.train": ["configs/*.yaml"]},
+    package_data=DATA,
 )

@@ -1,6 +1,6 @@
 """Assemble a pipeline run's outputs into a release in the artifact store.
 
-The release layout (DESIGN.md) maps run outputs as follows::
+The release layout (docs/ARCHITECTURE.md) maps run outputs as follows::
 
     weights.pt                                  <- train/weights/best.pt
     model.onnx, model.int8.onnx                 <- export/ (when built)
