@@ -7,6 +7,7 @@ data and model repository extensions, raw-image detection)::
     GET  /readyz,  /v2/health/ready              readiness (503 while starting or draining)
     GET  /v1/models                              {"models": [name]}
     GET  /v1/models/{name}                       metadata: version, format, backend, imgsz, classes, ready
+    GET  /v1/models/{name}/card                  the release's model card (text/markdown; 404 without one)
     POST /v1/models/{name}:predict               JSON {"instances": [{"b64": ...}, ...], "parameters": {...}}
     POST /v1/models/{name}:detect                one image: raw body (image/*) or multipart (-F file=@a.jpg)
     GET  /v2                                     server metadata and extensions
@@ -57,6 +58,7 @@ from detpipe.errors import (
     DetpipeError,
     Forbidden,
     InvalidInput,
+    NotFound,
     Overloaded,
     PayloadTooLarge,
     Unauthorized,
@@ -93,6 +95,9 @@ _DETECT_BODY = {
             },
         },
     }
+}
+_CARD_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/markdown": {"schema": {"type": "string"}}}, "description": "MODEL_CARD.md"}
 }
 _IMAGE_TYPES = ("image/", "application/octet-stream")
 _LOAD_BODY_BYTES = 64 * 1024
@@ -157,6 +162,16 @@ def create_app(plane: DataPlane) -> FastAPI:
     async def model_metadata(name: str) -> JSONResponse:
         model = plane.check_model(name)
         return JSONResponse({**model.metadata(), "ready": plane.ready}, headers=_headers(model))
+
+    @app.get("/v1/models/{name}/card", response_class=Response, responses=_CARD_RESPONSE)
+    async def model_card(name: str) -> Response:
+        model = plane.check_model(name)
+        if model.card is None:
+            raise NotFound(
+                f"model {model.name!r} version {model.version!r} has no model card "
+                "(only releases published with a MODEL_CARD.md have one)"
+            )
+        return Response(model.card, media_type="text/markdown; charset=utf-8", headers=_headers(model))
 
     @app.post("/v1/models/{name}:predict", openapi_extra=_PREDICT_BODY)
     async def predict(name: str, request: Request) -> JSONResponse:

@@ -5,9 +5,10 @@
 - a model file: ``model.onnx``, ``model.int8.onnx``, ``model.engine`` (with its sidecar);
   name = the file stem, version = ``sha-`` + the first 12 hex digits of its sha256;
 - a release: ``s3://bucket/models/<name>/<version>``, ``file://...``, or a directory with a
-  ``manifest.json``; the file to serve (and an engine's sidecar) is downloaded into the
-  cache and checked against the manifest (:func:`detpipe.store.fetch_release`); a cached
-  copy is reused while its sha256 still matches the manifest;
+  ``manifest.json``; the file to serve (and an engine's sidecar, and the release's
+  ``MODEL_CARD.md``) is downloaded into the cache and checked against the manifest
+  (:func:`detpipe.store.fetch_release`); a cached copy is reused while its sha256 still
+  matches the manifest;
 - ``<store>/models/<name>``: the newest published version of ``name``.
 
 A release is served only with a key to check its ``manifest.sig`` (``release_key``, before
@@ -52,6 +53,8 @@ class ServingModel:
         sha256: the file's sha256.
         source: the ``--model`` value it was resolved from (for the log, never in answers).
         predictor: a :class:`detpipe.export.runtime.Predictor`.
+        card: the release's model card (markdown, checked against its manifest); None for a
+            model file or a release published without one.
     """
 
     name: str
@@ -62,6 +65,7 @@ class ServingModel:
     sha256: str
     source: str
     predictor: Any
+    card: str | None = None
 
     @property
     def max_batch(self) -> int | None:
@@ -89,6 +93,7 @@ class _Resolved:
     name: str
     version: str
     sha256: str  # checked: hashed here, or verified against the release manifest
+    card: Path | None = None  # the release's MODEL_CARD.md, verified like the model
 
 
 def _is_store_uri(model: str) -> bool:
@@ -153,6 +158,7 @@ def release_version_uri(uri: str, version: str) -> str:
 
 def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     from detpipe.store import fetch_release, latest_version, read_manifest
+    from detpipe.store.manifest import MODEL_CARD
 
     verifier = _verifier(cfg, uri)
     uri = uri.rstrip("/")
@@ -167,17 +173,21 @@ def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     dest = inside(cfg.cache, manifest.name, manifest.version)
     local = dest / relpath
     entry = next(e for e in manifest.objects if e.path == relpath)
-    if local.is_file() and sha256_file(local) == entry.sha256:
+    card = next((e for e in manifest.objects if e.path == MODEL_CARD), None)
+    cached = [(local, entry.sha256)] + ([(dest / MODEL_CARD, card.sha256)] if card else [])
+    if all(path.is_file() and sha256_file(path) == digest for path, digest in cached):
         log.info("using cached %s %s from %s", manifest.name, manifest.version, dest)
         os.utime(dest)  # recently used: evict_cache keeps it
     else:
         log.info("fetching %s from %s into %s", relpath, uri, dest)
-        wanted = [e.path for e in manifest.objects if e.path in (relpath, f"{relpath}.json")]  # + sidecar
+        wanted = [e.path for e in manifest.objects if e.path in (relpath, f"{relpath}.json", MODEL_CARD)]
         fetched = fetch_release(uri, dest, overwrite=True, only=wanted, verifier=verifier)
         if (fetched.name, fetched.version) != (manifest.name, manifest.version):
             raise InvalidInput(f"{uri}: the release changed while it was fetched; try again")
         entry = next(e for e in fetched.objects if e.path == relpath)  # what was checked on download
-    return _Resolved(local, manifest.name, manifest.version, entry.sha256)
+    return _Resolved(
+        local, manifest.name, manifest.version, entry.sha256, dest / MODEL_CARD if card else None
+    )
 
 
 def _verifier(cfg: ServerConfig, uri: str) -> Any:
@@ -285,6 +295,7 @@ def load_model(cfg: ServerConfig) -> ServingModel:
         sha256=resolved.sha256,
         source=str(cfg.model),
         predictor=predictor,
+        card=None if resolved.card is None else resolved.card.read_text(encoding="utf-8", errors="replace"),
     )
     log.info(
         "loaded %s %s (%s on %s) from %s", model.name, model.version, model.format, model.backend, model.path
