@@ -9,22 +9,26 @@ in the tests); a counting reverse proxy process of this script sits in front of 
 counts every HTTP request and its bytes (request and response, headers and bodies), by
 method and key area (TUF metadata, artifacts, reports, ...). Every device is an
 :class:`detpipe.edge.agent.Agent` with its own state directory, device key and enrollment
-(a signed registration), run in this process one poll at a time: the agent's real TUF
-refresh, download, verify, install, slot switch and signed report to the store. Only the
+(a signed registration), run in threads of this process (``--concurrency`` devices polling
+at once): the agent's real TUF refresh, download, verify, install, slot switch and signed
+report to the store. Only the
 health check is replaced (in this benchmark only, and the output says so): the real
 ``check_model`` runs once per artifact sha256 and its verdict is reused for every device
 that activates that artifact. Each poll gets a fresh connection pool, as a device that
-polls every few minutes would.
+polls every few minutes would. Times are wall time per poll with that many devices polling
+at once, on the loaded machine: the request and byte counts are the figures; times are context.
 
 1. traffic: requests and bytes per device for an idle poll (nothing new) and for an update
    (a new version at 100 %), against the peer: python-tuf's plain ``Updater`` per device
    (its own metadata directory, provisioned with root.json; per poll a fresh ``Updater``,
    ``refresh()``, ``get_targetinfo`` and ``download_target`` unless ``find_cached_target``
-   has it) over plain HTTP to the same bucket through the same proxy. Ours and the peer
-   alternate in ``--rounds`` interleaved rounds; medians.
+   has it) over plain HTTP to the same bucket through the same proxy (a public-read policy on
+   ``ota/``: what an HTTP mirror serves). A third side is the agent itself on that HTTP
+   mirror (``--store http://...``). The sides alternate in ``--rounds`` interleaved rounds;
+   medians.
 2. rollout: a good release under the controller (steps 1,10,50,100, bake 0, min reports 1,
-   max failure 5 %) in simulated time: a round is every device polling once (in a shuffled
-   order), then one controller cycle (a fresh ``Controller``: one ``--once`` run); rounds
+   max failure 5 %) in simulated time: a round is every device polling once (started in a
+   shuffled order), then one controller cycle (a fresh ``Controller``: one ``--once`` run); rounds
    and wall seconds until 99 % of the fleet runs it.
 3. abort: a release whose output is NaN (fails the health check on every device), the same
    way: how many devices ever activated it before the controller's signed rollback.
@@ -43,9 +47,9 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -126,21 +130,24 @@ class HealthStandIn:
         self.real = health.check_model
         self.verdicts: dict[str, str | None] = {}
         self.activations: Counter[str] = Counter()  # sha256 -> devices that ran the check on it
+        self.lock = threading.Lock()
 
     def __call__(self, path: Path, threads: int | None = 1) -> Any:
         from detpipe.edge.health import Health, HealthCheckFailed
         from detpipe.io import sha256_file
 
         sha = sha256_file(path)
-        self.activations[sha] += 1
-        if sha not in self.verdicts:
-            try:
-                self.real(path, threads=threads)
-                self.verdicts[sha] = None
-            except HealthCheckFailed as e:
-                self.verdicts[sha] = str(e)
-        if self.verdicts[sha] is not None:
-            raise HealthCheckFailed(self.verdicts[sha])
+        with self.lock:  # devices poll in threads: one real check per artifact, every activation counted
+            self.activations[sha] += 1
+            if sha not in self.verdicts:
+                try:
+                    self.real(path, threads=threads)
+                    self.verdicts[sha] = None
+                except HealthCheckFailed as e:
+                    self.verdicts[sha] = str(e)
+            verdict = self.verdicts[sha]
+        if verdict is not None:
+            raise HealthCheckFailed(verdict)
         return Health((1, 6, 64), 0)
 
     @contextlib.contextmanager
@@ -199,6 +206,7 @@ class Fleet:
     peers: list[PeerDevice]
     mirror_agents: list[Any]
     stand_in: HealthStandIn
+    concurrency: int = 4
     published: dict[str, str] = field(default_factory=dict)  # version -> sha256
     seed: int = 0
 
@@ -221,11 +229,22 @@ class Fleet:
         agent.fetcher = OtaFetcher(self.s3)
         return agent.run_once()
 
+    def each(self, fn: Callable[[Any], Any], devices: list[Any]) -> list[tuple[Any, Any]]:
+        """``fn(device)`` for every device, ``concurrency`` at a time; (device, result) as they finish."""
+        done: list[tuple[Any, Any]] = []
+
+        def one(device: Any) -> None:
+            done.append((device, fn(device)))
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            list(pool.map(one, devices))
+        return done
+
     def round(self, order_seed: str) -> list[tuple[Any, dict[str, Any]]]:
-        """Every device polls once, in a shuffled order; (agent, result) in poll order."""
+        """Every device polls once, started in a shuffled order; (agent, result) as they finish."""
         order = list(self.agents)
         random.Random(order_seed).shuffle(order)
-        return [(a, self.poll(a)) for a in order]
+        return self.each(self.poll, order)
 
     def running(self, version: str) -> int:
         n = 0
@@ -297,7 +316,7 @@ def traffic(fleet: Fleet, rounds: int) -> dict[str, Any]:
 
     def ours(agents: list[Any], expect: str) -> Callable[[], None]:
         def poll_all() -> None:
-            outcomes = Counter(fleet.poll(a)["outcome"] for a in agents)
+            outcomes = Counter(r["outcome"] for _, r in fleet.each(fleet.poll, agents))
             if outcomes != {expect: len(agents)}:
                 raise SystemExit(f"expected every device {expect}, got {dict(outcomes)}")
 
@@ -305,7 +324,7 @@ def traffic(fleet: Fleet, rounds: int) -> dict[str, Any]:
 
     def peer(target: str, downloads: bool) -> Callable[[], None]:
         def poll_all() -> None:
-            got = [p.poll(target) for p in fleet.peers]
+            got = [r for _, r in fleet.each(lambda p: p.poll(target), fleet.peers)]
             if got != [downloads] * len(got):
                 raise SystemExit(f"peer: {sum(got)} of {len(got)} downloaded {target}, expected {downloads}")
 
@@ -518,8 +537,8 @@ def summary(res: dict[str, Any]) -> str:
     lines = [
         f"fleet benchmark, {res['date']}, {res['machine']}; moto {res['moto']}, tuf {res['tuf']}; "
         f"code {res['code']}",
-        f"{n['ours']} devices (real Agent code, one process, one poll at a time) against the moto S3 server "
-        "process",
+        f"{n['ours']} devices (real Agent code, one process, {res['concurrency']} polling at once) against "
+        "the moto S3 server process",
         STAND_IN,
         COUNTED,
         "",
@@ -595,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=1000, help="simulated devices (default 1000)")
-    p.add_argument("--peers", type=int, default=None, help="peer devices (default: as many as --devices)")
+    p.add_argument("--peers", type=int, default=None, help="peer devices (default: --devices, at most 250)")
+    p.add_argument("--concurrency", type=int, default=4, help="devices polling at once (default 4)")
     p.add_argument(
         "--reports", default="1000,10000", help="report counts for the controller cost (1000,10000)"
     )
@@ -610,14 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         reports = [int(x) for x in args.reports.split(",")]
     except ValueError:
         p.error(f"--reports {args.reports!r}: comma-separated counts, e.g. 1000,10000")
-    if args.devices < 10 or any(r < 1 for r in reports) or args.rounds < 1:
-        p.error("--devices at least 10, --reports and --rounds at least 1")
+    if args.devices < 10 or any(r < 1 for r in reports) or min(args.rounds, args.concurrency) < 1:
+        p.error("--devices at least 10, --reports, --rounds and --concurrency at least 1")
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("detpipe.edge.agent").setLevel(
         logging.CRITICAL
     )  # 'failed its check' x devices: expected
-    peers = args.peers if args.peers is not None else args.devices
-    res = run(args.devices, peers, args.mirror_devices, reports, args.rounds)
+    peers = args.peers if args.peers is not None else min(args.devices, 250)
+    res = run(args.devices, peers, args.mirror_devices, reports, args.rounds, args.concurrency)
     print(summary(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -625,16 +645,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(devices: int, peers: int, mirrors: int, reports: list[int], rounds: int) -> dict[str, Any]:
+def run(
+    devices: int, peers: int, mirrors: int, reports: list[int], rounds: int, concurrency: int
+) -> dict[str, Any]:
     from importlib.metadata import version
 
     from store_servers import MotoServer
 
+    from detpipe.store.manifest import code_version
+
     res: dict[str, Any] = {
         "date": date.today().isoformat(),
         "machine": f"{_cpu()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
-        "moto": version("moto"), "tuf": version("tuf"), "devices": devices,
-        "health_check": STAND_IN, "counted": COUNTED, "code": _code_version(),
+        "moto": version("moto"), "tuf": version("tuf"), "devices": devices, "concurrency": concurrency,
+        "health_check": STAND_IN, "counted": COUNTED, "code": code_version(),
     }  # fmt: skip
     moto = MotoServer()
     proxy = CountingProxy(moto.port)
@@ -646,7 +670,7 @@ def run(devices: int, peers: int, mirrors: int, reports: list[int], rounds: int)
             with stand_in.installed():
                 t = time.perf_counter()
                 fleet = make_fleet(work, devices, proxy, moto.endpoint, peers, mirrors)
-                fleet.stand_in = stand_in
+                fleet.stand_in, fleet.concurrency = stand_in, concurrency
                 res["setup_s"] = time.perf_counter() - t
                 _progress(f"{devices} devices enrolled ({res['setup_s']:.0f} s)")
                 res["traffic"] = traffic(fleet, rounds)
@@ -680,24 +704,6 @@ def run(devices: int, peers: int, mirrors: int, reports: list[int], rounds: int)
 
 def _progress(msg: str) -> None:
     print(f"[fleet-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def _code_version() -> str:
-    """The commit measured, and whether detpipe/ differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "detpipe"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    return f"{head}" + (" with uncommitted changes in detpipe/" if dirty else "")  # fmt: skip
 
 
 def _cpu() -> str:
