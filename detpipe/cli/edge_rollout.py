@@ -52,8 +52,8 @@ def register(edge: argparse._SubParsersAction) -> None:
             "other device installs it). Devices with no engine for their TensorRT are counted apart "
             "(incompatible), not as failures. The state and every decision live in the store "
             "(ota/rollouts/<class>/<version>.json); each run decides at most once, with a conditional "
-            "write, so --once is safe as a Kubernetes CronJob (k8s/edge/rollout-cronjob.yaml), two "
-            "controllers at once make one decision, and a killed one never decides twice. "
+            "write, so --once is safe as a Kubernetes CronJob (k8s/edge/controller/rollout-cronjob.yaml), "
+            "two controllers at once make one decision, and a killed one never decides twice. "
             "'status' prints the state, 'pause' / 'resume' hold and release it. "
             "Exit 0 holding, advanced, completed; 4 aborted; 2 bad input; 5 store failure.",
             width=88,

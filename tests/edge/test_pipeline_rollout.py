@@ -20,7 +20,8 @@ from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.controller import read_state, state_key
 from detpipe.edge.keys import load_signer
 from detpipe.edge.publish import version_targets
-from detpipe.edge.reports import load_public_key, register, trusted_root
+from detpipe.edge.reports import ensure_device_key, load_public_key, register, trusted_root
+from detpipe.edge.rollout import bucket
 from detpipe.errors import InvalidInput, NotFound
 from detpipe.pipelines.compile import load_compiled
 from detpipe.pipelines.settings import PipelineSettings
@@ -124,7 +125,10 @@ def test_a_retried_step_keeps_the_rollout_as_it_stands(
     steps = {"rollout_steps": "5,25,100", "rollout_bake_s": 0}
     first = _step(tmp_path, store, release_keys, keys, "0.3.0", **steps)
     assert (first.metadata["rollout"]["action"], first.metadata["rollout_pct"]) == ("start", 5)
-    # no enrolled device: a step selects none, so nothing to wait for (bake 0)
+    # one enrolled device that the 5 % and 25 % steps do not select: nothing to wait for (bake 0)
+    device = next(f"cam-{i}" for i in range(100) if bucket(f"cam-{i}", "0.3.0") >= 25)
+    signer = ensure_device_key(tmp_path / device)
+    register(store, "cpu", device, signer.public_key, [load_signer(keys, "targets")], trusted_root(store))
     done = _cronjob_cycle(store, keys, "0.3.0")
     assert done.returncode == 0 and "advance" in done.stdout, (done.stdout, done.stderr)
     assert read_state(store, "cpu", "0.3.0")["pct"] == 25

@@ -247,3 +247,14 @@ def test_cli_runs_reports_status_and_exits_2_on_bad_input(fleet: Fleet, models: 
         last = done.stderr.strip().splitlines()[-1]  # argparse's usage may come before it
         assert last.startswith("detpipe edge") and message in last, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_class_with_no_enrolled_device_holds(tmp_path: Path, keys: Path, models: Models):
+    """A rollout to nobody proves nothing: it holds, even with bake 0 and steps that select none."""
+    f = Fleet(tmp_path, keys, devices=())
+    publish_version(f.store, PublishConfig("cpu", "2", models.other, "onnx", keys, rollout_pct=0))
+    ctl = controller(f, "2", Clock())
+    assert ctl.run_once().action == "start"
+    held = ctl.run_once()
+    assert held.action == "hold" and "no device of the class is enrolled" in held.reason
+    assert held.counts["enrolled"] == 0 and held.pct == 10

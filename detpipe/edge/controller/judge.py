@@ -10,8 +10,10 @@ that reported on the version anyway (a rollout group).
 :func:`decide` (for a progressing rollout)::
 
     abort     ok + failed >= min_reports and failed share > max_failure_pct
+    hold      no device of the class is enrolled (a rollout to nobody proves nothing)
     advance   ok + failed >= min(min_reports, selected), bake over, share within the limit
-              (after the last step: complete)
+              (after the last step: complete); a step that selects no enrolled device
+              (5 % of a small fleet) advances after its bake
     hold      otherwise (waiting for reports, or baking)
 """
 
@@ -34,6 +36,7 @@ class Counts:
     ok: int
     failed: int
     incompatible: int
+    enrolled: int = 0
 
     @property
     def reports(self) -> int:
@@ -60,9 +63,8 @@ def count(reading: Reading, version: str, sha256s: set[str], pct: int) -> Counts
     selected = {d for d in reading.enrolled if bucket(d, version) < pct}
     selected |= {d for d, s in says.items() if s is not None and d in reading.enrolled}
     values = list(says.values())
-    return Counts(
-        len(selected), values.count("running"), values.count("failed"), values.count("incompatible")
-    )
+    running, failed, incompatible = (values.count(s) for s in ("running", "failed", "incompatible"))
+    return Counts(len(selected), running, failed, incompatible, enrolled=len(reading.enrolled))
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def decide(state: dict[str, Any], counts: Counts, now: datetime) -> Verdict:
     share = f"{failed} of {counts.reports} reports on version {version} failed ({pct:.1f}%"
     if counts.reports >= max(wanted, 1) and counts.failed_pct > limit:
         return Verdict("abort", f"{share} > {limit:g}%)")
+    if counts.enrolled == 0:
+        return Verdict("hold", "no device of the class is enrolled (detpipe edge enroll): nothing to judge")
     needed = min(wanted, counts.selected)
     if counts.reports < needed:
         return Verdict("hold", f"waiting for reports: {counts.reports} of {needed} at {state['pct']}%")
