@@ -41,7 +41,23 @@ content is the report seen before, still valid). Everything else is ignored with
 enrolled keyid, the seq, the payload's sha256 and the last valid report), so an ignored
 report changes nothing: the device keeps its last valid report. Readers that run at once
 (``edge fleet``, rollout controllers) merge into it with a compare-and-swap
-(:meth:`ReportReader.save_seen`), so none loses another's devices::
+(:meth:`ReportReader.save_seen`), so none loses another's devices.
+
+**Cheap passes.** A pass lists registrations and reports with their ETags
+(``Store.list_tagged``: one request per 1,000 objects on S3) and GETs only what changed since
+the last pass, whose outcome ``seen.json`` keeps: per device the ETag of its last valid report
+(``devices.<id>.etag``), each registration's document under the ETag it was read with
+(``registrations``), and the ETags of reports by another class's devices (``foreign``). An
+unchanged valid report (the same ETag, its device still enrolled with the same key) is the
+report seen before, still valid; a registration read before is verified against the trusted
+root again on every pass (no GET, but the signature check), so a cache cannot enroll a key the
+targets key never signed, and a changed root re-judges every registration. A changed ETag is
+fetched and verified as on a first pass; a revoked registration (gone from the listing) drops
+its device; ignored reports are fetched again on every pass (their verdict depends on the
+enrollment and the last seq: few, and never cached). The cache holds no more trust than the
+rest of ``seen.json``, which devices may not write (:mod:`detpipe.edge.policy`): whoever can
+write it could put back a registration the targets key signed for that device, as whoever can
+write ``ota/devices/`` can by putting the file back::
 
     root = trusted_root(store, anchor=load_root(Path("root.json")))
     reader = ReportReader(store, "cpu", root)
@@ -51,6 +67,7 @@ report changes nothing: the device keeps its last valid report. Readers that run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -381,7 +398,7 @@ class ReportReader:
         store: the fleet's store.
         device_class: the class whose devices are read.
         root: the trusted root (:func:`trusted_root`).
-        seen: last-seen state to start from; read from :func:`seen_key` when None.
+        seen: last-seen state to start from (no cache); read from :func:`seen_key` when None.
     """
 
     def __init__(
@@ -390,13 +407,16 @@ class ReportReader:
         self.store = store
         self.device_class = check_device_class(device_class)
         self.root = root
-        self.seen: dict[str, dict[str, Any]] = seen if seen is not None else self._load_seen()
+        self._cache = _Cache()  # what the stored seen.json held; this pass's after read()
+        self._listed = False  # whether read() ran: its cache replaces the stored one
+        self._stored: tuple[dict[str, Any], str | None] | None = None  # seen.json as last read/written
+        if seen is None:
+            self._stored = self._load_seen_tagged()
+            seen, self._cache = _devices(self._stored[0]), _Cache.from_doc(self._stored[0])
+        self.seen: dict[str, dict[str, Any]] = seen
 
-    def _load_seen(self) -> dict[str, dict[str, Any]]:
-        return self._load_seen_tagged()[0]
-
-    def _load_seen_tagged(self) -> tuple[dict[str, dict[str, Any]], str | None]:
-        """The stored last-seen state and its ETag (``None``: there is no ``seen.json``)."""
+    def _load_seen_tagged(self) -> tuple[dict[str, Any], str | None]:
+        """The stored ``seen.json`` document and its ETag (``None``: there is none yet)."""
         try:
             data, etag = self.store.get_tagged(seen_key(self.device_class))
         except NotFound:
@@ -406,8 +426,7 @@ class ReportReader:
         except ValueError:
             log.warning("%s: unreadable, starting over", seen_key(self.device_class))
             return {}, etag
-        devices = doc.get("devices") if isinstance(doc, dict) else None
-        return (dict(devices) if isinstance(devices, dict) else {}), etag
+        return (doc if isinstance(doc, dict) else {}), etag
 
     def save_seen(self) -> None:
         """Write the last-seen state, merged with what other readers wrote meanwhile.
@@ -416,25 +435,36 @@ class ReportReader:
         (ours unless the stored entry, for the same key, has a newer one), write with
         ``If-Match`` (``If-None-Match`` when there is none yet); when another reader wrote in
         between, read and merge again, up to :data:`SAVE_ATTEMPTS` times, after a short
-        jittered sleep.
+        jittered sleep. The first attempt merges into the ``seen.json`` this reader loaded (no
+        GET: its ETag says whether it is still the stored one). The cache (module docstring)
+        is this reader's last pass, whole.
 
         Raises:
             StoreError: every attempt lost the race (or the store failed).
         """
         key = seen_key(self.device_class)
         for attempt in range(SAVE_ATTEMPTS):
-            merged, etag = self._load_seen_tagged()
+            stored, etag = self._stored if attempt == 0 and self._stored else self._load_seen_tagged()
+            merged = _devices(stored)
             for device, entry in self.seen.items():
                 old = merged.get(device)
                 if old is None or old.get("keyid") != entry.get("keyid") or old.get("seq", 0) <= entry["seq"]:
                     merged[device] = entry
-            doc = {"schema": SEEN_SCHEMA, "device_class": self.device_class, "devices": merged}
+            cache = self._cache if self._listed else _Cache.from_doc(stored)
+            doc = {
+                "schema": SEEN_SCHEMA,
+                "device_class": self.device_class,
+                "devices": merged,
+                **cache.to_doc(),
+            }
             data = json.dumps(doc).encode()
             try:
+                json_type = "application/json"
                 if etag is None:
-                    self.store.put_bytes(key, data, content_type="application/json", if_none_match=True)
+                    info = self.store.put_bytes(key, data, content_type=json_type, if_none_match=True)
                 else:
-                    self.store.put_bytes(key, data, content_type="application/json", if_match=etag)
+                    info = self.store.put_bytes(key, data, content_type=json_type, if_match=etag)
+                self._stored = (doc, info.etag) if info.etag else None
                 return
             except (PreconditionFailed, NotFound):  # S3 answers If-Match on a deleted object with 404
                 log.debug("%s changed while it was merged (attempt %d), merging again", key, attempt + 1)
@@ -445,48 +475,91 @@ class ReportReader:
         )
 
     def read(self) -> Reading:
-        """Registrations of the class, then every ``devices/<id>/status.json``."""
-        reading = Reading()
+        """Registrations of the class, then every ``devices/<id>/status.json``: two listings,
+        and a GET only of what changed since the last pass (module docstring)."""
+        reading, cache = Reading(), _Cache()
         bad_registrations: dict[str, str] = {}
         prefix = f"ota/devices/{self.device_class}/"
-        for key in self.store.list(prefix):
+        for key, etag in self.store.list_tagged(prefix):
             device_id = key[len(prefix) :].removesuffix(".json")
             try:
-                doc = json.loads(self.store.get_bytes(key))
-                reading.enrolled[device_id] = verify_registration(
-                    doc, self.root, self.device_class, device_id
-                )
+                reading.enrolled[device_id] = self._enrolled_key(key, device_id, etag, cache)
             except NotFound:
                 continue
             except (ValueError, InvalidInput) as e:  # json's ValueError: a broken registration
                 bad_registrations[device_id] = str(e)
-        for key in self.store.list("devices/"):
+        for key, etag in self.store.list_tagged("devices/"):
             parts = key.split("/")
             if len(parts) != 3 or parts[2] != REPORT_FILE:
                 continue
+            device_id = parts[1]
+            enrolled = reading.enrolled.get(device_id)
+            if (verdict := self._unchanged(device_id, etag, enrolled)) is not None:
+                reading.valid[device_id] = verdict
+                continue
+            if (
+                enrolled is None
+                and device_id not in bad_registrations
+                and self._cache.foreign.get(device_id) == etag
+            ):
+                cache.foreign[device_id] = etag  # still another class's device
+                continue
             try:
-                data = self.store.get_bytes(key)
+                data, etag = self.store.get_tagged(key)
             except NotFound:
                 continue  # deleted since the listing
-            self._judge(parts[1], data, reading, bad_registrations)
+            if self._judge(device_id, data, etag, reading, bad_registrations) and etag:
+                cache.foreign[device_id] = etag
         for device_id in reading.enrolled.keys() - reading.valid.keys():
             last = self.seen.get(device_id)
             if last and last.get("keyid") == reading.enrolled[device_id].keyid and last.get("report"):
                 reading.valid[device_id] = Report(device_id, last["report"], current=False)
+        self._cache, self._listed = cache, True
         return reading
 
+    def _enrolled_key(self, key: str, device_id: str, etag: str, cache: _Cache) -> SSlibKey:
+        """The key the registration at ``key`` enrolls, verified against the root on every pass:
+        the document read before when the listed ``etag`` is its (and it still verifies), else
+        the store's (kept in ``cache`` for the next pass)."""
+        doc = self._cache.registration(device_id, etag)
+        if doc is not None:
+            with contextlib.suppress(InvalidInput):
+                enrolled = verify_registration(doc, self.root, self.device_class, device_id)
+                cache.keep_registration(device_id, etag, doc)
+                return enrolled
+        data, etag = self.store.get_tagged(key)
+        doc = json.loads(data)
+        enrolled = verify_registration(doc, self.root, self.device_class, device_id)
+        cache.keep_registration(device_id, etag, doc)
+        return enrolled
+
+    def _unchanged(self, device_id: str, etag: str, enrolled: SSlibKey | None) -> Report | None:
+        """The report seen valid before when the store still holds it (the same ETag) and the
+        device is still enrolled with the same key; None: fetch and verify it."""
+        last = self.seen.get(device_id)
+        if enrolled is None or not etag or not last or last.get("etag") != etag:
+            return None
+        if (last.get("keyid"), last.get("pub")) != (enrolled.keyid, enrolled.keyval.get("public")):
+            return None
+        report = last.get("report")
+        return Report(device_id, report) if isinstance(report, dict) else None
+
     def _judge(
-        self, device_id: str, data: bytes, reading: Reading, bad_registrations: dict[str, str]
-    ) -> None:
-        """Count the report of ``device_id`` as valid, or ignore it with a reason."""
+        self, device_id: str, data: bytes, etag: str, reading: Reading, bad_registrations: dict[str, str]
+    ) -> bool:
+        """Count the report of ``device_id`` as valid, or ignore it with a reason; True when it
+        is another class's device."""
         try:
             verdict = self._verify(device_id, data, reading.enrolled.get(device_id), bad_registrations)
         except _Ignore as e:
             reading.ignored.append(Ignored(device_id, e.reason, e.detail))
             log.info("report of %s ignored (%s): %s", device_id, e.reason, e.detail)
-            return
-        if verdict is not None:
-            reading.valid[device_id] = verdict
+            return False
+        if verdict is None:
+            return True
+        reading.valid[device_id] = verdict
+        self.seen[device_id]["etag"] = etag
+        return False
 
     def _verify(
         self, device_id: str, data: bytes, enrolled: SSlibKey | None, bad_registrations: dict[str, str]
@@ -522,7 +595,8 @@ class ReportReader:
         ):
             raise _Ignore("replayed", f"seq {seq}, last seen {last['seq']}")
         summary = {k: doc.get(k) for k in SUMMARY_FIELDS}
-        self.seen[device_id] = {"keyid": enrolled.keyid, "seq": seq, "sha256": digest, "report": summary}
+        self.seen[device_id] = {"keyid": enrolled.keyid, "pub": enrolled.keyval.get("public"), "seq": seq,
+                                "sha256": digest, "report": summary}  # fmt: skip
         return Report(device_id, summary)
 
 
@@ -544,3 +618,40 @@ def _check_signature(doc: dict[str, Any], key: SSlibKey) -> bytes:
         detail = f"signature does not verify with the enrolled key {key.keyid[:8]} ({e})"
         raise _Ignore("forged", detail[:300]) from None
     return payload
+
+
+def _devices(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-device entries of a ``seen.json`` document."""
+    devices = doc.get("devices")
+    return dict(devices) if isinstance(devices, dict) else {}
+
+
+@dataclass
+class _Cache:
+    """What a pass keeps so that the next one skips GETs (module docstring): per device, its
+    registration (the document, verified again on every pass) under the ETag it was read with,
+    and the ETag of a report that is another class's device's."""
+
+    registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    foreign: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> _Cache:
+        regs, foreign = doc.get("registrations"), doc.get("foreign")
+        return cls(
+            {k: v for k, v in regs.items() if isinstance(v, dict) and isinstance(v.get("doc"), dict)}
+            if isinstance(regs, dict) else {},
+            {k: v for k, v in foreign.items() if isinstance(v, str)} if isinstance(foreign, dict) else {},
+        )  # fmt: skip
+
+    def to_doc(self) -> dict[str, dict[str, Any]]:
+        return {"registrations": self.registrations, "foreign": self.foreign}
+
+    def registration(self, device_id: str, etag: str) -> dict[str, Any] | None:
+        """The registration document read before, when the listed object (``etag``) is that one."""
+        kept = self.registrations.get(device_id)
+        return kept["doc"] if etag and kept is not None and kept.get("etag") == etag else None
+
+    def keep_registration(self, device_id: str, etag: str, doc: dict[str, Any]) -> None:
+        if etag:
+            self.registrations[device_id] = {"etag": etag, "doc": doc}

@@ -169,8 +169,8 @@ def test_readers_saving_at_once_lose_no_device(seen_store: Store, keys: Path) ->
     barrier = threading.Barrier(n)
 
     def save(i: int) -> None:
-        seen = {f"cam-{i}": _entry(f"k{i}", 1), "shared": _entry("ks", 10 + i)}
-        reader = ReportReader(seen_store, "cpu", root, seen=seen)
+        reader = ReportReader(seen_store, "cpu", root)  # all load the same seen.json (one ETag)
+        reader.seen.update({f"cam-{i}": _entry(f"k{i}", 1), "shared": _entry("ks", 10 + i)})
         barrier.wait(timeout=60)
         reader.save_seen()
 
