@@ -76,7 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=STABLE_COV_PCT,
         metavar="PCT",
-        help="mAP50 CoV in %% under which a window is stable (default: %(default)s)",
+        help="cap, in %%, of the 10-epoch mAP50 CoV a run counts as stable under: the run's own "
+        "threshold is 2x its last quarter's median window CoV (at least 0.1 %%), never above this "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--spike-factor",
