@@ -353,7 +353,8 @@ STEP_SCRIPT = textwrap.dedent(
         batch=8, seed=0, device="cpu", workers=0, nproc_per_node=2, nnodes=2,
         launcher=a["launcher"], job_store="s3://detpipe-test/pipeline", job_timeout_s=a["timeout"],
         job_image="img:1", job_namespace="ml", job_data_pvc="detpipe-datasets",
-        job_data_mount=a["mount"],
+        job_data_mount=a["mount"], queue_name=a.get("queue_name", ""),
+        queue_timeout_s=a.get("queue_timeout_s", 86400),
     )
     print(json.dumps({"metadata": model.metadata, "metrics": metrics.metadata}))
     """
