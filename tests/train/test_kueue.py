@@ -6,9 +6,11 @@ the job as Kueue's admission does) and a moto S3 server."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from detpipe.train.jobwatch import (
     watch,
 )
 
-from .conftest import cli
+from .conftest import REPO, cli
 from .crd_schema import errors
 from .fake_kube import FakeKube, condition, serve
 
@@ -304,3 +306,100 @@ def test_cli_queue_flags_are_checked(tmp_path: Path) -> None:
     ]
     negative = cli(*_args(tmp_path, "trainjob", "s3://b/p", "--queue-timeout", "-1", "--dry-run"))
     assert negative.returncode == 2 and "--queue-timeout" in negative.stderr
+
+
+# -- k8s/kueue: the queue the jobs name, against Kueue's own CRDs -------------------------------
+
+KUEUE = REPO / "k8s" / "kueue"
+KUEUE_CRDS = {
+    "ResourceFlavor": "kueue.x-k8s.io_resourceflavors.yaml",
+    "ClusterQueue": "kueue.x-k8s.io_clusterqueues.yaml",
+    "LocalQueue": "kueue.x-k8s.io_localqueues.yaml",
+}
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _kueue_objects() -> dict[str, dict[str, Any]]:
+    kustomization = yaml.safe_load((KUEUE / "kustomization.yaml").read_text())
+    docs = [d for f in kustomization["resources"] for d in yaml.safe_load_all((KUEUE / f).read_text()) if d]
+    assert sorted(f.name for f in KUEUE.glob("*.yaml") if f.name != "kustomization.yaml") == sorted(
+        kustomization["resources"]
+    )
+    objects = {d["kind"]: d for d in docs}
+    assert len(objects) == len(docs) == 3
+    return objects
+
+
+def _quantity(text: str | int) -> float:
+    text = str(text)
+    for unit, factor in _UNITS.items():
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+@pytest.mark.parametrize("kind", KUEUE_CRDS)
+def test_kueue_manifests_match_kueues_crds(kind: str) -> None:
+    obj = _kueue_objects()[kind]
+    assert obj["apiVersion"] == "kueue.x-k8s.io/v1beta2"
+    assert errors(obj, KUEUE_CRDS[kind], "v1beta2") == []
+    # the same objects as v1beta1 for Kueue 0.13/0.14 (before v1beta2)
+    assert errors({**obj, "apiVersion": "kueue.x-k8s.io/v1beta1"}, KUEUE_CRDS[kind], "v1beta1") == []
+
+
+def test_the_schemas_refuse_what_kueue_would_refuse() -> None:
+    cq = copy.deepcopy(_kueue_objects()["ClusterQueue"])
+    first = cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+    first["nominalquota"] = first.pop("nominalQuota")
+    cq["spec"]["cohort"] = "research"  # v1beta1's name; v1beta2 says cohortName
+    assert errors(cq, KUEUE_CRDS["ClusterQueue"], "v1beta2") == [
+        "spec/resourceGroups/0/flavors/0/resources/0: 'nominalQuota' is a required property",
+        "spec/resourceGroups/0/flavors/0/resources/0: Additional properties are not allowed "
+        "('nominalquota' was unexpected)",
+        "spec: Additional properties are not allowed ('cohort' was unexpected)",
+    ]
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_the_studys_4x4_job_fits_the_cluster_queue_once(launcher: str) -> None:
+    objects = _kueue_objects()
+    local, cluster, flavor = objects["LocalQueue"], objects["ClusterQueue"], objects["ResourceFlavor"]
+    assert local["metadata"] == {"name": QUEUE, "namespace": "detpipe"}  # what --queue names in the docs
+    assert local["spec"]["clusterQueue"] == cluster["metadata"]["name"]
+    assert cluster["spec"]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "detpipe"}
+    (group,) = cluster["spec"]["resourceGroups"]
+    (quota,) = group["flavors"]
+    assert quota["name"] == flavor["metadata"]["name"]
+    # Kueue's webhook (pkg/webhooks/clusterqueue_webhook.go): the quotas name the covered resources
+    # in their order (the CRD's CEL rules, which jsonschema does not run, check the count)
+    assert [r["name"] for r in quota["resources"]] == group["coveredResources"]
+    nominal = {r["name"]: _quantity(r["nominalQuota"]) for r in quota["resources"]}
+    # what the launcher's default 4 x 4 job requests, summed over its pods
+    job = pytorchjob.JobConfig(name="train-x", image="img:1", nnodes=4, nproc_per_node=4, gpus_per_node=4)
+    manifest = RENDER[launcher](_cfg(), replace(job, queue=QUEUE))
+    if launcher == "pytorchjob":
+        pods = [
+            (r["replicas"], r["template"]["spec"]["containers"][0]["resources"]["requests"])
+            for r in manifest["spec"]["pytorchReplicaSpecs"].values()
+        ]
+        tolerations = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["tolerations"]
+    else:
+        pods = [
+            (
+                manifest["spec"]["trainer"]["numNodes"],
+                manifest["spec"]["trainer"]["resourcesPerNode"]["requests"],
+            )
+        ]
+        (patch,) = manifest["spec"]["runtimePatches"]
+        (rjob,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        tolerations = rjob["template"]["spec"]["template"]["spec"]["tolerations"]
+    wanted: dict[str, float] = {}
+    for count, requests in pods:
+        for name, value in requests.items():
+            wanted[name] = wanted.get(name, 0.0) + count * _quantity(value)
+    assert set(wanted) <= set(group["coveredResources"])  # else Kueue never admits it
+    assert all(wanted[r] <= nominal[r] for r in wanted), (wanted, nominal)
+    assert wanted["nvidia.com/gpu"] == nominal["nvidia.com/gpu"] == 16  # one such job at a time
+    # the flavor's taint is tolerated by the pods (Kueue checks it before admitting)
+    for taint in flavor["spec"]["nodeTaints"]:
+        assert any(t["key"] == taint["key"] and t["effect"] == taint["effect"] for t in tolerations)
