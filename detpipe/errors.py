@@ -99,7 +99,15 @@ class Forbidden(InvalidInput):
 
 
 class EngineIncompatible(Unavailable):
-    """A TensorRT engine built for another GPU, TensorRT or JetPack than this device's."""
+    """A TensorRT engine built for another GPU, TensorRT or JetPack than this device's: this
+    device cannot use it, the artifact is not at fault (another device may run it); ``problems``
+    lists why. The edge agent reports it as outcome ``incompatible``; loading such an engine
+    (``serve``, ``bench``, ``export``'s checks) exits 3 / answers 503. A missing or foreign
+    sidecar and an engine whose sha256 is not its sidecar's are :class:`InvalidInput`."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class ReloadRefused(DetpipeError):

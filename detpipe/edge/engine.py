@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detpipe.edge.targets import ENGINE_PRECISIONS, Release
-from detpipe.errors import InvalidInput
+from detpipe.errors import EngineIncompatible, InvalidInput
 from detpipe.export.sidecar import (
     DeviceInfo,
-    EngineIncompatible,
     check_compatible,
     device_class,
     sidecar_path,

@@ -4,8 +4,11 @@ A TensorRT engine only runs on the TensorRT version and GPU model it was built w
 Every engine ``model.fp16.engine`` gets ``model.fp16.engine.json`` beside it (TensorRT
 version, GPU name and compute capability, precision, input shape, build flags, sha256).
 Before an engine is deserialized, :func:`ensure_compatible` compares the sidecar with the
-device and refuses a mismatch with a message that says what to do; the edge agent and the
-server rely on this. :func:`check_compatible` is a pure function, tested without a GPU::
+device and refuses a mismatch with a message that says what to do
+(:class:`detpipe.errors.EngineIncompatible`, also importable from here: this device cannot use
+the engine, exit 3 / HTTP 503); a missing or foreign sidecar and an engine whose sha256 is not
+its sidecar's are :class:`~detpipe.errors.InvalidInput` (exit 2 / HTTP 400). The edge agent
+and the server rely on this. :func:`check_compatible` is a pure function, tested without a GPU::
 
     sidecar = read_sidecar("export/model.fp16.engine")
     problems = check_compatible(sidecar, DeviceInfo("Orin", "8.7", "10.3.0", dla_cores=2))
@@ -27,20 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from detpipe import __version__
-from detpipe.errors import InvalidInput, Unavailable
+from detpipe.errors import EngineIncompatible, InvalidInput, Unavailable
 from detpipe.io import read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "detpipe.engine-sidecar/1"
-
-
-class EngineIncompatible(InvalidInput):
-    """The engine was built for another device or TensorRT version; ``problems`` lists why."""
-
-    def __init__(self, summary: str, problems: list[str]) -> None:
-        super().__init__(summary)
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -115,17 +110,20 @@ def write_sidecar(engine: str | Path, sidecar: dict[str, Any]) -> Path:
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any]:
-    """The sidecar of ``engine``; a missing or foreign one is refused (no sidecar, no load)."""
+    """The sidecar of ``engine``; a missing or foreign one is refused (no sidecar, no load).
+
+    Raises:
+        InvalidInput: no sidecar beside ``engine``, or not a detpipe engine sidecar.
+    """
     path = sidecar_path(engine)
     if not path.is_file():
-        raise EngineIncompatible(
+        raise InvalidInput(
             f"{engine}: no sidecar {path.name}; an engine without one cannot be checked against this "
-            "device and is not loaded",
-            [f"missing {path.name}"],
+            "device and is not loaded"
         )
     sidecar = read_json(path)
     if not isinstance(sidecar, dict) or sidecar.get("schema") != SCHEMA:
-        raise EngineIncompatible(f"{path}: not a detpipe engine sidecar (schema {SCHEMA})", ["bad schema"])
+        raise InvalidInput(f"{path}: not a detpipe engine sidecar (schema {SCHEMA})")
     return sidecar
 
 
@@ -179,7 +177,8 @@ def check_compatible(sidecar: dict[str, Any], device: DeviceInfo, strict_gpu_nam
 
 
 def ensure_compatible(sidecar: dict[str, Any], device: DeviceInfo, strict_gpu_name: bool = True) -> None:
-    """Raise :class:`EngineIncompatible` unless the engine can run on ``device``."""
+    """Raise :class:`~detpipe.errors.EngineIncompatible` (``Unavailable``: exit 3, HTTP 503)
+    unless the engine can run on ``device``."""
     problems = check_compatible(sidecar, device, strict_gpu_name)
     if problems:
         raise EngineIncompatible(
@@ -192,14 +191,14 @@ def ensure_compatible(sidecar: dict[str, Any], device: DeviceInfo, strict_gpu_na
 
 
 def verify_engine_file(engine: str | Path, sidecar: dict[str, Any]) -> None:
-    """Raise :class:`EngineIncompatible` when the engine's sha256 differs from its sidecar's."""
+    """Raise :class:`~detpipe.errors.InvalidInput` when the engine's sha256 differs from its
+    sidecar's (a corrupt or replaced file: the artifact's fault, not the device's)."""
     digest = sha256_file(engine)
     if digest != sidecar.get("sha256"):
-        raise EngineIncompatible(
+        raise InvalidInput(
             f"{engine}: sha256 {digest[:12]}… does not match its sidecar "
             f"({str(sidecar.get('sha256'))[:12]}…); "
-            "the file is corrupt or was replaced",
-            ["sha256 mismatch"],
+            "the file is corrupt or was replaced"
         )
 
 

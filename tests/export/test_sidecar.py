@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detpipe.errors import InvalidInput
+from detpipe import errors
+from detpipe.errors import InvalidInput, Unavailable
 from detpipe.export.sidecar import (
     SCHEMA,
     DeviceInfo,
@@ -82,7 +83,9 @@ def test_dla_engines_need_the_dla_core():
 def test_ensure_compatible_refuses_with_a_clear_message():
     with pytest.raises(EngineIncompatible) as e:
         ensure_compatible(_sidecar(H100), ORIN)
-    assert isinstance(e.value, InvalidInput)  # exit code 2 / HTTP 400
+    assert EngineIncompatible is errors.EngineIncompatible  # the one class, re-exported here
+    assert isinstance(e.value, Unavailable)  # this device cannot use it: exit code 3 / HTTP 503
+    assert (e.value.exit_code, e.value.http_status) == (3, 503)
     message = str(e.value)
     assert message.startswith("model.fp16.engine: refusing to load, built for another device:")
     assert "Rebuild it on this device: detpipe export --formats engine-fp16" in message
@@ -102,18 +105,21 @@ def test_sidecar_file_round_trip_and_integrity(tmp_path):
     ensure_compatible(loaded, ORIN)
     verify_engine_file(engine, loaded)
     engine.write_bytes(b"\x00tampered engine\x01")
-    with pytest.raises(EngineIncompatible, match=r"sha256 .* does not match its sidecar"):
-        verify_engine_file(engine, loaded)
+    with pytest.raises(InvalidInput, match=r"sha256 .* does not match its sidecar") as e:
+        verify_engine_file(engine, loaded)  # the file's fault, not the device's: exit 2 / HTTP 400
+    assert not isinstance(e.value, EngineIncompatible)
 
 
 def test_missing_or_foreign_sidecar_is_refused(tmp_path):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"x")
-    with pytest.raises(EngineIncompatible, match=r"no sidecar model\.engine\.json"):
+    with pytest.raises(InvalidInput, match=r"no sidecar model\.engine\.json") as e:
         read_sidecar(engine)
+    assert not isinstance(e.value, EngineIncompatible)  # an unverifiable file: exit 2 / HTTP 400
     sidecar_path(engine).write_text('{"schema": "something/else"}')
-    with pytest.raises(EngineIncompatible, match="not a detpipe engine sidecar"):
+    with pytest.raises(InvalidInput, match="not a detpipe engine sidecar") as e:
         read_sidecar(engine)
+    assert not isinstance(e.value, EngineIncompatible)
 
 
 def test_tensorrt_predictor_refuses_before_touching_tensorrt(tmp_path):
@@ -122,7 +128,7 @@ def test_tensorrt_predictor_refuses_before_touching_tensorrt(tmp_path):
 
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"not checked")
-    with pytest.raises(EngineIncompatible, match="no sidecar"):
+    with pytest.raises(InvalidInput, match="no sidecar"):
         TensorRTPredictor(engine)
 
 

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from detpipe.errors import InvalidInput
 from detpipe.export.calib import calibration_images
 from detpipe.export.model import load_detection_model
 from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
@@ -126,7 +127,7 @@ def test_mismatched_or_tampered_engines_are_refused(fp16_engine, tmp_path):
         TensorRTPredictor(copy)
     sidecar_path(copy).write_text(json.dumps(sidecar))
     copy.write_bytes(engine.read_bytes()[:-16] + b"\x00" * 16)
-    with pytest.raises(EngineIncompatible, match="does not match its sidecar"):
+    with pytest.raises(InvalidInput, match="does not match its sidecar"):
         TensorRTPredictor(copy)
 
 
