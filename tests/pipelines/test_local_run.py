@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from detpipe.report.html import external_references
 from detpipe.signing import ReleaseVerifier
 from detpipe.store import fetch_release, latest_version
 
@@ -70,9 +71,20 @@ def test_train_to_edge_runs_locally_and_publishes(tmp_path):
     verifier = ReleaseVerifier(workdir / "release-keys" / "release.pub")
     manifest = fetch_release(release, tmp_path / "fetched", verifier=verifier)
     paths = {e.path for e in manifest.objects}
-    assert {"weights.pt", "model.onnx", "metrics.json"} <= paths
+    assert {"weights.pt", "model.onnx", "metrics.json", "MODEL_CARD.md"} <= paths
     assert any(p.startswith("bench/") for p in paths)
     assert manifest.lineage["dataset_subset"] == "train2017_100_p.txt"
+    card = (tmp_path / "fetched" / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: tiny 0.1.0\n") and "| `x86_64-cpu` (" in card
+
+    # what the run shows: KFP v2's visualization types
+    matrix = tasks["evaluate-op"]["metadata"]["confusion_matrix"]["confusionMatrix"]
+    labels = [spec["displayName"] for spec in matrix["annotationSpecs"]]
+    assert labels[-1] == "background" and len(matrix["rows"]) == len(labels)
+    summary_md = Path(tasks["evaluate-op"]["artifacts"]["summary"]).read_text()
+    assert summary_md.startswith("# Evaluation\n") and "## Per class" in summary_md
+    page = Path(tasks["logs-op"]["artifacts"]["page"]).read_text()
+    assert external_references(page) == [] and page.count('src="data:image/png;base64,') >= 2
 
 
 def test_a_failing_step_stops_the_run_and_is_reported(tmp_path):
@@ -130,6 +142,10 @@ def test_small_data_sweep_runs_locally_and_reports(tmp_path):
     assert report["variance"]["yolov8n"]["50"]["draws"] == [0, 1]
     assert {r["epochs_policy"] for r in report["schedules"]} == {"iterations"}
     assert {"map_vs_size.png", "retention_vs_size.png", "cliff.png"} <= {p.name for p in report_dir.iterdir()}
+    report_task = next(t for t in summary["tasks"] if t["task"] == "report-op")
+    page = Path(report_task["artifacts"]["page"]).read_text()
+    assert external_references(page) == [] and page.count('src="data:image/png;base64,') >= 3
+    assert Path(report_task["artifacts"]["summary"]).read_text().startswith("# Data-scaling report\n")
     # every cell's training-log analysis is filed beside its summary and linked by the report
     assert all((runs / name / "logs" / "analysis.json").is_file() for name in cell_dirs)
     linked = sorted((e["fraction"], e["status"]) for e in report["logs"])
