@@ -260,6 +260,8 @@ def watch(
                     raise JobFailed(f"{what} disappeared (deleted by someone else?)") from None
                 now = clock()
                 waited = timers.observe(now, state.waiting)
+                if waited is not None:
+                    log.info("%s: admitted after %.0f s waiting", what, waited)
                 if state != last:
                     log.info(
                         "%s: %s%s",
@@ -268,8 +270,6 @@ def watch(
                         f" ({state.reason})" if state.reason else "",
                     )
                     last = state
-                if waited is not None:
-                    log.info("%s: admitted after %.0f s waiting", what, waited)
                 for line in api.logs():
                     emit(line)
                 if state.phase is Phase.SUCCEEDED:
