@@ -3,6 +3,7 @@
 Subcommands parse flags, call :mod:`detpipe.deploy` and print::
 
     detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --dry-run
+    detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --strategy kserve --auto
     detpipe deploy status [--prometheus http://127.0.0.1:9090] [--json]
     detpipe deploy promote | rollback
 """
@@ -35,13 +36,18 @@ examples:
   detpipe deploy status --prometheus http://prometheus.monitoring:9090
   detpipe deploy promote        # next step (what `kubectl argo rollouts promote` does)
   detpipe deploy rollback       # back to stable (what `kubectl argo rollouts abort` does)
+  # KServe (Serverless mode): an InferenceService on the 'detpipe' ServingRuntime, its
+  # canaryTrafficPercent judged by detpipe on Prometheus: exit 0 promoted, 4 rolled back
+  detpipe deploy canary --model-uri s3://detpipe/models/yolov8n-coco/0.2.0 --strategy kserve --auto \\
+      --s3-endpoint https://minio.detpipe.svc.cluster.local:9000 --pause 5m
+  detpipe deploy status --strategy kserve --prometheus http://prometheus.monitoring:9090
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deploy",
-        help="canary rollout of the inference server (Argo Rollouts or Gateway API)",
+        help="canary rollout of the inference server (Argo Rollouts, Gateway API or KServe)",
         description=textwrap.fill(
             "Roll a published release out to the serving pods as a canary and finish it. 'canary' renders "
             "the objects (one function per object, detpipe.deploy) and applies them server-side (field "
@@ -50,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "runs AnalysisTemplates whose Prometheus queries read the server's own metrics for the canary's "
             "model version (5xx error rate, p95 latency against stable, shadow agreement with --shadow); a "
             "failed analysis aborts the rollout back to stable. With --strategy gateway an HTTPRoute splits "
-            "traffic between stable and canary Deployments and 'promote' moves the weights.",
+            "traffic between stable and canary Deployments and 'promote' moves the weights. With --strategy "
+            "kserve an InferenceService (KServe Serverless mode) on the 'detpipe' ServingRuntime gets the "
+            "release and canaryTrafficPercent the first step; KServe splits the traffic between the new "
+            "revision and the last one rolled out, 'promote' moves the percentage, 'rollback' sets it to 0, "
+            "and --auto judges every step with the same queries, promoting or rolling back by itself.",
             width=88,
         ),
         epilog=EXAMPLES,
@@ -81,9 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-replicas", type=positive_int, default=6, help="Rollout's HPA scales up to this (default: 6)"
     )
     c.add_argument(
-        "--gpu", action="store_true", help="GPU pods: nvidia.com/gpu 1 each, the GPU serving image"
+        "--gpu",
+        action="store_true",
+        help="GPU pods: nvidia.com/gpu 1 each, the GPU serving image (with kserve: the GPU variant of the "
+        "'detpipe' ServingRuntime)",
     )
-    g = c.add_argument_group("analysis (Argo Rollouts)")
+    g = c.add_argument_group("analysis (Argo Rollouts' AnalysisTemplates, or --auto under KServe)")
     g.add_argument(
         "--prometheus-url",
         default="http://prometheus-operated.monitoring.svc:9090",
@@ -113,6 +126,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="release of the stable Deployment (default: leave it as it is)",
     )
+    ks = c.add_argument_group("KServe (--strategy kserve, Serverless mode)")
+    ks.add_argument(
+        "--auto",
+        action="store_true",
+        help="judge every step on --prometheus-url with the analysis checks, narrowed to the canary "
+        "revision's pods, and promote (exit 0) or roll back (canaryTrafficPercent 0, exit 4) by itself; "
+        "no data at a step rolls back too. Needs a --pause duration",
+    )
+    ks.add_argument(
+        "--ready-timeout",
+        default="10m",
+        help="with --auto: how long a step may take to reach the canary revision before it rolls back "
+        "(default: 10m)",
+    )
+    ks.add_argument(
+        "--s3-endpoint",
+        default="https://minio.detpipe.svc.cluster.local:9000",
+        help="the store as KServe's storage initializer reaches it, https://HOST:PORT or http://HOST:PORT "
+        "(ServiceAccount annotations serving.kserve.io/s3-endpoint and s3-usehttps; default: %(default)s)",
+    )
+    ks.add_argument(
+        "--s3-region", default="us-east-1", help="serving.kserve.io/s3-region (default: us-east-1)"
+    )
+    ks.add_argument(
+        "--s3-secret",
+        default="detpipe-kserve-s3",
+        help="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY the ServiceAccount names, never read "
+        "by detpipe (template: k8s/serving/kserve/secrets/; default: %(default)s)",
+    )
     c.add_argument("--dry-run", action="store_true", help="print the objects as YAML; touch no cluster")
     _common(c)
     c.set_defaults(func=_canary)
@@ -134,7 +176,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", default="rollout", choices=("rollout", "gateway"), help="(default: rollout)")
+    p.add_argument(
+        "--strategy", default="rollout", choices=("rollout", "gateway", "kserve"), help="(default: rollout)"
+    )
     p.add_argument("--namespace", default="detpipe", help="namespace (default: detpipe)")
     p.add_argument(
         "--name", default="detpipe-serve", help="Rollout / Deployment name (default: detpipe-serve)"
@@ -170,6 +214,10 @@ def config_from_args(args: argparse.Namespace) -> CanaryConfig:
         min_agreement=args.min_agreement if args.shadow else None,
         gateway=args.gateway,
         stable_model_uri=args.stable_model_uri,
+        s3_endpoint=args.s3_endpoint,
+        s3_region=args.s3_region,
+        s3_secret=args.s3_secret,
+        ready_timeout=args.ready_timeout,
     )
 
 
@@ -178,6 +226,8 @@ def _canary(args: argparse.Namespace) -> int:
     from detpipe.deploy.render import to_yaml
 
     cfg = config_from_args(args)
+    if args.auto:
+        return _auto(cfg, args)
     docs = roll_out(cfg, dry_run=args.dry_run, context=args.context, kubeconfig=args.kubeconfig)
     if args.dry_run:
         sys.stdout.write(to_yaml(docs))
@@ -188,24 +238,42 @@ def _canary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _promote(args: argparse.Namespace) -> int:
-    from detpipe.deploy import actions
+def _auto(cfg: CanaryConfig, args: argparse.Namespace) -> int:
+    """``--auto``: apply, judge each step, promote or roll back; exit 0 or 4."""
+    from detpipe.deploy.canary import roll_out_auto
+    from detpipe.errors import InvalidInput
 
-    return _act(args, actions.promote_rollout, actions.promote_gateway)
+    if args.dry_run:
+        raise InvalidInput("--auto applies and judges the canary: drop --dry-run (or --auto)")
+    result = roll_out_auto(cfg, context=args.context, kubeconfig=args.kubeconfig, report=_say)
+    outcome = "promoted" if result.promoted else "rolled back"
+    print(f"canary {cfg.model_name} {cfg.version}: kserve, {outcome} ({result.reason})", flush=True)
+    return result.exit_code
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from detpipe.deploy import actions, kserve_actions
+
+    return _act(args, actions.promote_rollout, actions.promote_gateway, kserve_actions.promote_kserve)
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from detpipe.deploy import actions
+    from detpipe.deploy import actions, kserve_actions
 
-    return _act(args, actions.abort_rollout, actions.rollback_gateway)
+    return _act(args, actions.abort_rollout, actions.rollback_gateway, kserve_actions.rollback_kserve)
 
 
-def _act(args: argparse.Namespace, on_rollout: Callable, on_gateway: Callable) -> int:
-    """Run the strategy's action on the cluster, then print the status."""
+def _act(args: argparse.Namespace, *by_strategy: Callable) -> int:
+    """Run the strategy's action (rollout, gateway, kserve) on the cluster, then print the status."""
     from detpipe.deploy.cluster import Kube
 
     kube = Kube.connect(args.context, args.kubeconfig)
-    (on_rollout if args.strategy == "rollout" else on_gateway)(kube, args.namespace, args.name)
+    action = dict(zip(("rollout", "gateway", "kserve"), by_strategy, strict=True))[args.strategy]
+    action(kube, args.namespace, args.name)
     return _print_status(kube, args)
 
 
@@ -218,15 +286,25 @@ def _status(args: argparse.Namespace) -> int:
 def _print_status(kube, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from detpipe.deploy import actions, queries
+    from detpipe.deploy import actions, kserve_actions, queries
     from detpipe.deploy.config import release_identity
+    from detpipe.deploy.kserve_auto import kserve_checks
     from detpipe.deploy.prometheus import evaluate
 
-    get = actions.rollout_status if args.strategy == "rollout" else actions.gateway_status
+    get = {
+        "rollout": actions.rollout_status,
+        "gateway": actions.gateway_status,
+        "kserve": kserve_actions.kserve_status,
+    }[args.strategy]
     status = get(kube, args.namespace, args.name)
     if getattr(args, "prometheus", None):
         model, version = release_identity(status.model_uri)
-        checks = queries.checks(model, version, window=args.analysis_window)
+        if args.strategy == "kserve":  # served under the InferenceService's name, on its revisions' pods
+            revs = status.details
+            checks = kserve_checks(args.name, args.namespace, version, revs["canary_revision"],
+                                   revs["stable_revision"], window=args.analysis_window)  # fmt: skip
+        else:
+            checks = queries.checks(model, version, window=args.analysis_window)
         status = replace(status, checks=evaluate(args.prometheus, checks))
     if args.json:
         print(json.dumps(status.to_dict(), indent=2))
@@ -239,6 +317,10 @@ def _print_status(kube, args: argparse.Namespace) -> int:
         ("canary version", status.canary_version),
         ("release", status.model_uri),
     ]
+    if args.strategy == "kserve":
+        d = status.details
+        rows += [("canary revision", d["canary_revision"]), ("stable revision", d["stable_revision"])]
+        rows += [(f"condition {c['type']}", c["status"]) for c in d["conditions"]]
     if status.message:
         rows.append(("message", status.message))
     for c in status.checks:

@@ -1,5 +1,7 @@
 """``detpipe deploy promote | rollback | status`` on an Argo Rollout or a Gateway API canary.
 
+(KServe's InferenceService canary: :mod:`detpipe.deploy.kserve_actions`.)
+
 For a Rollout these are the patches ``kubectl argo rollouts promote`` / ``abort`` send
 (argo-rollouts v1.9 ``pkg/kubectl-argo-rollouts/cmd/promote/promote.go``, ``abort/abort.go``):
 merge patches of the ``status`` subresource (falling back to the object itself where a
@@ -38,6 +40,7 @@ class CanaryStatus:
     model_uri: str = ""
     message: str = ""
     checks: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # the strategy's own (KServe: revisions)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

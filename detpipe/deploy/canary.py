@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detpipe.deploy.config import CanaryConfig
 from detpipe.deploy.render import render, to_yaml
 from detpipe.io import write_text
+
+if TYPE_CHECKING:
+    from detpipe.deploy.kserve_auto import AutoResult
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +38,40 @@ def roll_out(
     from detpipe.deploy.cluster import Kube
 
     kube = Kube.connect(context, kubeconfig)
+    if cfg.strategy == "kserve":  # keeps a running canary's traffic share (kserve_actions)
+        from detpipe.deploy.kserve_actions import apply_canary
+
+        return apply_canary(kube, cfg).docs
     for doc in docs:
         kube.apply(doc)
     log.info("canary %s %s applied (%s, %d objects)", cfg.model_name, cfg.version, cfg.strategy, len(docs))
     return docs
+
+
+def roll_out_auto(
+    cfg: CanaryConfig,
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    report: Callable[[str], None] = print,
+) -> AutoResult:
+    """Apply a KServe canary, judge each step on Prometheus, and promote or roll back by itself.
+
+    Raises:
+        InvalidInput: not ``--strategy kserve``, ``--pause manual``, or Standard mode.
+        Unavailable: no cluster configured, or no KServe on it.
+        ClusterError: the API server refused an object.
+    """
+    from detpipe.deploy.cluster import Kube
+    from detpipe.deploy.kserve_actions import apply_canary
+    from detpipe.deploy.kserve_auto import check_auto, run_auto
+
+    check_auto(cfg)
+    kube = Kube.connect(context, kubeconfig)
+    applied = apply_canary(kube, cfg)
+    for doc in applied.docs:
+        report(f"applied {doc['kind']} {cfg.namespace}/{doc['metadata']['name']}")
+    return run_auto(kube, cfg, applied, report)
 
 
 def write_manifests(docs: list[dict[str, Any]], path: Path) -> Path:

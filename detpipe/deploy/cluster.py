@@ -31,11 +31,15 @@ KINDS: dict[str, tuple[str, str]] = {
     "Rollout": ("/apis/argoproj.io/v1alpha1", "rollouts"),
     "AnalysisTemplate": ("/apis/argoproj.io/v1alpha1", "analysistemplates"),
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "ServingRuntime": ("/apis/serving.kserve.io/v1alpha1", "servingruntimes"),
+    "InferenceService": ("/apis/serving.kserve.io/v1beta1", "inferenceservices"),
 }
 # What to install when a kind's API is missing.
 _INSTALL = {
     "argoproj.io": ": install Argo Rollouts, or use --strategy gateway",
     "gateway.networking.k8s.io": ": install the Gateway API CRDs (standard channel) and a Gateway controller",
+    "serving.kserve.io": ": install KServe (Serverless mode, with Knative Serving), or another --strategy",
 }
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"  # built-in kinds only (Deployment, Service)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from detpipe.deploy import queries
 from detpipe.errors import InvalidInput
 
-STRATEGIES = ("rollout", "gateway")
+STRATEGIES = ("rollout", "gateway", "kserve")
 FORMATS = ("onnx", "onnx-int8", "engine")
 MANUAL = "manual"  # --pause manual: wait for `detpipe deploy promote` at every step
 # Go duration strings as Argo Rollouts' pause.duration and Prometheus' ranges accept them.
@@ -61,6 +61,18 @@ def parse_pause(text: str) -> str:
     raise InvalidInput(f"--pause {text}: expected a duration like 30s, 10m, 1h, or 'manual'")
 
 
+def duration_seconds(text: str) -> int:
+    """``"30s"`` -> 30, ``"10m"`` -> 600, ``"1h"`` -> 3600 (the durations :func:`parse_pause` takes).
+
+    Raises:
+        InvalidInput: not such a duration.
+    """
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise InvalidInput(f"{text}: expected a duration like 30s, 10m, 1h")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 def release_identity(model_uri: str) -> tuple[str, str]:
     """(model name, version) of a pinned release URI ``<store>/models/<name>/<version>``.
 
@@ -94,7 +106,8 @@ class CanaryConfig:
         image: serving image (default: :data:`detpipe.images.SERVE_IMAGE`, or the GPU one).
         steps: canary weights in percent; the last (100) is full promotion.
         pause: how long each step holds before its analysis, or ``"manual"``.
-        strategy: ``rollout`` (Argo Rollouts) or ``gateway`` (Gateway API HTTPRoute weights).
+        strategy: ``rollout`` (Argo Rollouts), ``gateway`` (Gateway API HTTPRoute weights) or
+            ``kserve`` (a KServe InferenceService's ``canaryTrafficPercent``, Serverless mode).
         namespace: namespace of every object.
         name: name of the Rollout / Deployments and prefix of the Services.
         model_format: which file of the release the pods serve.
@@ -111,6 +124,13 @@ class CanaryConfig:
         gateway: the Gateway the HTTPRoute attaches to (strategy gateway).
         stable_model_uri: the release the stable Deployment runs (strategy gateway; ``None``:
             leave the stable Deployment as it is, k8s/serving's ``detpipe-serve``).
+        s3_endpoint: the store as KServe's storage initializer reaches it (strategy kserve):
+            ``https://HOST:PORT`` or ``http://HOST:PORT``.
+        s3_region: the store's region (strategy kserve; MinIO's default ``us-east-1``).
+        s3_secret: the Secret with the store's credentials that the InferenceService's
+            ServiceAccount names (strategy kserve; never read nor written by detpipe).
+        ready_timeout: how long ``--auto`` waits for a step's traffic to reach the canary
+            revision before rolling back (strategy kserve).
     """
 
     model_uri: str
@@ -133,6 +153,10 @@ class CanaryConfig:
     min_agreement: float | None = None
     gateway: str = "detpipe-gateway"
     stable_model_uri: str | None = None
+    s3_endpoint: str = "https://minio.detpipe.svc.cluster.local:9000"
+    s3_region: str = "us-east-1"
+    s3_secret: str = "detpipe-kserve-s3"
+    ready_timeout: str = "10m"
     model_name: str = field(init=False)
     version: str = field(init=False)
 
@@ -175,8 +199,12 @@ class CanaryConfig:
             raise InvalidInput("--max-error-rate must be within 0..1 and --max-latency-ratio positive")
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
             raise InvalidInput("--min-agreement must be within 0..1")
+        if self.strategy == "kserve":
+            from detpipe.deploy.kserve import check_config
 
-    def checks(self, model: str, version: str) -> list[queries.Check]:
+            check_config(self)
+
+    def checks(self, model: str, version: str, scope: queries.Scope | None = None) -> list[queries.Check]:
         """The analysis checks with these limits, for ``model``/``version`` (values or placeholders)."""
         return queries.checks(
             model,
@@ -185,4 +213,5 @@ class CanaryConfig:
             max_error_rate=self.max_error_rate,
             max_latency_ratio=self.max_latency_ratio,
             min_agreement=self.min_agreement,
+            scope=scope,
         )

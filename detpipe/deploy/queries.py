@@ -18,7 +18,9 @@ Series read (the server's metrics contract, serving/metrics.py):
 
 Only inference routes count (:data:`INFERENCE_ROUTES`); probes and ``/metrics`` scrapes
 would dilute an error rate. "Stable" in the latency comparison is every other version of the
-same model, so no stable version has to be known when the canary is rendered.
+same model, so no stable version has to be known when the canary is rendered. A :class:`Scope`
+narrows the same queries to some pods' series (``detpipe deploy canary --strategy kserve
+--auto``: the canary revision's pods, and the stable revision's for the comparison).
 """
 
 from __future__ import annotations
@@ -95,14 +97,28 @@ def routes_regex(routes: tuple[str, ...] = INFERENCE_ROUTES) -> str:
     return label_value("|".join(re.escape(r) for r in routes))
 
 
-def _selector(model: str, version: str, *, same_version: bool = True) -> str:
+@dataclass(frozen=True)
+class Scope:
+    """Label matchers added to a check's series selectors (PromQL, comma-separated; "" adds none).
+
+    Attributes:
+        canary: matchers of the canary's series, e.g. ``namespace="detpipe",pod=~"rev-2-.*"``.
+        stable: matchers of the series the canary's latency is compared with.
+    """
+
+    canary: str = ""
+    stable: str = ""
+
+
+def _selector(model: str, version: str, *, same_version: bool = True, extra: str = "") -> str:
     op = "=" if same_version else "!="
-    return f'model="{label_value(model)}",version{op}"{label_value(version)}",route=~"{routes_regex()}"'
+    sel = f'model="{label_value(model)}",version{op}"{label_value(version)}",route=~"{routes_regex()}"'
+    return f"{sel},{extra}" if extra else sel
 
 
-def error_rate(model: str, version: str, window: str = "2m") -> str:
+def error_rate(model: str, version: str, window: str = "2m", *, scope: Scope | None = None) -> str:
     """Share of the version's inference requests answered 5xx over ``window``."""
-    sel = _selector(model, version)
+    sel = _selector(model, version, extra=scope.canary if scope else "")
     # no 5xx series yet counts as 0 errors; no requests at all leaves the result empty (inconclusive)
     return (
         f'(sum(rate({REQUESTS}{{{sel},code=~"5.."}}[{window}])) or vector(0)) '
@@ -110,17 +126,19 @@ def error_rate(model: str, version: str, window: str = "2m") -> str:
     )
 
 
-def p95_latency(model: str, version: str, window: str = "2m", *, same_version: bool = True) -> str:
+def p95_latency(
+    model: str, version: str, window: str = "2m", *, same_version: bool = True, extra: str = ""
+) -> str:
     """95th percentile inference latency (seconds) of the version, or of every other version."""
-    sel = _selector(model, version, same_version=same_version)
+    sel = _selector(model, version, same_version=same_version, extra=extra)
     return f"histogram_quantile(0.95, sum by (le) (rate({LATENCY_BUCKETS}{{{sel}}}[{window}])))"
 
 
-def latency_ratio(model: str, version: str, window: str = "2m") -> str:
+def latency_ratio(model: str, version: str, window: str = "2m", *, scope: Scope | None = None) -> str:
     """The version's p95 latency divided by the p95 of the model's other (stable) versions."""
-    return (
-        f"{p95_latency(model, version, window)} / {p95_latency(model, version, window, same_version=False)}"
-    )
+    scope = scope or Scope()
+    canary = p95_latency(model, version, window, extra=scope.canary)
+    return f"{canary} / {p95_latency(model, version, window, same_version=False, extra=scope.stable)}"
 
 
 def shadow_agreement(version: str, window: str = "2m") -> str:
@@ -139,6 +157,7 @@ def checks(
     max_error_rate: float = MAX_ERROR_RATE,
     max_latency_ratio: float = MAX_LATENCY_RATIO,
     min_agreement: float | None = None,
+    scope: Scope | None = None,
 ) -> list[Check]:
     """The canary's checks: error rate, latency against stable, and shadow agreement when given.
 
@@ -149,10 +168,12 @@ def checks(
         max_error_rate: highest 5xx share that passes.
         max_latency_ratio: highest canary/stable p95 ratio that passes.
         min_agreement: lowest shadow class agreement that passes; ``None``: no shadow ran.
+        scope: matchers narrowing the error rate and latency to the canary's (and stable's) pods.
     """
+    ratio = latency_ratio(model, version, window, scope=scope)
     out = [
-        Check("error-rate", error_rate(model, version, window), max_error_rate, at_most=True),
-        Check("latency-p95-ratio", latency_ratio(model, version, window), max_latency_ratio, True, 2),
+        Check("error-rate", error_rate(model, version, window, scope=scope), max_error_rate, at_most=True),
+        Check("latency-p95-ratio", ratio, max_latency_ratio, True, 2),
     ]
     if min_agreement is not None:
         out.append(Check("shadow-agreement", shadow_agreement(version, window), min_agreement, at_most=False))

@@ -17,6 +17,11 @@
   stable release is given; else k8s/serving's ``detpipe-serve`` is the stable track);
 * HTTPRoute ``<name>`` with the first step's weights; ``deploy promote`` moves them.
 
+``--strategy kserve`` (KServe Serverless mode; :mod:`detpipe.deploy.kserve`):
+
+* ServiceAccount ``<name>-storage`` (KServe's S3 annotations, the credentials Secret by name);
+* ServingRuntime ``detpipe`` and InferenceService ``<name>`` with ``canaryTrafficPercent``.
+
 Objects come in apply order (what a Rollout refers to exists before it).
 """
 
@@ -35,6 +40,10 @@ ARG_MODEL, ARG_VERSION = "{{args.model}}", "{{args.version}}"
 
 def render(cfg: CanaryConfig) -> list[dict[str, Any]]:
     """Every object of the canary, in apply order."""
+    if cfg.strategy == "kserve":
+        from detpipe.deploy.kserve import render_kserve
+
+        return render_kserve(cfg)
     return _rollout(cfg) if cfg.strategy == "rollout" else _gateway(cfg)
 
 
