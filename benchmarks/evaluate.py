@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/evaluate.py                 # 5000 images, 100 dets/image, 80 classes
     .venv/bin/python benchmarks/evaluate.py --images 500    # quicker
     .venv/bin/python benchmarks/evaluate.py --json out.json # also write the figures as JSON
+    .venv/bin/python benchmarks/evaluate.py --baseline-src /tmp/before  # also the command from another tree
 
 The problem is generated (seeded) to look like val2017 and a decent detector's output:
 long-tailed class frequencies (one class ~30 % of the boxes), ~7.3 boxes per image with
@@ -18,6 +19,19 @@ medians: the evaluate phase, loading (``COCO()``/``loadRes`` vs ``load_coco``/
 ``load_detections``), and the whole process as the parent saw it (interpreter start, imports,
 load, evaluate). The script asserts that detpipe's 12 stats and full precision/recall arrays
 equal pycocotools' and reports faster-coco-eval's largest difference.
+
+Two more processes run in the same interleaved rounds: ``command``, the whole
+``detpipe evaluate --gt GT --dt DT --out metrics.json`` as users run it (``python -m
+detpipe.cli.main``: interpreter, the CLI parser's imports, load, evaluate, per-class analysis,
+confusion matrix, metrics.json; its 12 ``coco_stats`` asserted equal to pycocotools'), and
+``json.load``, a bare stdlib ``json.load`` of the two input files (a fresh interpreter too:
+the floor every JSON-reading evaluator starts from). ``--plots`` adds the command with an
+output directory (summary files and the three PNGs). ``--baseline-src DIR`` adds the command
+with ``detpipe`` imported from another source tree (``git archive REV detpipe | tar -x -C
+DIR``), for before/after figures measured in the same rounds. pycocotools takes minutes per
+run, so it runs ``--pycocotools-rounds`` times (default 1: the reference arrays; its medians
+are over those runs). Every process runs with the temp dir as its working directory, so
+``-m detpipe.cli.main`` imports the tree on ``PYTHONPATH`` when one is given.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ import io
 import json
 import os
 import platform
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,11 +52,14 @@ import time
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 PEERS = ("pycocotools", "faster-coco-eval")
 EVALUATORS = ("detpipe", *PEERS)
+PARSE = "json.load"  # the stdlib parse of both input files, nothing else
+COMMAND = "command"  # the whole `detpipe evaluate --gt --dt --out metrics.json`
 
 
 def make_problem(images: int, classes: int, dets_per_image: int, seed: int) -> tuple[dict, list[dict]]:
@@ -171,6 +190,21 @@ def run_detpipe(gt_path: Path, dt_path: Path) -> tuple[dict, float, float]:
 RUNNERS = {"detpipe": run_detpipe, "pycocotools": run_pycocotools, "faster-coco-eval": run_faster_coco_eval}
 
 
+def run_parse(gt_path: Path, dt_path: Path) -> tuple[None, float, float]:
+    """``json.load`` of both files (the floor): (None, parse seconds, 0)."""
+
+    def parse() -> None:
+        for path in (gt_path, dt_path):
+            with path.open("rb") as f:
+                json.load(f)
+
+    _, t_load = _timed(parse)
+    return None, t_load, 0.0
+
+
+RUNNERS = {**RUNNERS, PARSE: run_parse}
+
+
 def worker(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> None:
     """One evaluator in this process: prints its phase times as JSON, saves its arrays when asked."""
     arrays, t_load, t_eval = RUNNERS[name](gt_path, dt_path)
@@ -179,18 +213,38 @@ def worker(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> 
     print(json.dumps({"load_s": t_load, "eval_s": t_eval}))
 
 
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_process(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> dict[str, float]:
-    """The evaluator as a fresh process: its phases and the whole process's wall time."""
-    cmd = [sys.executable, __file__, "--worker", name, str(gt_path), str(dt_path)]
+    """The evaluator as a fresh process: its phases, the whole process's wall and CPU time."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, str(gt_path), str(dt_path)]
     if arrays_out is not None:
         cmd.append(str(arrays_out))
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
+    cpu0, t0 = _child_cpu(), time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=gt_path.parent)
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
     if done.returncode:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
     phases = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**phases, "process_s": wall}
+    return {**phases, "process_s": wall, "cpu_s": cpu}
+
+
+def run_command(gt_path: Path, dt_path: Path, out: Path, src: Path | None = None) -> dict[str, Any]:
+    """The whole ``detpipe evaluate`` as a fresh process (``src``: detpipe imported from there)."""
+    cmd = [sys.executable, "-m", "detpipe.cli.main", "-q", "evaluate", "--gt", str(gt_path)]
+    cmd += ["--dt", str(dt_path), "--out", str(out)]
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
+    cpu0, t0 = _child_cpu(), time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=gt_path.parent)
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
+    if done.returncode:
+        raise SystemExit(f"detpipe evaluate failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((out / "metrics.json" if out.is_dir() else out).read_text())
+    shutil.rmtree(out) if out.is_dir() else out.unlink()
+    return {"process_s": wall, "cpu_s": cpu, "coco_stats": metrics["coco_stats"]}
 
 
 def cpu_model() -> str:
@@ -214,6 +268,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="runs of every evaluator, interleaved (default: 3)"
     )
+    parser.add_argument(
+        "--pycocotools-rounds",
+        type=int,
+        default=1,
+        help="runs of pycocotools (minutes each; default: 1, the reference arrays)",
+    )
+    parser.add_argument(
+        "--plots", action="store_true", help="also time the command writing an output dir with plots"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also time the command with detpipe imported from this source tree "
+        "(`git archive REV detpipe | tar -x -C DIR`), interleaved with the others",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -223,25 +293,51 @@ def main(argv: list[str] | None = None) -> int:
         f"problem: {len(gt['images'])} images, {len(gt['annotations'])} gt boxes ({n_crowd} crowd), "
         f"{len(dts)} detections, {len(gt['categories'])} classes; {args.rounds} rounds"
     )
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in EVALUATORS}
+    commands = {COMMAND: None}  # name -> source tree (None: this one)
+    if args.plots:
+        commands["command+plots"] = None
+    if args.baseline_src is not None:
+        commands["baseline command"] = args.baseline_src
+    names = (*EVALUATORS, PARSE, *commands)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    load_avg = [os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, dt_path = Path(tmp) / "gt.json", Path(tmp) / "dt.json"
         gt_path.write_text(json.dumps(gt))
         dt_path.write_text(json.dumps(dts))
         for r in range(args.rounds):
-            order = EVALUATORS[r % 3 :] + EVALUATORS[: r % 3]  # rotate: no evaluator always goes first
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate: none always goes first
             for name in order:
-                arrays = Path(tmp) / f"{name}.npz" if r == 0 else None
+                if name == "pycocotools" and r >= args.pycocotools_rounds:
+                    continue
+                if name in commands:
+                    out = Path(tmp) / ("out" if name == "command+plots" else "metrics.json")
+                    runs[name].append(run_command(gt_path, dt_path, out, commands[name]))
+                    t = runs[name][-1]
+                    print(
+                        f"  round {r + 1}/{args.rounds} {name:<17} "
+                        f"process {t['process_s']:7.2f} s  (CPU {t['cpu_s']:6.2f} s)"
+                    )
+                    continue
+                arrays = Path(tmp) / f"{name}.npz" if r == 0 and name != PARSE else None
                 runs[name].append(run_process(name, gt_path, dt_path, arrays))
                 t = runs[name][-1]
                 print(
                     f"  round {r + 1}/{args.rounds} {name:<17} evaluate {t['eval_s']:7.2f} s  "
-                    f"load {t['load_s']:6.2f} s  process {t['process_s']:7.2f} s"
+                    f"load {t['load_s']:6.2f} s  process {t['process_s']:7.2f} s  (CPU {t['cpu_s']:6.2f} s)"
                 )
+            load_avg.append(os.getloadavg())
         arrays = {name: dict(np.load(Path(tmp) / f"{name}.npz")) for name in EVALUATORS}
 
     ours, ref = arrays["detpipe"], arrays["pycocotools"]
     identical = all(np.array_equal(ours[k], ref[k]) for k in ("stats", "precision", "recall"))
+    commands_identical = all(
+        np.array_equal(np.array(t["coco_stats"], np.float64), ref["stats"])
+        for name in commands
+        for t in runs[name]
+        if name != "baseline command"
+    )
+    identical = identical and commands_identical
     max_diff = {peer: float(np.abs(ours["stats"] - arrays[peer]["stats"]).max()) for peer in PEERS}
     med = {
         name: {
@@ -250,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in EVALUATORS
     }
+    for name in EVALUATORS:
+        med[name]["cpu_s"] = statistics.median(t["cpu_s"] for t in runs[name])
+    for name in (PARSE, *commands):
+        keys = [k for k in ("process_s", "cpu_s", "load_s") if k in runs[name][0]]
+        med[name] = {k: statistics.median(t[k] for t in runs[name]) for k in keys}
     for name in EVALUATORS:
         med[name]["load_eval_s"] = statistics.median(t["load_s"] + t["eval_s"] for t in runs[name])
     phases = (
@@ -261,6 +362,20 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {
         peer: {phase: round(med[peer][phase] / med["detpipe"][phase], 2) for phase, _ in phases}
         for peer in PEERS
+    }
+    # The whole command against the strongest peer's whole process and against the bare parse.
+    command_ratios = {
+        name: {
+            "faster_coco_eval_over_command": round(
+                med["faster-coco-eval"]["process_s"] / med[name]["process_s"], 2
+            ),
+            "command_over_json_load": round(med[name]["process_s"] / med[PARSE]["process_s"], 2),
+            "cpu_faster_coco_eval_over_command": round(
+                med["faster-coco-eval"]["cpu_s"] / med[name]["cpu_s"], 2
+            ),
+            "cpu_command_over_json_load": round(med[name]["cpu_s"] / med[PARSE]["cpu_s"], 2),
+        }
+        for name in commands
     }
     figures = {
         "date": date.today().isoformat(),
@@ -275,8 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         "classes": len(gt["categories"]),
         "rounds": args.rounds,
         "median_s": {name: {k: round(v, 3) for k, v in m.items()} for name, m in med.items()},
-        "runs_s": {name: [{k: round(v, 3) for k, v in t.items()} for t in ts] for name, ts in runs.items()},
+        "runs_s": {
+            name: [{k: round(v, 3) for k, v in t.items() if k != "coco_stats"} for t in ts]
+            for name, ts in runs.items()
+        },
         "ratio_peer_over_detpipe": ratios,
+        "command_ratios": command_ratios,
+        "baseline_src": None if args.baseline_src is None else str(args.baseline_src),
+        "load_average_1_5_15": [[round(v, 2) for v in la] for la in load_avg],
         "stats_identical_to_pycocotools": identical,
         "max_abs_stat_diff": max_diff,
         "stats": [round(float(s), 6) for s in ours["stats"]],
@@ -289,9 +410,22 @@ def main(argv: list[str] | None = None) -> int:
     for phase, label in phases:
         cells = "".join(f"{med[p][phase]:>12.2f}s{ratios[p][phase]:>6.1f}x" for p in PEERS)
         print(f"{label:48}{med['detpipe'][phase]:>8.2f}s{cells}")
+    print(
+        f"{'json.load of both files (stdlib, fresh process)':48}{med[PARSE]['process_s']:>8.2f}s"
+        f"  (parse {med[PARSE]['load_s']:.2f} s, CPU {med[PARSE]['cpu_s']:.2f} s)"
+    )
+    for name, cr in command_ratios.items():
+        print(
+            f"{'whole ' + name:48}{med[name]['process_s']:>8.2f}s  (CPU {med[name]['cpu_s']:.2f} s): "
+            f"faster-coco-eval / it {cr['faster_coco_eval_over_command']:.2f}x "
+            f"(CPU {cr['cpu_faster_coco_eval_over_command']:.2f}x), "
+            f"it / json.load {cr['command_over_json_load']:.2f}x "
+            f"(CPU {cr['cpu_command_over_json_load']:.2f}x)"
+        )
+    print(f"load average (1/5/15 min) at start and after each round: {figures['load_average_1_5_15']}")
     print(f"stats: {' '.join(f'{s:.4f}' for s in ours['stats'])}")
     print(
-        f"identical to pycocotools (stats, precision, recall): {identical} "
+        f"identical to pycocotools (stats, precision, recall; the command's coco_stats): {identical} "
         f"(max |diff| {max_diff['pycocotools']:.1e})"
     )
     print(f"max |diff| of the 12 stats vs faster-coco-eval: {max_diff['faster-coco-eval']:.1e}")
