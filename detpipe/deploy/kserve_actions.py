@@ -122,11 +122,11 @@ def revisions(isvc: dict[str, Any]) -> Revisions:
     )
     failed = ""
     if canary and not ready:
-        for cond in conditions(isvc):
-            if cond.get("type") in FAILURE_CONDITIONS and cond.get("status") == "False":
-                failed = f"{cond['type']}: {cond.get('reason') or ''}: {cond.get('message') or ''}".strip(
-                    ": "
-                )
+        by_type = {c.get("type"): c for c in conditions(isvc)}
+        for kind in FAILURE_CONDITIONS:  # the predictor's own condition first
+            cond = by_type.get(kind) or {}
+            if cond.get("status") == "False":
+                failed = ": ".join(x for x in (kind, cond.get("reason"), cond.get("message")) if x)
                 break
     spec = _predictor(isvc).get("canaryTrafficPercent")
     return Revisions(
