@@ -3,6 +3,8 @@
 - ``train_to_edge``: data -> subsets -> train -> evaluate -> export -> gate -> bench -> publish.
 - ``small_data_sweep``: the data-scaling study: train + evaluate over fractions x models x
   seeds (ParallelFor), then ``detpipe report``.
+- ``active_learning``: per strategy x seed, a labeled seed set and rounds of mine -> reveal ->
+  merge -> retrain -> evaluate (ParallelFor), then the report (``detpipe al report``).
 
 ``build(name, settings)`` returns the pipeline function for a target (local or cluster);
 :mod:`.local_run` runs it with Kubeflow's own local runner, :mod:`.compile` writes the IR
@@ -17,7 +19,7 @@ from typing import Any
 from detpipe.errors import InvalidInput
 from detpipe.pipelines.settings import PipelineSettings
 
-PIPELINES = ("train_to_edge", "small_data_sweep")
+PIPELINES = ("train_to_edge", "small_data_sweep", "active_learning")
 
 
 def build(name: str, settings: PipelineSettings | None = None) -> Callable[..., Any]:
@@ -31,4 +33,8 @@ def build(name: str, settings: PipelineSettings | None = None) -> Callable[..., 
         from detpipe.pipelines.small_data_sweep import build_small_data_sweep
 
         return build_small_data_sweep(settings)
+    if name == "active_learning":
+        from detpipe.pipelines.active_learning import build_active_learning
+
+        return build_active_learning(settings)
     raise InvalidInput(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")

@@ -177,6 +177,14 @@ def run_local(
         report = _run(build_sweep_report(settings), report_args, pipeline_root)
         tasks += collect_tasks(report)
         wall += report.wall
+    if pipeline == "active_learning" and all(t["status"] == "SUCCESS" for t in tasks):
+        from detpipe.pipelines.active_learning import REPORT_ARGUMENTS as AL_REPORT_ARGUMENTS
+        from detpipe.pipelines.active_learning import build_al_report
+
+        report_args = {k: arguments[k] for k in AL_REPORT_ARGUMENTS if k in arguments}
+        report = _run(build_al_report(settings), report_args, pipeline_root)
+        tasks += collect_tasks(report)
+        wall += report.wall
     summary = {
         "pipeline": pipeline,
         "status": "SUCCESS" if tasks and all(t["status"] == "SUCCESS" for t in tasks) else "FAILURE",
@@ -235,6 +243,8 @@ def _with_local_store(pipeline: str, arguments: dict[str, Any], workdir: Path) -
         args.setdefault("store", str(workdir / "store"))
         if "signing_key" not in args:
             args["signing_key"] = str(development_signing_key(workdir))
+    elif pipeline == "active_learning":
+        args.setdefault("runs", str(workdir / "store" / "al" / "local"))
     else:
         args.setdefault("runs", str(workdir / "store" / "sweeps" / "local"))
     return args

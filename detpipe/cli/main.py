@@ -19,7 +19,7 @@ from detpipe.errors import DetpipeError, InvalidInput, ValidationFailed
 
 # Subcommand modules under detpipe.cli, in the order `--help` lists them.
 SUBCOMMANDS = (
-    "data", "subsets", "train", "evaluate", "report", "logs", "recommend", "mine",
+    "data", "subsets", "train", "evaluate", "report", "logs", "recommend", "mine", "al",
     "export", "bench", "release", "serve", "deploy", "edge", "pipeline",
 )  # fmt: skip
 
