@@ -29,8 +29,8 @@ from typing import Any
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Targets
 
+from detpipe.edge.layout import metadata_key
 from detpipe.edge.reports import Reading, Report, ReportReader
-from detpipe.edge.repository import metadata_key
 from detpipe.edge.targets import Release, check_device_class, check_version
 from detpipe.errors import InvalidInput, NotFound, StoreError
 from detpipe.store import Store

@@ -87,9 +87,10 @@ from securesystemslib.signer import CryptoSigner, Signature, Signer, SSlibKey
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Targets
 
+from detpipe.edge import layout
 from detpipe.edge.keys import write_private_key
+from detpipe.edge.layout import metadata_key
 from detpipe.edge.policy import check_device_id
-from detpipe.edge.repository import metadata_key
 from detpipe.edge.rootchain import link_problem, version_of
 from detpipe.edge.targets import check_device_class
 from detpipe.errors import InvalidInput, NotFound, PreconditionFailed, StoreError
@@ -101,7 +102,7 @@ log = logging.getLogger(__name__)
 REPORT_SCHEMA = "detpipe.device-report/1"
 REGISTRATION_SCHEMA = "detpipe.device-registration/1"
 SEEN_SCHEMA = "detpipe.fleet-seen/1"
-DEVICE_KEY, DEVICE_PUB, SEQ_FILE, REPORT_FILE = "device.key", "device.pub", "report-seq.json", "status.json"
+DEVICE_KEY, DEVICE_PUB, SEQ_FILE = "device.key", "device.pub", "report-seq.json"
 REASONS = ("malformed", "unsigned", "unenrolled", "bad-registration", "forged", "replayed")
 SAVE_ATTEMPTS = 10  # save_seen's compare-and-swap tries (N concurrent savers need at most N)
 SUMMARY_FIELDS = (
@@ -114,18 +115,18 @@ SUMMARY_FIELDS = (
 
 
 def report_key(device_id: str) -> str:
-    """``devices/<id>/status.json``."""
-    return f"devices/{check_device_id(device_id)}/{REPORT_FILE}"
+    """``devices/<id>/status.json`` (:mod:`detpipe.edge.layout`), the id checked."""
+    return layout.report_key(check_device_id(device_id))
 
 
 def registration_key(device_class: str, device_id: str) -> str:
-    """``ota/devices/<class>/<id>.json``."""
-    return f"ota/devices/{check_device_class(device_class)}/{check_device_id(device_id)}.json"
+    """``ota/devices/<class>/<id>.json``, the names checked."""
+    return layout.registration_key(check_device_class(device_class), check_device_id(device_id))
 
 
 def seen_key(device_class: str) -> str:
     """``ota/fleet/<class>/seen.json``: the last sequence number seen per device."""
-    return f"ota/fleet/{check_device_class(device_class)}/seen.json"
+    return layout.seen_key(check_device_class(device_class))
 
 
 def canonical_bytes(doc: Mapping[str, Any]) -> bytes:
@@ -479,7 +480,7 @@ class ReportReader:
         and a GET only of what changed since the last pass (module docstring)."""
         reading, cache = Reading(), _Cache()
         bad_registrations: dict[str, str] = {}
-        prefix = f"ota/devices/{self.device_class}/"
+        prefix = f"{layout.REGISTRATIONS}/{self.device_class}/"
         for key, etag in self.store.list_tagged(prefix):
             device_id = key[len(prefix) :].removesuffix(".json")
             try:
@@ -488,9 +489,9 @@ class ReportReader:
                 continue
             except (ValueError, InvalidInput) as e:  # json's ValueError: a broken registration
                 bad_registrations[device_id] = str(e)
-        for key, etag in self.store.list_tagged("devices/"):
+        for key, etag in self.store.list_tagged(f"{layout.DEVICES}/"):
             parts = key.split("/")
-            if len(parts) != 3 or parts[2] != REPORT_FILE:
+            if len(parts) != 3 or parts[2] != layout.REPORT_FILE:
                 continue
             device_id = parts[1]
             enrolled = reading.enrolled.get(device_id)

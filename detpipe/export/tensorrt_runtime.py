@@ -45,7 +45,8 @@ class TensorRTPredictor(Predictor):
 
     Raises:
         Unavailable: no TensorRT or no GPU here.
-        EngineIncompatible: no sidecar, a sidecar for another device, or a sha256 mismatch.
+        EngineIncompatible: the sidecar says another TensorRT version or GPU.
+        InvalidInput: no sidecar, an unreadable one, or a sha256 that is not the engine's.
     """
 
     def __init__(
