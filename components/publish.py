@@ -1,7 +1,7 @@
 """The publish step: the run's outputs as a release in MinIO (or the local store)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from detpipe.components.images import DEFAULT_IMAGE
 
@@ -13,6 +13,7 @@ def publish_op(
     exported: Input[Model],
     bench: Input[Artifact],
     subsets: Input[Dataset],
+    card: Output[Markdown],
     store: str,
     name: str,
     version: str,
@@ -39,7 +40,7 @@ def publish_op(
     answers it at ``GET /v1/models/{name}/card``): the data and subset, the training
     configuration, metrics per exported format, the gate's decisions (judged with
     ``max_drop``/``min_map``/``allow_missing``, the gate step's settings), benchmark p50 per
-    device and lineage hashes.
+    device and lineage hashes. ``card`` is that card, what the run shows.
 
     Returns the release URI. Store credentials come from the environment (on the cluster:
     the ``detpipe-minio`` Secret), never from parameters.
@@ -65,6 +66,7 @@ def publish_op(
         signing_key=Path(signing_key_dir) / PRIVATE_KEY if signing_key_dir else None,
         gate=GateConfig(max_drop=parse_gate(max_drop), min_map=min_map, allow_missing=allow_missing),
         data_source=coco_root or "synthetic (detpipe data synth)",
+        card_out=Path(card.path),
     )
     uri, _ = publish_run(cfg)
     return uri

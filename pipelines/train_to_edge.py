@@ -149,6 +149,9 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
                 fraction=fraction,
                 strategy=strategy,
                 signing_key_dir=settings.release_key_mount if settings.target == "cluster" else signing_key,
+                max_drop=max_drop,  # the model card records the gate's decisions with its settings
+                min_map=min_map,
+                allow_missing=allow_missing,
             ),
             settings,
             store=True,
@@ -162,7 +165,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             )
         # a canary of the new release; without a cluster (kfp.local) rendered only, as an artifact
         cluster = settings.target == "cluster"
-        canary = {"release": publish.output, "strategy": deploy_strategy, "dry_run": not cluster}
+        canary = {"release": publish.outputs["Output"], "strategy": deploy_strategy, "dry_run": not cluster}
         if cluster:
             with dsl.If(deploy == True, "deploy"):  # noqa: E712 (a condition on a pipeline parameter)
                 configure(deploy_op(**canary), settings, cache=False, name="deploy canary")
@@ -173,7 +176,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         # a no-op for an empty edge_device_class.
         edge_publish(
             settings,
-            publish.output,
+            publish.outputs["Output"],
             store,
             edge_device_class,
             edge_keys_dir,
@@ -184,7 +187,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             rollout_min_reports=edge_rollout_min_reports,
             rollout_bake_s=edge_rollout_bake_s,
         )
-        return publish.output
+        return publish.outputs["Output"]
 
     return train_to_edge
 

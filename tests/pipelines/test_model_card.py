@@ -121,15 +121,17 @@ def run_outputs(root: Path) -> dict[str, Path]:
 
 
 def _publish(root: Path, release_keys, **params) -> tuple[str, Path]:
-    from kfp.dsl import Artifact, Dataset, Model
+    from kfp.dsl import Artifact, Dataset, Markdown, Model
 
     dirs = run_outputs(root / "run")
+    card = Markdown(name="card", uri=str(root / "card.md"), metadata={})
     uri = publish_op.python_func(
         model=Model(name="model", uri=str(dirs["train"]), metadata={}),
         evaluation=Artifact(name="evaluation", uri=str(dirs["evaluation"]), metadata={}),
         exported=Model(name="exported", uri=str(dirs["export"]), metadata={}),
         bench=Artifact(name="bench", uri=str(dirs["bench"]), metadata={}),
         subsets=Dataset(name="subsets", uri=str(dirs["subsets"]), metadata={}),
+        card=card,
         store=str(root / "store"),
         name="",
         version="1.0.0",
@@ -139,8 +141,7 @@ def _publish(root: Path, release_keys, **params) -> tuple[str, Path]:
         signing_key_dir=str(release_keys[0].parent),
         **params,
     )
-    release = uri.removeprefix("file://")
-    return release, Path(release) / MODEL_CARD
+    return uri.removeprefix("file://"), Path(card.path)  # the step's Markdown artifact
 
 
 def _rows(card: str, heading: str) -> list[list[str]]:

@@ -17,6 +17,7 @@ VIEWS = {
     "train_to_edge": {
         "comp-evaluate-op": EVALUATE,
         "comp-logs-op": {"page": "system.HTML"},
+        "comp-publish-op": {"card": "system.Markdown"},
     },
     "small_data_sweep": {
         "comp-evaluate-op": EVALUATE,
@@ -36,3 +37,14 @@ def test_steps_declare_kfp_visualization_artifacts(pipeline, tmp_path):
         artifacts = spec["components"][component]["outputDefinitions"]["artifacts"]
         got = {name: artifacts[name]["artifactType"]["schemaTitle"] for name in outputs}
         assert got == outputs, component
+
+
+def test_the_model_card_judges_the_gate_with_the_runs_own_settings(tmp_path):
+    out = tmp_path / "train_to_edge.yaml"
+    compiler.Compiler().compile(build_train_to_edge(PipelineSettings(target="cluster")), str(out))
+    spec, _ = load_compiled(out.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in ("max_drop", "min_map", "allow_missing"):
+        wired = {"componentInputParameter": name}
+        assert tasks["gate-op"]["inputs"]["parameters"][name] == wired
+        assert tasks["publish-op"]["inputs"]["parameters"][name] == wired, name
