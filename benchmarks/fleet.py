@@ -465,7 +465,9 @@ def rollout(fleet: Fleet, version: str, nan: bool, max_rounds: int = 12) -> dict
 
 def controller_cost(work: Path, n: int, proxy: CountingProxy, moto_endpoint: str, keys: Path,
                     template: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """N registrations and signed reports written straight to a bucket; two controller cycles, measured."""
+    """N registrations and signed reports written straight to a bucket; controller cycles, measured:
+    the first count (no seen state), the next with no new report, then one after a fifth of the
+    devices reported again."""
     from minio import Minio
     from securesystemslib.signer import CryptoSigner
     from store_servers import ACCESS_KEY, SECRET_KEY, s3_config
@@ -495,26 +497,30 @@ def controller_cost(work: Path, n: int, proxy: CountingProxy, moto_endpoint: str
         shas[v] = r.sha256
     root = trusted_root(direct)
     targets = load_signer(keys, "targets")
-    t = time.perf_counter()
+    signers: dict[str, CryptoSigner] = {}
 
-    def write(i: int) -> None:
+    def write(i: int, seq: int = 1) -> None:
         device_id = f"sim-{i:06d}"
-        signer = CryptoSigner.generate_ed25519()
-        register(direct, CLASS, device_id, signer.public_key, [targets], root)
+        if seq == 1:
+            signers[device_id] = CryptoSigner.generate_ed25519()
+            register(direct, CLASS, device_id, signers[device_id].public_key, [targets], root)
         v = "2" if rollout_bucket(device_id, "2") < STEPS[0] else "1"
         fields = {**template, "device_id": device_id, "version": v, "sha256": shas[v], "tried_version": v}
-        doc = sign_report(fields, signer, 1)
-        direct.put_bytes(
-            report_key(device_id), json.dumps(doc, indent=2).encode(), content_type="application/json"
-        )
+        doc = sign_report(fields, signers[device_id], seq)
+        data = json.dumps(doc, indent=2).encode()
+        direct.put_bytes(report_key(device_id), data, content_type="application/json")
 
+    t = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(n)))
     written_s = time.perf_counter() - t
     spec = RolloutSpec(steps=STEPS, max_failure_pct=5.0, min_reports=1, bake=timedelta(0))
     meter = Meter(proxy)
     cycles = []
-    for label in ("start", "first count (no seen state)", "next cycle (seen state)"):
+    for label in ("start", "first count (no seen state)", "next, no new report", "next, 20 % new reports"):
+        if label.endswith("20 % new reports"):  # a device polls every 5 min, the controller every minute
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda i: write(i, seq=2), range(0, n, 5)))
         with meter.measure() as m:
             res = Controller(counted, CLASS, "2", keys=keys, spec=spec, owner="fleet-bench").run_once()
         cycles.append({"cycle": label, "action": res.action, "pct": res.pct, "counts": res.counts,
@@ -652,6 +658,7 @@ def run(
 
     from store_servers import MotoServer
 
+    from detpipe.edge.reports import report_key
     from detpipe.store.manifest import code_version
 
     res: dict[str, Any] = {
@@ -681,9 +688,7 @@ def run(
                 _progress("good rollout done")
                 res["rollout_nan"] = rollout(fleet, str(int(good) + 1), nan=True)
                 _progress("NaN rollout done")
-                template = json.loads(
-                    fleet.store.get_bytes(f"devices/{fleet.agents[0].cfg.device_id}/status.json")
-                )
+                template = json.loads(fleet.store.get_bytes(report_key(fleet.agents[0].cfg.device_id)))
                 template = {
                     k: v
                     for k, v in template.items()
