@@ -76,7 +76,8 @@ class KServeFake(FakeKube):
         return Handler
 
     def reconcile(self, path: str) -> None:
-        isvc = self.objects[path]
+        """One reconcile; the object is replaced, never changed in place (reads run concurrently)."""
+        isvc = copy.deepcopy(self.objects[path])
         name = isvc["metadata"]["name"]
         predictor = isvc["spec"]["predictor"]
         st = self.states.setdefault(path, _Revisions())
@@ -120,6 +121,7 @@ class KServeFake(FakeKube):
                 ):
                     st.rolled = st.previous_rolled
         isvc["status"] = self._status(isvc, st, latest, traffic, failed=uri in self.broken)
+        self.objects[path] = isvc
 
     def _status(
         self, isvc: dict, st: _Revisions, latest: str, traffic: list[dict], *, failed: bool
