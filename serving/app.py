@@ -32,7 +32,10 @@ Request bodies are read within a server-wide budget (:class:`~detpipe.serving.bo
 ``--max-inflight-mb``) and bodies are parsed on a thread of their own, off the event loop; JSON
 tensor bodies (``:predict``, OIP infer without binary data) have their own, smaller limit.
 The load route is off unless ``--allow-reload``, and then takes a bearer token
-(:mod:`detpipe.serving.access`). SIGHUP reloads the model as the load route does::
+(:mod:`detpipe.serving.access`). SIGHUP reloads the model as the load route does. With a
+:class:`~detpipe.serving.sampling.PayloadSampler`, ``:detect`` and ``:predict`` offer their
+images and answers to it after answering (it never blocks them); the lifespan starts it and,
+after the data plane has drained, writes what it still holds::
 
     app = create_app(DataPlane(load_model(cfg), cfg))
     uvicorn.run(app, host="0.0.0.0", port=8080, http=header_timeout_protocol(10.0))
@@ -70,6 +73,7 @@ from detpipe.serving.bodies import BodyBudget, image_from_multipart, parse_json
 from detpipe.serving.dataplane import DataPlane
 from detpipe.serving.metrics import MetricsMiddleware
 from detpipe.serving.model import ServingModel
+from detpipe.serving.sampling import PayloadSampler
 from detpipe.serving.stats import model_config
 from detpipe.serving.v1 import parse_predict
 
@@ -108,12 +112,17 @@ def _headers(model: ServingModel) -> dict[str, str]:
     return {"X-Model-Name": model.name, "X-Model-Version": model.version}
 
 
-def create_app(plane: DataPlane) -> FastAPI:
-    """The FastAPI app serving ``plane``; the lifespan starts and drains it, SIGHUP reloads."""
+def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastAPI:
+    """The FastAPI app serving ``plane``; the lifespan starts and drains it, SIGHUP reloads.
+
+    ``sampler``: where image requests are sampled to (``--sample-payloads``); None: off.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        if sampler is not None:
+            sampler.start()
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task] = set()
 
@@ -130,6 +139,8 @@ def create_app(plane: DataPlane) -> FastAPI:
             with suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await plane.stop()
+            if sampler is not None:
+                await asyncio.to_thread(sampler.stop)
 
     app = FastAPI(
         title="detpipe inference server",
@@ -179,8 +190,11 @@ def create_app(plane: DataPlane) -> FastAPI:
         plane.ensure_room()
         async with budget.read(request, json_limit, "JSON body") as body:
             images, params = await plane.parse(parse_predict, body)
-            answer = await plane.detect(images, plane.nms_config(**params))
+            nms = plane.nms_config(**params)
+            answer = await plane.detect(images, nms)
         model = answer.model
+        if sampler is not None:
+            sampler.offer(model, images, answer.value, nms, "predict")
         body = {"model_name": model.name, "model_version": model.version, "predictions": answer.value}
         return JSONResponse(body, headers=_headers(model))
 
@@ -205,8 +219,11 @@ def create_app(plane: DataPlane) -> FastAPI:
         async with budget.read(request, cfg.max_body_bytes) as data:
             if multipart:
                 data = await image_from_multipart(data, content_type)
-            answer = await plane.detect([data], plane.nms_config(conf, iou, max_det))
+            nms = plane.nms_config(conf, iou, max_det)
+            answer = await plane.detect([data], nms)
         model = answer.model
+        if sampler is not None:
+            sampler.offer(model, [data], answer.value, nms, "detect")
         body = {"model_name": model.name, "model_version": model.version, **answer.value[0]}
         return JSONResponse(body, headers=_headers(model))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from detpipe.errors import InvalidInput
 from detpipe.export.runtime import PostprocessConfig
 from detpipe.store.manifest import check_model_name
+from detpipe.store.uri import parse_uri
 
 FORMATS = ("onnx", "onnx-int8", "engine")
 """Which file of a release the server runs: model.onnx, model.int8.onnx, engines/<class>/model.engine."""
@@ -69,6 +70,13 @@ class ServerConfig:
             reload (never one being served).
         release_key: the public key releases must be signed with (``manifest.sig``).
         allow_unsigned: serve releases without checking a signature (local development only).
+        sample_payloads: a store prefix (``s3://bucket/payloads``, a directory) where a share of
+            image requests is written with the server's answer (:mod:`detpipe.serving.sampling`);
+            None: off (the default). Field images may show people and plates: see the README.
+        sample_rate: the probability that an image is sampled.
+        sample_max_bytes: bytes this process writes there at most (images and JSON); then
+            sampling stops.
+        sample_queue: samples waiting to be written at most; more are dropped, never waited for.
     """
 
     model: str
@@ -98,6 +106,10 @@ class ServerConfig:
     cache_keep: int = 2
     release_key: Path | None = None
     allow_unsigned: bool = False
+    sample_payloads: str | None = None
+    sample_rate: float = 0.0
+    sample_max_bytes: int = 512 * 1024 * 1024
+    sample_queue: int = 32
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -111,6 +123,7 @@ class ServerConfig:
         positive = (
             "max_batch", "max_queue", "max_images", "max_body_bytes", "max_image_pixels",
             "decode_threads", "shadow_queue", "max_json_bytes", "max_inflight_bytes", "cache_keep",
+            "sample_max_bytes", "sample_queue",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -119,6 +132,10 @@ class ServerConfig:
             raise InvalidInput(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
         if not 0.0 <= self.shadow_fraction <= 1.0:
             raise InvalidInput(f"shadow_fraction must be in [0, 1], got {self.shadow_fraction}")
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise InvalidInput(f"sample_rate must be in [0, 1], got {self.sample_rate}")
+        if self.sample_payloads is not None:
+            parse_uri(self.sample_payloads)  # a malformed URI is refused at start, not on the first sample
         if self.max_inflight_bytes < self.max_body_bytes:
             raise InvalidInput(
                 f"max_inflight_bytes ({self.max_inflight_bytes}) is below max_body_bytes "

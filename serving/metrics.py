@@ -14,7 +14,10 @@ A canary analysis compares versions on, for example::
 ``detpipe_model_info`` (value 1) carries the served model's name, version, format and
 backend. With a shadow model, ``detpipe_shadow_*`` compare it with the live one by version
 pair (``version``, ``shadow_version``): matched-box IoU, class agreement, detection-count
-delta, latency, and requests run/dropped/failed.
+delta, latency, and requests run/dropped/failed. With field sampling (``--sample-payloads``),
+``detpipe_payload_samples_total{outcome}`` counts sampled images by what became of them
+(:data:`SAMPLE_OUTCOMES`), ``detpipe_payload_samples_queued`` those waiting to be written and
+``detpipe_payload_sample_bytes_total`` the bytes written.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 IOU_BUCKETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DELTA_BUCKETS = (-10, -5, -2, -1, 0, 1, 2, 5, 10)
+SAMPLE_OUTCOMES = ("written", "dropped_full", "dropped_cap", "failed")
+"""What became of a sampled image: written to the store; dropped because the write queue was
+full, or because the size cap was reached; failed (the store refused or was unreachable)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
@@ -97,6 +103,18 @@ class ServerMetrics:
         self.shadow_seconds = Histogram(
             "detpipe_shadow_duration_seconds", "one shadow model call: network and NMS", pair,
             buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.payload_samples = Counter(
+            "detpipe_payload_samples",
+            "sampled images by outcome (written, dropped_full, dropped_cap, failed)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.payload_samples_queued = Gauge(
+            "detpipe_payload_samples_queued", "sampled images waiting to be written to the store", registry=r
+        )
+        self.payload_sample_bytes = Counter(
+            "detpipe_payload_sample_bytes", "bytes of sampled images and their JSON written to the store",
+            registry=r,
         )  # fmt: skip
         self._model_labels: tuple[str, ...] | None = None
 

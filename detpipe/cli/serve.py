@@ -7,7 +7,7 @@ import logging
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from detpipe.cli.options import non_negative_float, port_number, positive_float, positive_int, unit_float
 from detpipe.errors import InvalidInput
@@ -38,9 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "token and only from MODEL's store or directory; SIGHUP reloads MODEL), /healthz, /readyz, "
             "/metrics (Prometheus), /docs. Image sizes are checked from the header before decoding "
             "(--max-image-pixels). --shadow runs a candidate model on a sample of requests off the "
-            "response path and compares it with the live one in the metrics. The model is loaded and "
-            "warmed before the port opens: a bad MODEL exits 2 without serving. Request bodies in flight "
-            "are capped server-wide (--max-inflight-mb), JSON tensor bodies have their own limit "
+            "response path and compares it with the live one in the metrics. --sample-payloads writes a "
+            "share of image requests (the images as received and the answers) to the store, off the "
+            "response path: off by default, since field images show people and plates. The model is "
+            "loaded and warmed before the port opens: a bad MODEL exits 2 without serving. Request bodies "
+            "in flight are capped server-wide (--max-inflight-mb), JSON tensor bodies have their own limit "
             "(--max-json-mb) and are parsed off the event loop; connections that trickle their headers "
             "are closed (--header-timeout).",
             width=88,
@@ -55,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         '  curl -X POST -H "Authorization: Bearer $(cat /etc/detpipe/reload-token)" \\\n'
         "      localhost:8080/v2/repository/models/yolov8n-coco/load            # reload (newest release)\n"
         "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --release-key keys/release.pub \\\n"
-        "      --shadow s3://detpipe/models/yolov8n-coco/4",
+        "      --shadow s3://detpipe/models/yolov8n-coco/4\n"
+        "  detpipe serve --model s3://detpipe/models/yolov8n-coco/3 --release-key keys/release.pub \\\n"
+        "      --sample-payloads s3://detpipe/payloads --sample-rate 0.01   # 1 % of images to the store",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model file or release URI (see above)")
@@ -155,7 +159,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_limit_options(p)
     _add_security_options(p)
+    _add_sampling_options(p)
     p.set_defaults(func=_run)
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "field sampling",
+        textwrap.fill(
+            "Off by default. The images clients send are stored as they are (people, faces, number "
+            "plates, whatever the camera saw) and kept until deleted: sample only where the data's owner "
+            "agrees, into a bucket only the labeling and training jobs can read, with a lifecycle rule "
+            "that expires payloads/ (see the README's 'Field sampling'). OIP infer requests (tensors) "
+            "are never sampled.",
+            width=78,
+        ),
+    )
+    g.add_argument(
+        "--sample-payloads",
+        default=None,
+        metavar="URI",
+        help="store prefix for sampled requests (s3://BUCKET/payloads or a directory): each sampled image as "
+        "<model>/<version>/<yyyy-mm-dd>/<id>.jpg (as received) and <id>.json (time, version, detections); "
+        "written by one thread off the response path, what mine --pool reads",
+    )
+    g.add_argument(
+        "--sample-rate",
+        type=unit_float,
+        default=None,
+        metavar="F",
+        help="probability that an image of a :detect or :predict request is sampled, in [0, 1] (required "
+        "with --sample-payloads)",
+    )
+    g.add_argument(
+        "--sample-max-mb",
+        type=positive_float,
+        default=512.0,
+        metavar="MIB",
+        help="MiB (images and JSON) this process writes at most; then sampling stops, counted as "
+        "dropped_cap (default: 512)",
+    )
+    g.add_argument(
+        "--sample-queue",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="samples waiting for the store at most (and 64 MiB); more are dropped and counted as "
+        "dropped_full, never waited for (default: 32)",
+    )
 
 
 def _add_limit_options(p: argparse.ArgumentParser) -> None:
@@ -259,7 +310,9 @@ def _run(args: argparse.Namespace) -> int:
         warm_up(shadow)
         share = f"{cfg.shadow_fraction:.0%}"
         print(f"shadow {shadow.name} {shadow.version} on {share} of image requests", flush=True)
-    app = create_app(DataPlane(model, cfg, shadow=shadow))
+    plane = DataPlane(model, cfg, shadow=shadow)
+    sampler = _sampler(cfg, model, plane.metrics)
+    app = create_app(plane, sampler)
     print(
         f"serving {model.name} {model.version} ({model.format} on {model.backend}) at http://{args.host}:{args.port}"
         f" (reload {'on, with a token' if cfg.allow_reload else 'off'})",
@@ -298,6 +351,8 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         if token_file is None:
             raise InvalidInput("--allow-reload needs --reload-token-file FILE (or DETPIPE_RELOAD_TOKEN_FILE)")
         token = read_token(token_file)
+    if (args.sample_payloads is None) != (args.sample_rate is None):
+        raise InvalidInput("--sample-payloads and --sample-rate go together: pass both or neither")
     return ServerConfig(
         model=args.model,
         name=args.name,
@@ -326,7 +381,28 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         cache_keep=args.cache_keep,
         release_key=release_key,
         allow_unsigned=args.allow_unsigned,
+        sample_payloads=args.sample_payloads,
+        sample_rate=args.sample_rate or 0.0,
+        sample_max_bytes=_mib(args.sample_max_mb),
+        sample_queue=args.sample_queue,
     )
+
+
+def _sampler(cfg: ServerConfig, model: Any, metrics: Any) -> Any:
+    """The payload sampler of ``--sample-payloads`` (None when off).
+
+    Raises:
+        InvalidInput: a model name or version that cannot be a store path segment, or bad S3 settings.
+    """
+    if cfg.sample_payloads is None:
+        return None
+    from detpipe.serving.sampling import PayloadSampler, check_segments
+    from detpipe.store import open_store
+
+    check_segments(model.name, model.version)
+    store = open_store(cfg.sample_payloads)
+    print(f"sampling {cfg.sample_rate:.2%} of image requests to {store.uri}", flush=True)
+    return PayloadSampler(store, cfg.sample_rate, cfg.sample_max_bytes, metrics, queue_size=cfg.sample_queue)
 
 
 def _mib(value: float) -> int:
