@@ -28,7 +28,14 @@ class PipelineSettings:
         gpu_tolerations: taint keys the GPU tasks tolerate (effect NoSchedule, operator Exists).
         shm_size: size of the in-memory /dev/shm volume for dataloader workers.
         retries: retries of the steps that can fail transiently (store I/O, data).
-        caching: let KFP reuse outputs of identical steps (off for training by design).
+        caching: let KFP reuse outputs of identical steps. Explicit per step: data, subsets,
+            evaluation, export and the report may be reused; training only with
+            ``cache_training``; the deploy and edge steps never are.
+        cache_training: also reuse a training step with identical inputs (off: a re-run
+            trains again, which is what a seed study wants).
+        launch_only_train: the train step only launches and watches a multi-node job
+            (PyTorchJob/TrainJob, ``nnodes > 1``): its own pod gets no GPU. Leave it off when
+            runs train in the step's pod (``nnodes = 1``).
         sweep_parallelism: sweep cells trained at the same time.
         data_pvc: ReadWriteMany PVC the train step stages a multi-node job's dataset on
             (k8s/base/dataset-pvc.yaml); the job's pods mount it read-only.
@@ -53,6 +60,8 @@ class PipelineSettings:
     shm_size: str = "8Gi"
     retries: int = 2
     caching: bool = True
+    cache_training: bool = False
+    launch_only_train: bool = False
     sweep_parallelism: int = 4
     data_pvc: str = "detpipe-datasets"
     data_mount: str = "/data"

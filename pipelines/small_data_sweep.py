@@ -93,6 +93,8 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
         launcher: str = "pytorchjob",
         job_store: str = "s3://detpipe",
         job_timeout_s: int = 72 * 3600,
+        queue_name: str = "",  # Kueue LocalQueue of the multi-node job: created suspended (empty: none)
+        queue_timeout_s: int = 24 * 3600,  # how long it may wait for admission (0: no limit)
         target: float = 0.4,
         fit_min_fraction: float = 0.0,
     ) -> None:
@@ -148,6 +150,8 @@ def build_small_data_sweep(settings: PipelineSettings, fan_in: bool | None = Non
                 launcher=launcher,
                 job_store=job_store,
                 job_timeout_s=job_timeout_s,
+                queue_name=queue_name,
+                queue_timeout_s=queue_timeout_s,
             )
             record = configure(
                 record_op(

@@ -99,9 +99,10 @@ def train_and_evaluate(
     train = configure(
         train_op(dataset=dataset, subsets=subsets, **job_settings(settings), **train_args),
         settings,
-        gpu=True,
+        gpu=not settings.launch_only_train,
         store=True,
-        cache=False,
+        cache=settings.cache_training,
+        retry=True,  # a retry adopts the run's live job, or makes the next attempt's (detpipe.train)
         name="train",
     )
     if settings.target == "cluster":

@@ -57,6 +57,8 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         nnodes: int = 1,
         launcher: str = "pytorchjob",
         job_timeout_s: int = 72 * 3600,
+        queue_name: str = "",  # Kueue LocalQueue of the multi-node job: created suspended (empty: none)
+        queue_timeout_s: int = 24 * 3600,  # how long it may wait for admission (0: no limit)
         formats: list = ENGINE_FORMATS,
         max_drop: str = "fp16=1.0,int8=2.0",
         min_map: float = 0.01,
@@ -105,6 +107,8 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
             launcher=launcher,
             job_store=store,
             job_timeout_s=job_timeout_s,
+            queue_name=queue_name,
+            queue_timeout_s=queue_timeout_s,
         )
         model = train.outputs["model"]
         configure(logs_op(model=model), settings, name="training logs")  # detpipe logs analyze
@@ -168,7 +172,7 @@ def build_train_to_edge(settings: PipelineSettings) -> Callable[..., Any]:
         canary = {"release": publish.outputs["Output"], "strategy": deploy_strategy, "dry_run": not cluster}
         if cluster:
             with dsl.If(deploy == True, "deploy"):  # noqa: E712 (a condition on a pipeline parameter)
-                configure(deploy_op(**canary), settings, cache=False, name="deploy canary")
+                configure(deploy_op(**canary), settings, cache=False, retry=True, name="deploy canary")
         else:  # kfp.local 2.16 cannot evaluate a condition on a parameter (it skips the branch always)
             configure(deploy_op(**canary, enabled=deploy), settings, cache=False, name="deploy canary")
         # OTA: the release's engine (or ONNX) signed for one device class; keys from a Secret.
@@ -216,7 +220,7 @@ def edge_publish(
         release_key_dir=settings.release_key_mount if cluster else signing_key,
         **rollout,
     )
-    configure(task, settings, store=True, retry=True, name="edge publish")
+    configure(task, settings, store=True, cache=False, retry=True, name="edge publish")  # never cached
     if cluster:
         kubernetes.use_secret_as_volume(
             task, secret_name=settings.edge_keys_secret, mount_path=settings.edge_keys_mount

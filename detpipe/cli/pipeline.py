@@ -93,6 +93,15 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpus", type=int, default=1, help="GPUs per train/evaluate/export/bench step (default: 1)"
     )
+    p.add_argument(
+        "--launch-only-train",
+        action="store_true",
+        help="the train step only launches and watches a multi-node PyTorchJob/TrainJob (nnodes > 1): "
+        "no GPU for its own pod",
+    )
+    p.add_argument(
+        "--cache-training", action="store_true", help="let KFP reuse a training step with identical inputs"
+    )
 
 
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,7 +120,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
     if args.gpus < 0:
         raise InvalidInput(f"--gpus must be >= 0, got {args.gpus}")
-    return PipelineSettings(target="cluster", image=args.image, gpus=args.gpus)
+    return PipelineSettings(
+        target="cluster",
+        image=args.image,
+        gpus=args.gpus,
+        launch_only_train=args.launch_only_train,
+        cache_training=args.cache_training,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

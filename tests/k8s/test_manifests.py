@@ -12,7 +12,9 @@ import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes the manifests must apply to
-CRD_GROUPS = ("kubeflow.org/", "argoproj.io/", "serving.kserve.io/", "gateway.networking.k8s.io/")
+CRD_GROUPS = (
+    "kubeflow.org/", "argoproj.io/", "serving.kserve.io/", "gateway.networking.k8s.io/", "kueue.x-k8s.io/",
+)  # fmt: skip
 
 
 def _manifest_files() -> list[Path]:

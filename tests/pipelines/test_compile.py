@@ -233,3 +233,30 @@ def test_submit_dry_run_shows_the_request(monkeypatch):
     bad = _cli("pipeline", "submit", "--host", "kfp.example.com", "--dry-run")
     assert bad.returncode == 2
     assert "expected an http(s):// URL" in bad.stderr
+
+
+def test_caching_and_retries_are_explicit_per_step(compiled, tmp_path):
+    """Data, subsets, evaluation and export may be reused; training only when asked; deploy and
+    edge never. Steps that touch the store or the Kubernetes API retry with backoff."""
+    from detpipe.pipelines.compile import compile_pipeline
+
+    spec, _ = load_compiled(compiled["train_to_edge"])
+    tasks = spec["root"]["dag"]["tasks"]
+    deploy = spec["root"]["dag"]["tasks"]["condition-1"]
+    deploy_tasks = spec["components"][deploy["componentRef"]["name"]]["dag"]["tasks"]
+    cached = {name: t.get("cachingOptions", {}).get("enableCache", False) for name, t in tasks.items()}
+    assert cached["data-op"] and cached["subsets-op"] and cached["evaluate-op"] and cached["export-op"]
+    assert not cached["train-op"] and not cached["edge-publish-op"]
+    assert not deploy_tasks["deploy-op"].get("cachingOptions", {}).get("enableCache", False)
+    for name in ("data-op", "train-op", "publish-op", "edge-publish-op"):
+        retry = tasks[name]["retryPolicy"]
+        assert retry["maxRetryCount"] == 2 and retry["backoffFactor"] == 2.0, name
+    assert deploy_tasks["deploy-op"]["retryPolicy"]["maxRetryCount"] == 2
+
+    settings = PipelineSettings(target="cluster", image="registry.local/detpipe:test", cache_training=True,
+                                launch_only_train=True)  # fmt: skip
+    spec, _ = load_compiled(compile_pipeline("train_to_edge", settings, tmp_path / "t.yaml").read_text())
+    assert spec["root"]["dag"]["tasks"]["train-op"]["cachingOptions"]["enableCache"] is True
+    train = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]
+    assert "accelerator" not in train.get("resources", {})  # it only launches and watches the job
+    assert "accelerator" in spec["deploymentSpec"]["executors"]["exec-evaluate-op"]["container"]["resources"]
