@@ -15,6 +15,7 @@ requests to each revision's server in the shares KServe's status reports, as Kna
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,16 +129,19 @@ def dirs(canary_releases: dict[str, str], pico_onnx: Path, tmp_path: Path) -> di
     return {**canary_releases, "stranger": f"{other}/models/pico/{VERSIONS['shadow']}"}
 
 
-def _auto(kubeconfig: Path, prometheus: str, version: str, *flags: str) -> subprocess.CompletedProcess:
-    argv = [
-        "deploy", "canary", "--model-uri", f"s3://detpipe/models/pico/{version}", "--strategy", "kserve",
-        "--auto", "--steps", "25,100", "--pause", "5s", "--analysis-interval", "2s", "--analysis-count", "3",
-        "--analysis-window", WINDOW, "--ready-timeout", "60s", "--prometheus-url", prometheus,
-        "--kubeconfig", str(kubeconfig), *flags,
-    ]  # fmt: skip
+def _cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
+    """``detpipe deploy ARGS`` as a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "detpipe.cli.main", *argv],
+        [sys.executable, "-m", "detpipe.cli.main", "deploy", *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+def _auto(kubeconfig: Path, prometheus: str, version: str, *flags: str) -> subprocess.CompletedProcess:
+    return _cli(
+        kubeconfig, "canary", "--model-uri", f"s3://detpipe/models/pico/{version}", "--strategy", "kserve",
+        "--auto", "--steps", "25,100", "--pause", "5s", "--analysis-interval", "2s", "--analysis-count", "3",
+        "--analysis-window", WINDOW, "--ready-timeout", "60s", "--prometheus-url", prometheus, *flags,
     )  # fmt: skip
 
 
@@ -196,6 +200,13 @@ def test_auto_rolls_back_a_failing_canary_and_promotes_a_good_one(
         assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
         assert ka.revisions(isvc).canary_percent == 0 and ka.revisions(isvc).stable == REV[1]
         assert traffic.sent[REV[2]].keys() == {500}
+        # `deploy status --prometheus`: the checks of the canary revision the InferenceService names
+        argv = ["status", "--strategy", "kserve", "--prometheus", prometheus, "--analysis-window", WINDOW]
+        status = json.loads(_cli(kubeconfig, *argv, "--json").stdout)
+        assert (status["phase"], status["canary_version"], status["details"]["canary_revision"]) == (
+            "Aborted", VERSIONS["failing"], REV[2])  # fmt: skip
+        by_name = {c["name"]: c for c in status["checks"]}
+        assert by_name["error-rate"] == {"name": "error-rate", "value": 1.0, "limit": 0.01, "verdict": "fail"}
 
         good = _auto(kubeconfig, prometheus, VERSIONS["shadow"], "--max-latency-ratio", "100")
         (tmp_path / "auto-good.out").write_text(good.stdout + good.stderr)
