@@ -192,3 +192,24 @@ def test_the_other_strategies_render_as_before() -> None:
     for strategy in ("rollout", "gateway"):
         kinds = {d["kind"] for d in render(CanaryConfig(URI, strategy=strategy))}
         assert not kinds & {"ServingRuntime", "InferenceService", "ServiceAccount"}
+
+
+def test_the_auto_checks_are_the_analysis_templates_narrowed_to_the_revisions_pods() -> None:
+    """--auto's queries are queries.checks' with the revisions' pod matchers added, nothing else."""
+    from detpipe.deploy.kserve_auto import kserve_checks
+    from detpipe.deploy.queries import checks
+
+    canary, stable = "detpipe-serve-predictor-00002", "detpipe-serve-predictor-00001"
+    scoped = {c.name: c for c in kserve_checks("detpipe-serve", "detpipe", "0.2.0", canary, stable)}
+    plain = {c.name: c for c in checks("detpipe-serve", "0.2.0")}
+    assert scoped.keys() == plain.keys() == {"error-rate", "latency-p95-ratio"}
+    on_canary = ',namespace="detpipe",pod=~"detpipe\\\\-serve\\\\-predictor\\\\-00002\\\\-deployment\\\\-.*"'
+    on_stable = on_canary.replace("00002", "00001")
+    assert scoped["error-rate"].query.count(on_canary) == 2  # the 5xx and the total
+    assert scoped["error-rate"].query.replace(on_canary, "") == plain["error-rate"].query
+    ratio = scoped["latency-p95-ratio"].query
+    assert ratio.count(on_canary) == ratio.count(on_stable) == 1
+    assert ratio.replace(on_canary, "").replace(on_stable, "") == plain["latency-p95-ratio"].query
+    for name, check in scoped.items():
+        assert (check.limit, check.at_most, check.failure_limit) == (
+            plain[name].limit, plain[name].at_most, plain[name].failure_limit)  # fmt: skip
