@@ -13,14 +13,26 @@ Checks: malformed JSON, missing or mistyped keys, duplicate ids, annotations poi
 unknown images or categories, boxes with non-positive size or outside the image (beyond
 ``BOX_TOLERANCE_PX``, since COCO's own boxes overhang edges by rounding), and image files
 missing from ``images_dir``.
+
+How loading is fast: the file is first decoded with msgspec straight into typed records of
+the keys used (no dict per object; ``segmentation`` and other keys are skipped, not built)
+and checked with whole-array operations. Only a file with no problem at all passes that way;
+on anything unusual (a decode or type error, any failed check) the file is parsed with
+``json`` and goes the old way: the same whole-array checks on the dicts, then, when those
+fail too, the per-record checks of :func:`find_problems`, the single source of messages.
+``CocoDataset.raw`` (the parsed JSON) is then parsed from the file's bytes on first use.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +54,8 @@ class CocoDataset:
     """A validated COCO detection file as flat arrays.
 
     Images and categories keep file order; ``ann_image`` / ``ann_category`` index into
-    them (not ids). ``raw`` is the parsed JSON, for stages that pass extra keys through.
+    them (not ids). ``raw`` is the parsed JSON, for stages that pass extra keys through
+    (parsed from the file's bytes on first use when the typed decoder loaded the file).
     """
 
     path: Path
@@ -58,7 +71,12 @@ class CocoDataset:
     ann_bbox: np.ndarray  # (A, 4) float64, COCO xywh in pixels
     ann_area: np.ndarray  # (A,) float64, 'area' when given, else w*h
     ann_iscrowd: np.ndarray  # (A,) bool
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    _source: Any = field(repr=False, compare=False)  # the parsed JSON, or the file's bytes
+
+    @functools.cached_property
+    def raw(self) -> dict[str, Any]:
+        """The parsed JSON (every key of the file)."""
+        return json.loads(self._source) if isinstance(self._source, bytes) else self._source
 
     @property
     def num_images(self) -> int:
@@ -100,6 +118,9 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None) -> CocoDat
         ValidationFailed: the file parses but has problems; ``.problems`` lists them all.
     """
     path = Path(path)
+    ds = _typed_index(path, images_dir)  # msgspec + vectorized checks; None when anything looks off
+    if ds is not None:
+        return ds
     raw = read_json(path)
     ds = _fast_index(raw, path, images_dir)  # vectorized; None when anything looks off
     if ds is not None:
@@ -136,6 +157,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_TOO_BIG = "'id' does not fit in a 64-bit integer"
+
+
+def _fits_int64(v: int) -> bool:
+    return -(2**63) <= v < 2**63
+
+
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
 
@@ -153,6 +181,9 @@ def _check_images(images: list, path: Path, problems: list[str]) -> dict[int, tu
             problems.append(f"{where}: missing or non-integer 'id'")
             continue
         where = f"{path}: image id={iid}"
+        if not _fits_int64(iid):
+            problems.append(f"{where}: {_TOO_BIG}")
+            continue
         bad = [k for k in ("width", "height") if not _is_num(im.get(k)) or im[k] <= 0]
         if not isinstance(im.get("file_name"), str) or not im["file_name"]:
             bad.insert(0, "file_name")
@@ -174,7 +205,9 @@ def _check_categories(categories: list, path: Path, problems: list[str]) -> set[
             problems.append(f"{where}: missing or non-integer 'id'")
             continue
         where = f"{path}: category id={cat['id']}"
-        if not isinstance(cat.get("name"), str) or not cat["name"]:
+        if not _fits_int64(cat["id"]):
+            problems.append(f"{where}: {_TOO_BIG}")
+        elif not isinstance(cat.get("name"), str) or not cat["name"]:
             problems.append(f"{where}: missing or empty 'name'")
         elif cat["id"] in seen:
             problems.append(f"{where}: duplicate category id")
@@ -200,6 +233,9 @@ def _check_annotations(
             continue
         aid = a["id"]
         where = f"{path}: annotation id={aid}"
+        if not _fits_int64(aid):
+            problems.append(f"{where}: {_TOO_BIG}")
+            continue
         if aid in seen:
             problems.append(f"{where}: duplicate annotation id")
             continue
@@ -265,7 +301,7 @@ def _index(raw: dict[str, Any], path: Path) -> CocoDataset:
         ann_bbox=bbox,
         ann_area=area,
         ann_iscrowd=np.fromiter((a.get("iscrowd", 0) == 1 for a in anns), bool, len(anns)),
-        raw=raw,
+        _source=raw,
     )
 
 
@@ -315,19 +351,10 @@ def _fast_index(raw: Any, path: Path, images_dir: str | Path | None) -> CocoData
         file_names = _column(images, "file_name", {str})
         widths = np.array(_column(images, "width", num), np.float64)
         heights = np.array(_column(images, "height", num), np.float64)
-        if not (all(file_names) and _positive(widths) and _positive(heights)):
-            return None
-        if len(np.unique(image_ids)) != len(image_ids):
-            return None
         category_ids = np.array([c["id"] for c in cats], np.int64)
-
         ann_ids = np.array(_column(anns, "id", {int}), np.int64)
         ann_image_ids = np.array(_column(anns, "image_id", {int}), np.int64)
         ann_cat_ids = np.array(_column(anns, "category_id", {int}), np.int64)
-        if len(np.unique(ann_ids)) != len(ann_ids):
-            return None
-        if not (np.isin(ann_image_ids, image_ids).all() and np.isin(ann_cat_ids, category_ids).all()):
-            return None
         boxes = _column(anns, "bbox", {list})
         if set(map(len, boxes)) != {4}:
             return None
@@ -335,17 +362,6 @@ def _fast_index(raw: Any, path: Path, images_dir: str | Path | None) -> CocoData
         if not set(map(type, flat)) <= num:
             return None
         bbox = np.array(flat, np.float64).reshape(-1, 4)
-        if not np.isfinite(bbox).all():
-            return None
-        x, y, w, h = bbox.T
-        ann_image = _lookup(image_ids, ann_image_ids)
-        tol = BOX_TOLERANCE_PX
-        if not ((w > 0) & (h > 0)).all():
-            return None
-        outside = (x < -tol) | (y < -tol)
-        outside |= (x + w > widths[ann_image] + tol) | (y + h > heights[ann_image] + tol)
-        if outside.any():
-            return None
         crowd = _column(anns, "iscrowd", {int, bool, float}, optional=True)
         if not set(crowd) <= {0, 1, _ABSENT}:
             return None
@@ -357,32 +373,168 @@ def _fast_index(raw: Any, path: Path, images_dir: str | Path | None) -> CocoData
         else:
             missing = np.zeros(len(areas), bool)
         area = np.array(areas, np.float64)
-        if not (np.isfinite(area[~missing]).all() and (area[~missing] >= 0).all()):
-            return None
-        area[missing] = w[missing] * h[missing]
-        if images_dir is not None:
-            by_id = dict(zip(image_ids.tolist(), zip(file_names, widths, heights, strict=True), strict=True))
-            _check_files(by_id, Path(images_dir), path, problems)
-            if problems:
-                return None
+        columns = _Columns(
+            image_ids, file_names, widths, heights, category_ids, [c["name"] for c in cats],
+            ann_ids, ann_image_ids, ann_cat_ids, bbox, area, missing, iscrowd,
+        )  # fmt: skip
+        return _checked(columns, path, images_dir, raw)
     except (KeyError, ValueError, TypeError, OverflowError):
         return None
+
+
+@dataclass
+class _Columns:
+    """A COCO file's fields as columns, before the checks of :func:`_checked`."""
+
+    image_ids: np.ndarray
+    file_names: list[str]
+    widths: np.ndarray
+    heights: np.ndarray
+    category_ids: np.ndarray
+    category_names: list[str]
+    ann_ids: np.ndarray
+    ann_image_ids: np.ndarray  # ids, not yet positions
+    ann_cat_ids: np.ndarray
+    bbox: np.ndarray  # (A, 4)
+    area: np.ndarray  # any value where ``area_missing``
+    area_missing: np.ndarray  # (A,) bool: no 'area' key (then w*h)
+    iscrowd: np.ndarray  # (A,) bool
+
+
+def _checked(c: _Columns, path: Path, images_dir: str | Path | None, source: Any) -> CocoDataset | None:
+    """The dataset when the columns pass every check of :func:`find_problems`, else None.
+
+    The categories' own checks (ids unique, names non-empty) are repeated here for the typed
+    decoder; :func:`_fast_index` has run :func:`_check_categories` before.
+    """
+    if not (len(c.image_ids) and len(c.ann_ids) and len(c.category_ids) and all(c.category_names)):
+        return None
+    if not (all(c.file_names) and _positive(c.widths) and _positive(c.heights)):
+        return None
+    for ids in (c.image_ids, c.category_ids, c.ann_ids):
+        if len(np.unique(ids)) != len(ids):
+            return None
+    if not (np.isin(c.ann_image_ids, c.image_ids).all() and np.isin(c.ann_cat_ids, c.category_ids).all()):
+        return None
+    if not np.isfinite(c.bbox).all():
+        return None
+    x, y, w, h = c.bbox.T
+    ann_image = _lookup(c.image_ids, c.ann_image_ids)
+    tol = BOX_TOLERANCE_PX
+    if not ((w > 0) & (h > 0)).all():
+        return None
+    outside = (x < -tol) | (y < -tol)
+    outside |= (x + w > c.widths[ann_image] + tol) | (y + h > c.heights[ann_image] + tol)
+    if outside.any():
+        return None
+    given = c.area[~c.area_missing]
+    if not (np.isfinite(given).all() and (given >= 0).all()):
+        return None
+    area = c.area.copy() if c.area_missing.any() else c.area
+    area[c.area_missing] = w[c.area_missing] * h[c.area_missing]
+    if images_dir is not None:
+        problems: list[str] = []
+        by_id = dict(
+            zip(c.image_ids.tolist(), zip(c.file_names, c.widths, c.heights, strict=True), strict=True)
+        )
+        _check_files(by_id, Path(images_dir), path, problems)
+        if problems:
+            return None
     return CocoDataset(
         path=path,
-        image_ids=image_ids,
-        file_names=file_names,
-        widths=widths,
-        heights=heights,
-        category_ids=category_ids,
-        category_names=[c["name"] for c in cats],
-        ann_ids=ann_ids,
+        image_ids=c.image_ids,
+        file_names=c.file_names,
+        widths=c.widths,
+        heights=c.heights,
+        category_ids=c.category_ids,
+        category_names=c.category_names,
+        ann_ids=c.ann_ids,
         ann_image=ann_image,
-        ann_category=_lookup(category_ids, ann_cat_ids),
-        ann_bbox=bbox,
+        ann_category=_lookup(c.category_ids, c.ann_cat_ids),
+        ann_bbox=c.bbox,
         ann_area=area,
-        ann_iscrowd=iscrowd,
-        raw=raw,
+        ann_iscrowd=c.iscrowd,
+        _source=source,
     )
+
+
+@functools.cache
+def _decoder() -> Any:
+    """msgspec's decoder of the keys a COCO detection file is read for (built on first use)."""
+    import msgspec
+
+    def struct(name: str, fields: list) -> Any:  # defstruct: real types, not this module's strings
+        return msgspec.defstruct(name, fields, gc=False)
+
+    # Only the keys read; the others (coco_url, license, segmentation, ...) are skipped, never built.
+    # A width or area given as an int is read as a float, as the json path does; an absent area
+    # is NaN (a file cannot hold NaN: msgspec refuses the literal), an absent iscrowd 0.
+    image = struct("Image", [("id", int), ("file_name", str), ("width", float), ("height", float)])
+    category = struct("Category", [("id", int), ("name", str)])
+    box = tuple[float, float, float, float]
+    annotation = struct(
+        "Annotation",
+        [("id", int), ("image_id", int), ("category_id", int), ("bbox", box),
+         ("area", float, math.nan), ("iscrowd", bool | int | float, 0)],
+    )  # fmt: skip
+    file = struct(
+        "File", [("images", list[image]), ("annotations", list[annotation]), ("categories", list[category])]
+    )
+    return msgspec.json.Decoder(file)
+
+
+def _typed_index(path: Path, images_dir: str | Path | None) -> CocoDataset | None:
+    """:func:`_fast_index` on records decoded by msgspec, without building the JSON's dicts.
+
+    None (the json path decides) on anything unusual: the file unreadable or not UTF-8, a
+    decode or type error, an id beyond int64, any failed check.
+    """
+    try:
+        import msgspec
+    except ImportError:  # an image without it: the json path gives the same result
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # read_json says why, in its words
+    if not data.isascii():
+        try:  # msgspec does not check the UTF-8 of strings it skips; json.load does
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        coco = _decoder().decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    images, cats, anns = coco.images, coco.categories, coco.annotations
+    del coco
+    n = len(anns)
+    try:
+        area = np.fromiter(map(attrgetter("area"), anns), np.float64, n)
+        crowd = list(map(attrgetter("iscrowd"), anns))
+        if not set(crowd) <= {0, 1}:
+            return None
+        columns = _Columns(
+            image_ids=np.fromiter(map(attrgetter("id"), images), np.int64, len(images)),
+            file_names=list(map(attrgetter("file_name"), images)),
+            widths=np.fromiter(map(attrgetter("width"), images), np.float64, len(images)),
+            heights=np.fromiter(map(attrgetter("height"), images), np.float64, len(images)),
+            category_ids=np.fromiter(map(attrgetter("id"), cats), np.int64, len(cats)),
+            category_names=list(map(attrgetter("name"), cats)),
+            ann_ids=np.fromiter(map(attrgetter("id"), anns), np.int64, n),
+            ann_image_ids=np.fromiter(map(attrgetter("image_id"), anns), np.int64, n),
+            ann_cat_ids=np.fromiter(map(attrgetter("category_id"), anns), np.int64, n),
+            bbox=np.fromiter(
+                itertools.chain.from_iterable(map(attrgetter("bbox"), anns)), np.float64, 4 * n
+            ).reshape(n, 4),
+            area=area,
+            area_missing=np.isnan(area),
+            iscrowd=np.fromiter(crowd, np.float64, n) == 1,
+        )
+    except OverflowError:  # an id beyond int64: the json path refuses it
+        return None
+    del images, cats, anns, crowd
+    return _checked(columns, path, images_dir, data)
 
 
 def _positive(values: np.ndarray) -> bool:

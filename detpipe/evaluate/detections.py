@@ -12,13 +12,22 @@ Every problem is an :class:`~detpipe.errors.InvalidInput` with a one-line reason
 file and the first bad entry: a top level that is not a list, a missing key, a non-integer
 id, a bbox that is not four finite numbers or has a negative size, a non-finite score,
 and (when ``gt`` is given) an image or category id the ground truth does not have.
+
+How it is fast: :func:`load_detections` first decodes the file with msgspec straight into
+typed records (no per-object dicts, ~5x faster than ``json.load``) and turns them into
+arrays. That path takes only files whose every record is well-typed and valid; anything
+else (a decode or type error, an id beyond int64, a negative size, non-UTF-8 bytes) goes to
+``json`` + :meth:`Detections.from_records`, the single source of problem messages.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +153,66 @@ def load_detections(path: str | Path, gt: CocoDataset | None = None) -> Detectio
         InvalidInput: missing file, malformed JSON or any problem listed in the module doc.
     """
     path = Path(path)
-    dt = Detections.from_records(read_json(path), str(path))
+    dt = _decode_typed(path)  # None unless every record is valid: then json and the checks below
+    if dt is None:
+        dt = Detections.from_records(read_json(path), str(path))
     if gt is not None:
         dt.check_against(gt, str(path))
     log.debug("%s: %d detections", path, len(dt))
     return dt
+
+
+@functools.cache
+def _decoder() -> Any:
+    """msgspec's decoder of a results list (built on first use: msgspec is imported lazily)."""
+    import msgspec
+
+    class _Record(msgspec.Struct, gc=False):  # extra keys (segmentation, ...) are skipped
+        image_id: int
+        category_id: int
+        bbox: tuple[float, float, float, float]
+        score: float
+
+    return msgspec.json.Decoder(list[_Record])
+
+
+def _decode_typed(path: Path) -> Detections | None:
+    """The file decoded straight into arrays, or None when anything is unusual (see module doc).
+
+    Accepts only what :meth:`Detections.from_records` accepts, with the same values (msgspec
+    parses floats correctly rounded, as ``json`` does); None sends the file to that path.
+    """
+    try:
+        import msgspec
+    except ImportError:  # an image without it: the json path gives the same result
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # read_json says why, in its words
+    if not data.isascii():
+        try:  # msgspec does not check the UTF-8 of strings it skips; json.load does
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        records = _decoder().decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    n = len(records)
+    if not n:
+        return Detections.empty()
+    try:
+        image_ids = np.fromiter(map(attrgetter("image_id"), records), np.int64, n)
+        category_ids = np.fromiter(map(attrgetter("category_id"), records), np.int64, n)
+        scores = np.fromiter(map(attrgetter("score"), records), np.float64, n)
+        boxes = chain.from_iterable(map(attrgetter("bbox"), records))
+        bboxes = np.fromiter(boxes, np.float64, 4 * n).reshape(n, 4)
+    except OverflowError:  # an id beyond int64: from_records refuses it
+        return None
+    if not (np.isfinite(bboxes).all() and np.isfinite(scores).all() and (bboxes[:, 2:] >= 0).all()):
+        return None
+    return Detections(image_ids, category_ids, bboxes, scores)
 
 
 def _is_int(v: Any) -> bool:

@@ -1,16 +1,19 @@
-"""The vectorized path of ``load_coco`` (added for the subsets speed budget) gives exactly what
-the per-record path gives, and hands every unusual file to it."""
+"""The vectorized paths of ``load_coco`` (added for the subsets and evaluation speed budgets:
+msgspec's typed decoding, and whole-array checks on the parsed dicts) give exactly what the
+per-record path gives, and hand every unusual file to it."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
 import pytest
 from subsets_cases import long_tailed_coco, write_coco
 
-from detpipe.data.coco import _fast_index, _index, find_problems, load_coco
+from detpipe.data.coco import _fast_index, _index, _typed_index, find_problems, load_coco
+from detpipe.errors import InvalidInput, ValidationFailed
 
 
 def _same(a, b):
@@ -18,8 +21,9 @@ def _same(a, b):
         x, y = getattr(a, name), getattr(b, name)
         if isinstance(x, np.ndarray):
             assert x.dtype == y.dtype and np.array_equal(x, y), name
-        elif name != "raw":
+        elif name != "_source":  # the parsed JSON or the file's bytes: compared as .raw
             assert x == y, name
+    assert a.raw == b.raw
 
 
 def _mixed() -> dict:
@@ -46,7 +50,67 @@ def test_fast_path_equals_the_per_record_path(tmp_path):
     fast = _fast_index(coco, path, None)
     assert fast is not None
     _same(fast, _index(coco, path))
+    typed = _typed_index(path, None)
+    assert typed is not None
+    _same(typed, fast)
     _same(load_coco(path), fast)
+    assert isinstance(load_coco(path)._source, bytes)  # the dicts are built only when .raw is read
+
+
+def test_typed_path_keeps_every_key_in_raw_and_reads_non_ascii(tmp_path):
+    coco = _mixed()
+    coco["info"] = {"description": "Ünïcode ✓", "year": 2017}
+    coco["images"][2]["file_name"] = "ß/日本.jpg"
+    coco["categories"][1]["name"] = "Hund 🐕"
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    ds = _typed_index(path, None)
+    assert ds is not None
+    assert ds.file_names[2] == "ß/日本.jpg" and ds.category_names[1] == "Hund 🐕"
+    assert ds.raw == coco
+    _same(ds, _index(coco, path))
+
+
+# Valid files msgspec refuses (or that the typed checks send back): loaded the json way, same result.
+UNUSUAL_VALID = {
+    "utf-8 BOM": lambda text: "\ufeff" + text,
+    "NaN in a key that is not read": lambda text: text.replace('"images": [{', '"x": NaN, "images": [{', 1),
+}
+
+
+@pytest.mark.parametrize("name", list(UNUSUAL_VALID))
+def test_unusual_valid_files_load_the_json_way(tmp_path, name):
+    path = tmp_path / "x.json"
+    path.write_text(UNUSUAL_VALID[name](json.dumps(_mixed())), encoding="utf-8")
+    assert _typed_index(path, None) is None
+    raw = json.loads(path.read_bytes())
+    assert find_problems(raw, path) == []
+    _same(load_coco(path), _index(raw, path))
+
+
+def test_unreadable_or_malformed_files_keep_their_messages(tmp_path):
+    bad_utf8 = tmp_path / "bad.json"  # invalid UTF-8 in a key the typed decoder only skips
+    text = json.dumps(_mixed()).encode()
+    bad_utf8.write_bytes(text.replace(b'"images": [{', b'"x": "\xff", "images": [{', 1))
+    for path, message in (
+        (bad_utf8, "not valid JSON"),
+        (tmp_path / "missing.json", "no such file"),
+        (tmp_path, "is a directory"),
+    ):
+        assert _typed_index(path, None) is None
+        with pytest.raises(InvalidInput, match=message):
+            load_coco(path)
+
+
+@pytest.mark.parametrize("key", ["images", "annotations", "categories"])
+def test_id_beyond_int64_is_a_problem_not_a_crash(tmp_path, key):
+    coco = _mixed()
+    coco[key][4 if key != "categories" else 0]["id"] = 2**64
+    path = write_coco(tmp_path / "x.json", coco)
+    assert _typed_index(path, None) is None
+    with pytest.raises(ValidationFailed) as e:
+        load_coco(path)
+    assert any(f"id={2**64}: 'id' does not fit in a 64-bit integer" in p for p in e.value.problems)
 
 
 def test_unusual_but_valid_files_take_the_slow_path_with_the_same_result(tmp_path):
@@ -55,6 +119,7 @@ def test_unusual_but_valid_files_take_the_slow_path_with_the_same_result(tmp_pat
     path = write_coco(tmp_path / "x.json", coco)
     assert find_problems(coco, path) == []
     assert _fast_index(coco, path, None) is None
+    assert _typed_index(path, None) is None
     _same(load_coco(path), _index(coco, path))
 
 
@@ -82,7 +147,13 @@ def test_every_problem_goes_to_the_slow_path(tmp_path, name):
     BREAKAGES[name](coco)
     path = tmp_path / "x.json"
     assert _fast_index(coco, path, None) is None
-    assert find_problems(coco, path), name
+    problems = find_problems(coco, path)
+    assert problems, name
+    path.write_text(json.dumps(coco))  # and from the file: the typed decoder passes it on
+    assert _typed_index(path, None) is None
+    with pytest.raises(ValidationFailed) as e:
+        load_coco(path)
+    assert e.value.problems == problems
 
 
 def test_missing_image_file_goes_to_the_slow_path(tmp_path):
@@ -90,6 +161,9 @@ def test_missing_image_file_goes_to_the_slow_path(tmp_path):
     (tmp_path / "imgs").mkdir()
     for im in coco["images"][1:]:
         (tmp_path / "imgs" / im["file_name"]).write_bytes(b"")
-    assert _fast_index(coco, tmp_path / "x.json", tmp_path / "imgs") is None
+    path = write_coco(tmp_path / "x.json", coco)
+    assert _fast_index(coco, path, tmp_path / "imgs") is None
+    assert _typed_index(path, tmp_path / "imgs") is None
     (tmp_path / "imgs" / coco["images"][0]["file_name"]).write_bytes(b"")
-    assert _fast_index(coco, tmp_path / "x.json", tmp_path / "imgs") is not None
+    assert _fast_index(coco, path, tmp_path / "imgs") is not None
+    assert _typed_index(path, tmp_path / "imgs") is not None
