@@ -1,4 +1,4 @@
-"""The deploy step: a canary of the new release on the serving pods (Argo Rollouts or Gateway API)."""
+"""The deploy step: a canary of the new release (Argo Rollouts, Gateway API or KServe)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Output
@@ -19,11 +19,13 @@ def deploy_op(
 ) -> None:
     """Render the canary of ``release`` (``detpipe deploy canary``) and, unless ``dry_run``, apply it.
 
-    The objects (Rollout + Services + AnalysisTemplates, or Deployments + HTTPRoute) are stored
-    as ``canary.yaml`` in ``manifests`` either way; a run without a cluster (kfp.local) renders
+    The objects (Rollout + Services + AnalysisTemplates; Deployments + HTTPRoute; or, with
+    ``strategy="kserve"``, ServiceAccount + ServingRuntime + InferenceService) are stored as
+    ``canary.yaml`` in ``manifests`` either way; a run without a cluster (kfp.local) renders
     only. On a cluster the step applies them with the run's service account (``detpipe-pipeline``,
-    bound to the ``detpipe-deploy`` Role of k8s/serving/deploy-rbac.yaml); the analysis and the
-    promotion then belong to Argo Rollouts (or to ``detpipe deploy promote`` for the Gateway API).
+    bound to the ``detpipe-deploy`` Role of k8s/serving/deploy-rbac.yaml, and for KServe the Role
+    of k8s/serving/kserve/); the analysis and the promotion then belong to Argo Rollouts, or to
+    ``detpipe deploy promote`` / ``canary --strategy kserve --auto`` (Gateway API, KServe).
     ``enabled=False`` does nothing (the local pipeline's stand-in for the cluster's ``dsl.If``).
     """
     from pathlib import Path

@@ -7,7 +7,10 @@
 - :mod:`~detpipe.deploy.canary`: render and apply (the CLI and the pipeline step);
 - :mod:`~detpipe.deploy.cluster`: server-side apply, get and patch over the kubernetes client;
 - :mod:`~detpipe.deploy.actions`: promote / rollback / status of a Rollout or a Gateway API canary;
-- :mod:`~detpipe.deploy.prometheus`: the checks measured against a Prometheus server.
+- :mod:`~detpipe.deploy.prometheus`: the checks measured against a Prometheus server;
+- :mod:`~detpipe.deploy.kserve`: the KServe target's objects (ServiceAccount, ServingRuntime,
+  InferenceService); :mod:`~detpipe.deploy.kserve_actions`: its promote / rollback / status;
+  :mod:`~detpipe.deploy.kserve_auto`: ``--auto``, each step judged with the PromQL checks.
 
 ::
 
