@@ -19,8 +19,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from detpipe.errors import InvalidInput
 
 
@@ -32,6 +30,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     Raises:
         InvalidInput: an item without ``=`` or a value that is not YAML.
     """
+    import yaml  # here, not at the top: the CLI imports this module for `--help` too
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -51,6 +51,8 @@ def format_set(key: str, value: Any) -> str:
     the ``...`` document end marker a bare ``yaml.safe_dump(0.5)`` adds; a string holding a
     line break is written as a JSON string (JSON is YAML), so the item stays on one line.
     """
+    import yaml
+
     text = yaml.safe_dump([value], default_flow_style=True, width=math.inf).strip()[1:-1]
     if "\n" in text:
         text = json.dumps(value)

@@ -23,7 +23,7 @@ def _fmt_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``logs`` subcommand group."""
-    from detpipe.logs.analysis import (
+    from detpipe.logs.defaults import (
         DEFAULT_MILESTONES,
         DEFAULT_RANGES,
         SPIKE_FACTOR,

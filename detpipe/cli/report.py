@@ -15,10 +15,7 @@ import logging
 from pathlib import Path
 
 from detpipe.cli.options import positive_int
-from detpipe.report.reproduction import MAX_REL_DIFF_PCT, YOLO12_COCO
-
-SHIPPED_REFERENCES = {"yolo12-coco": YOLO12_COCO}
-"""Names ``--reference`` accepts for the reference tables shipped with detpipe."""
+from detpipe.report.defaults import MAX_REL_DIFF_PCT
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +139,9 @@ def _report(args: argparse.Namespace) -> int:
     from detpipe.errors import GateFailed
     from detpipe.report.build import ReportConfig, write_report
     from detpipe.report.render import headline
+    from detpipe.report.reproduction import YOLO12_COCO
 
+    shipped = {"yolo12-coco": YOLO12_COCO}  # names --reference accepts for the tables detpipe ships
     config = ReportConfig(
         out=args.out,
         runs=args.runs,
@@ -152,7 +151,7 @@ def _report(args: argparse.Namespace) -> int:
         full_images=args.full_images,
         strategy=args.strategy,
         fit_min_fraction=args.fit_min_fraction,
-        reference=SHIPPED_REFERENCES.get(str(args.reference), args.reference),
+        reference=shipped.get(str(args.reference), args.reference),
         max_rel_diff=args.max_rel_diff,
         epochs_policy=args.epochs_policy,
         subsets=args.subsets,

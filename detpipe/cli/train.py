@@ -21,8 +21,6 @@ import shlex
 import sys
 from typing import Any
 
-import yaml
-
 from detpipe.cli.options import non_negative_int, positive_int
 from detpipe.errors import InvalidInput
 from detpipe.train.config import TrainConfig, add_arguments, config_from_args
@@ -175,6 +173,8 @@ def _train(args: argparse.Namespace) -> int:
         if opts:
             print(shlex.join(launch.torchrun_command(cfg, opts)))
         else:
+            import yaml
+
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     launch.prepare_out(cfg, args.overwrite)

@@ -50,29 +50,24 @@ from typing import Any
 
 import numpy as np
 
+from detpipe.logs.defaults import (
+    DEFAULT_MILESTONES,
+    DEFAULT_RANGES,
+    SPIKE_FACTOR,
+    STABLE_COV_PCT,
+    STABLE_WINDOW,
+)
 from detpipe.logs.runlog import LOSSES, LR, METRICS, RunLog
 from detpipe.train.summary import training_seconds
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RANGES = ((1, 10), (11, 30), (31, 60), (61, 100), (101, 200), (201, 300), (301, 600))
-"""detpipe's choice: short ranges while the curves move fast, longer ones later (the study
-split its 300-epoch runs by hand at similar points); clipped to each run's epochs."""
-DEFAULT_MILESTONES = (1, 5, 10, 25, 50, 100, 150, 200, 250, 300)
-"""detpipe's choice: epochs at which the metrics are tabulated (those a run reached)."""
-STABLE_WINDOW = 10
-"""detpipe's choice: epochs per window for the stability rule."""
-STABLE_COV_PCT = 0.5
-"""The study's figure: a mAP50 CoV of 0.4-0.5 % is what it calls stable; the stability
-threshold never exceeds it (``--stable-cov``)."""
 STABLE_FACTOR = 2.0
 """detpipe's choice: a window has settled when its CoV is at most twice the run's settled
 variation (the median window CoV over its last quarter)."""
 STABLE_FLOOR_PCT = 0.1
 """detpipe's choice: a window CoV of 0.1 % or less counts as settled whatever the run ends
 at (a run that ends perfectly flat would otherwise need a CoV of 0)."""
-SPIKE_FACTOR = 1.25
-"""detpipe's choice: a loss 25 % above its recent median is a spike."""
 SPIKE_LOOKBACK = 5
 """detpipe's choice: epochs whose median is a spike's baseline."""
 OSCILLATION_STEP = 0.02

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.errors import InvalidInput
+from detpipe.report.defaults import MAX_REL_DIFF_PCT
 
-MAX_REL_DIFF_PCT = 3.5
-"""The study's criterion: a reproduction within 3.5 % (relative) of the published mAP50-95."""
 YOLO12_COCO = Path(str(resources.files("detpipe.report") / "references" / "yolo12_coco.csv"))
 """Published YOLO12 COCO val2017 mAP50-95 (n, s, m, l, x), source in the file's header."""
 COLUMNS = ("model", "map5095")

@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from detpipe.device import DEVICE_FORMS, parse_device
 from detpipe.errors import InvalidInput
 from detpipe.overrides import format_set, parse_set
@@ -232,6 +230,8 @@ def ultralytics_train_keys() -> frozenset[str]:
     spec = importlib.util.find_spec("ultralytics")
     if spec is None or not spec.submodule_search_locations:
         raise InvalidInput("ultralytics is not installed")
+    import yaml  # here, not at the top: `detpipe train --help` imports this module
+
     default = Path(next(iter(spec.submodule_search_locations))) / "cfg" / "default.yaml"
     return frozenset(yaml.safe_load(default.read_text(encoding="utf-8")))
 
@@ -257,6 +257,8 @@ def load_hyp_file(path: str | Path) -> dict[str, Any]:
     Raises:
         InvalidInput: missing or unreadable file, not a mapping, or an unknown/reserved key.
     """
+    import yaml
+
     path = Path(path)
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
