@@ -96,3 +96,83 @@ def run_agent(
         env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})},
         cwd=cwd,
     )
+
+
+def run_edge(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``detpipe edge ARGS`` as a real process (any subcommand: publish, enroll, rollout, fleet ...)."""
+    checkout = str(Path(__file__).parents[2])
+    pythonpath = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "edge", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})},
+    )
+
+
+# Runs ``detpipe.cli.main.main(argv)`` (what the console script runs) for each argv in turn, each
+# call's stdout captured, one JSON line per call; waits until the start time after its imports.
+_BATCH_DRIVER = """\
+import contextlib, io, json, sys, time
+from detpipe.cli.main import main
+calls, start_at = json.loads(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start_at - time.time()))
+codes = []
+for argv in calls:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            rc = main(argv)
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 2
+    codes.append(rc)
+    print(json.dumps({"rc": rc, "stdout": out.getvalue()}), flush=True)
+sys.exit(next((c for c in codes if c), 0))
+"""
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One process of :func:`run_cli_batch`: its exit status and each call's (exit code, stdout)."""
+
+    returncode: int
+    calls: list[tuple[int, str]]
+    stderr: str
+
+
+def batch_driver(calls: list[list[str]], start_at: float = 0.0) -> list[str]:
+    """The command line of one :func:`run_cli_batch` process (for ``Popen`` when tests start several)."""
+    import json
+
+    return [sys.executable, "-c", _BATCH_DRIVER, json.dumps(calls), str(start_at)]
+
+
+def batch_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    checkout = str(Path(__file__).parents[2])
+    pythonpath = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": pythonpath, **(env or {})}
+
+
+def parse_batch(returncode: int, stdout: str, stderr: str) -> BatchRun:
+    import json
+
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"rc": ')]
+    return BatchRun(returncode, [(d["rc"], d["stdout"]) for d in lines], stderr)
+
+
+def run_cli_batch(
+    calls: list[list[str]], env: dict[str, str] | None = None, timeout: float = 180
+) -> BatchRun:
+    """Several ``detpipe ARGV`` runs of the real CLI, one after another in one process.
+
+    Each call is ``detpipe.cli.main.main(argv)``, the console script's entry point, so a
+    fleet of agents (``edge agent --once``) costs one interpreter start per batch instead of
+    one per device. Exit status: the first non-zero call's code, else 0.
+    """
+    done = subprocess.run(
+        batch_driver(calls), capture_output=True, text=True, timeout=timeout, env=batch_env(env)
+    )
+    return parse_batch(done.returncode, done.stdout, done.stderr)
