@@ -19,7 +19,7 @@ RELEASE_KEY ?= $(RUN_DIR)/release-keys/release.pub
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run sweep serve compile submit images test test-deps lint format clean
+.PHONY: help venv run sweep al serve compile submit images test test-deps lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ run: $(STAMP)  ## the whole train_to_edge pipeline locally (kfp.local, synthetic
 
 sweep: $(STAMP)  ## the data-scaling sweep locally, quick profile
 	$(BIN)/detpipe pipeline run --pipeline small_data_sweep --quick --workdir $(RUN_DIR)-sweep $(RUN_ARGS)
+
+al: $(STAMP)  ## the active-learning experiment locally, quick profile (uncertainty vs random, 2 seeds)
+	$(BIN)/detpipe pipeline run --pipeline active_learning --quick --workdir $(RUN_DIR)-al $(RUN_ARGS)
 
 serve: $(STAMP)  ## serve the newest local release from `make run` on localhost:8080 (SERVE_MODEL=...)
 ifeq ($(filter --allow-unsigned,$(SERVE_ARGS)),)

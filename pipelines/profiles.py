@@ -67,6 +67,31 @@ QUICK: dict[str, dict[str, Any]] = {
         "workers": 0,
         "fit_min_fraction": 10.0,  # the power law describes the curve above the collapse (5 %: 0)
     },
+    # Active learning on the quick sweep's data and recipe (320 64-px synthetic images, 3 long-tailed
+    # classes, the pico model 30 epochs), so the sweep's power law (docs/BENCHMARKS.md, "make sweep":
+    # a = 0.636, b = 1.711, alpha = 0.473, N in % of its 298 annotated images) is the same data's
+    # curve: a seed set of 10 % (30 images), 3 rounds of 30, uncertainty against random, 2 seeds.
+    # Validation only after the last epoch (val: false): the rounds are scored on the val split by
+    # the evaluation, and it costs a quarter of the CPU time; the whole run fits 10 minutes on 2 cores
+    # (docs/BENCHMARKS.md, "Active learning").
+    "active_learning": {
+        "synth_images": 320,
+        "synth_imgsz": 64,
+        "synth_classes": 3,
+        "strategies": ["uncertainty", "random"],
+        "seeds": [0, 1],
+        "rounds": 3,
+        "budget": 30,
+        "seed_fraction": 10.0,
+        "arch": "yolov8-pico.yaml",
+        "epochs": 30,
+        "imgsz": 64,
+        "batch": 16,
+        "train_overrides": {**QUICK_TRAIN, "nbs": 16, "lr0": 0.004, "val": False},
+        "device": "cpu",
+        "workers": 0,
+        "power_law": [0.636, 1.711, 0.473],
+    },
 }
 
 

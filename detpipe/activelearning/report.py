@@ -67,6 +67,8 @@ class ReportConfig:
     def __post_init__(self) -> None:
         if self.sweep_report and self.power_law:
             raise InvalidInput("give a sweep report or a power law, not both")
+        if self.power_law is not None and len(self.power_law) != 3:
+            raise InvalidInput(f"power law {list(self.power_law)}: expected [a, b, alpha]")
         if self.full_images is not None and self.full_images < 1:
             raise InvalidInput(f"--full-images must be >= 1, got {self.full_images}")
 

@@ -210,9 +210,16 @@ def label_saving(
 
 
 def percentile_interval(draws: np.ndarray, level: float) -> Interval:
-    """The central ``level`` interval of ``draws`` by nearest rank (-inf values allowed)."""
+    """The central ``level`` interval of ``draws`` by nearest rank (-inf values allowed).
+
+    The p-quantile is the smallest draw with at least a share p of the draws at or below it
+    (rank ``ceil(p n)``), for p = (1 - level) / 2 and (1 + level) / 2.
+    """
     ordered = np.sort(np.asarray(draws, dtype=float))
     n = len(ordered)
-    lo = ordered[max(0, math.floor((1 - level) / 2 * n))]
-    hi = ordered[min(n - 1, math.ceil((1 + level) / 2 * n) - 1)]
+
+    def rank(p: float) -> int:
+        return min(n - 1, max(0, math.ceil(p * n - 1e-9) - 1))  # tolerance: floating-point error in p n
+
+    lo, hi = ordered[rank((1 - level) / 2)], ordered[rank((1 + level) / 2)]
     return Interval(level, float(lo), float(hi), float(np.isfinite(ordered).mean()), n)
