@@ -51,10 +51,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detpipe.bench.backends import model_file  # noqa: E402
 from detpipe.bench.core import Schedule, latency_stats, measure  # noqa: E402
 from detpipe.bench.device import cpu_flags, cpu_model  # noqa: E402
-from detpipe.export.runtime import default_threads, preprocess  # noqa: E402
+from detpipe.runtime.backends import model_file  # noqa: E402
+from detpipe.runtime.image import preprocess  # noqa: E402
+from detpipe.runtime.predictors import default_threads  # noqa: E402
 
 log = logging.getLogger("benchmarks.export")
 
@@ -209,10 +210,10 @@ def measure_size(args: argparse.Namespace, weights: Path, data: Dataset, imgsz: 
     """Export at ``imgsz``, evaluate every format, time every backend; the figures of one size."""
     import cv2
 
-    from detpipe.bench.backends import load_predictor
     from detpipe.bench.run import BenchConfig, encoded_images
     from detpipe.export.gate import GateConfig
     from detpipe.export.stage import ExportConfig, run_export
+    from detpipe.runtime.backends import load_predictor
 
     formats = ["onnx", "onnx-int8"] + (["engine-fp16", "engine-int8"] if args.device == "cuda" else [])
     export_dir = args.workdir / f"export-{imgsz}"

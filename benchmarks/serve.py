@@ -58,7 +58,8 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detpipe.export.runtime import OnnxPredictor, decode_image, preprocess  # noqa: E402
+from detpipe.runtime.image import decode_image, preprocess  # noqa: E402
+from detpipe.runtime.predictors import OnnxPredictor  # noqa: E402
 from detpipe.serving.config import SERVE_NMS  # noqa: E402
 
 

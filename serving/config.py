@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from detpipe.errors import InvalidInput
-from detpipe.export.runtime import PostprocessConfig
+from detpipe.runtime.nms import PostprocessConfig
 from detpipe.store.manifest import check_model_name
 from detpipe.store.uri import parse_uri
 
@@ -34,7 +34,7 @@ class ServerConfig:
             newest version.
         name: the model name in routes and metrics (default: the release name, or the file stem).
         format: which file of a release to run (:data:`FORMATS`); ignored for a plain file.
-        backend: ``auto`` or a backend of :mod:`detpipe.bench.backends` (``onnxruntime``,
+        backend: ``auto`` or a backend of :mod:`detpipe.runtime.backends` (``onnxruntime``,
             ``onnxruntime-cuda``, ``onnxruntime-trt``, ``tensorrt``).
         device_class: the ``engines/<device-class>/`` of a release (default: this machine's GPU).
         threads: onnxruntime intra-op threads (None: one per core).

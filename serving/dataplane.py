@@ -42,15 +42,8 @@ from detpipe.errors import (
     StoreError,
     Unavailable,
 )
-from detpipe.export.runtime import (
-    Detections,
-    Letterbox,
-    PostprocessConfig,
-    decode_image,
-    letterbox,
-    postprocess,
-    to_input,
-)
+from detpipe.runtime.image import Letterbox, decode_image, letterbox, to_input
+from detpipe.runtime.nms import Detections, PostprocessConfig, postprocess
 from detpipe.serving.access import allowed_roots, check_target
 from detpipe.serving.batcher import DynamicBatcher
 from detpipe.serving.config import ServerConfig

@@ -52,7 +52,7 @@ class ServingModel:
         path: the local file.
         sha256: the file's sha256.
         source: the ``--model`` value it was resolved from (for the log, never in answers).
-        predictor: a :class:`detpipe.export.runtime.Predictor`.
+        predictor: a :class:`detpipe.runtime.predictors.Predictor`.
         card: the release's model card (markdown, checked against its manifest); None for a
             model file or a release published without one.
     """
@@ -274,7 +274,7 @@ def load_model(cfg: ServerConfig) -> ServingModel:
             run the file.
         Unavailable: the backend's runtime or device is missing here.
     """
-    from detpipe.bench.backends import backends_for, load_predictor, model_file
+    from detpipe.runtime.backends import backends_for, load_predictor, model_file
 
     resolved = resolve(cfg)
     file = model_file(resolved.path)

@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detpipe.errors import InvalidInput
-from detpipe.export.image_header import image_size
-from detpipe.export.runtime import PostprocessConfig
+from detpipe.runtime.image_header import image_size
+from detpipe.runtime.nms import PostprocessConfig
 from detpipe.serving.metrics import SAMPLE_OUTCOMES, ServerMetrics
 from detpipe.store.base import Store
 from detpipe.store.manifest import check_model_name, check_version

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.export.runtime import Detections, box_iou_one, postprocess, to_input
+from detpipe.runtime.image import to_input
+from detpipe.runtime.nms import Detections, box_iou_one, postprocess
 from detpipe.serving.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)

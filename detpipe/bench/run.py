@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.bench.backends import ModelFile, backends_for, discover_models, load_predictor, ran_on
 from detpipe.bench.core import PERCENTILE_METHOD, Schedule, latency_stats, measure
 from detpipe.device import gpu_index, is_gpu, parse_device, resolve_device
 from detpipe.errors import InvalidInput, Unavailable
 from detpipe.io import write_json, write_text
+from detpipe.runtime.backends import ModelFile, backends_for, load_predictor, model_file, ran_on
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BenchConfig:
     Attributes:
         models: model files and/or export directories.
         out: the bench.json path; the table (.md) and plot (.png) go beside it.
-        backends: backend names or 'auto' (see :mod:`detpipe.bench.backends`).
+        backends: backend names or 'auto' (see :mod:`detpipe.runtime.backends`).
         imgsz: input size (PyTorch models; exported files must match it when given).
         batch: images per query.
         schedule: warm-up and measurement lengths (the same for every model and mode).
@@ -82,6 +82,24 @@ class BenchConfig:
             raise InvalidInput("--batch must be >= 1")
 
 
+def discover_models(paths: Sequence[str | Path]) -> list[ModelFile]:
+    """Model files from files and directories (an export directory: its .onnx and .engine files).
+
+    Raises:
+        InvalidInput: a path does not exist or a directory holds no model.
+    """
+    out: list[ModelFile] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted([*p.glob("*.onnx"), *p.glob("*.engine"), *p.glob("*.pt")])
+            if not found:
+                raise InvalidInput(f"{p}: no .onnx, .engine or .pt files")
+            out += [model_file(f) for f in found]
+        else:
+            out.append(model_file(p))
+    return out
+
+
 def encoded_images(cfg: BenchConfig, n: int) -> list[bytes]:
     """``n`` encoded JPEGs held in memory (real images when given, else a synthetic scene)."""
     import cv2
@@ -111,12 +129,12 @@ def bench_one(
 ) -> dict[str, Any]:
     """Benchmark one model on one backend; a missing runtime gives ``status: skipped``.
 
-    An ok row's ``ran_on`` says what really ran (:func:`~detpipe.bench.backends.ran_on`).
+    An ok row's ``ran_on`` says what really ran (:func:`~detpipe.runtime.backends.ran_on`).
     """
     import cv2
 
     from detpipe.bench.jetson import TegrastatsSampler, jetson_model, summarize_power
-    from detpipe.export.runtime import preprocess
+    from detpipe.runtime.image import preprocess
 
     row: dict[str, Any] = {"model": str(model.path), "format": model.label, "backend": backend}
     try:

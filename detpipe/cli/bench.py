@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from detpipe.bench.core import Schedule
     from detpipe.bench.run import BenchConfig, run_bench
-    from detpipe.export.runtime import default_threads
+    from detpipe.runtime.predictors import default_threads
 
     cfg = BenchConfig(
         models=tuple(args.model),

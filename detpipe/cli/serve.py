@@ -338,7 +338,7 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
     Raises:
         InvalidInput: an unreadable or shared token file, or settings that do not fit together.
     """
-    from detpipe.export.runtime import PostprocessConfig
+    from detpipe.runtime.nms import PostprocessConfig
     from detpipe.serving.access import read_token
     from detpipe.serving.config import ServerConfig
 

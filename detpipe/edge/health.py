@@ -8,7 +8,7 @@ through the full detection post-processing::
     check_model(Path("slots/b/model.onnx"))          # raises HealthCheckFailed with the reason
 
 Model loading and pre/post-processing are detpipe's own
-(:func:`detpipe.bench.backends.load_predictor`, :mod:`detpipe.export.runtime`).
+(:func:`detpipe.runtime.backends.load_predictor`, :mod:`detpipe.runtime`).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def check_model(path: Path, threads: int | None = 1) -> Health:
     Raises:
         HealthCheckFailed: the model does not load, or its output is wrong.
     """
-    from detpipe.bench.backends import load_predictor, model_file
-    from detpipe.export.runtime import preprocess
+    from detpipe.runtime.backends import load_predictor, model_file
+    from detpipe.runtime.image import preprocess
 
     try:
         predictor = load_predictor(model_file(path), backend_for(path), threads=threads)

@@ -4,8 +4,8 @@ The evaluator does not care which runtime made the boxes. A *predictor* is any c
 that takes a batch of BGR images (``numpy`` HWC uint8, as ``cv2.imread`` returns them) and
 returns, per image, an object with ``boxes`` ((N, 4) x1 y1 x2 y2 in that image's pixels),
 ``scores`` ((N,)) and ``classes`` ((N,) contiguous class index 0..nc-1). The PyTorch path
-here uses ultralytics; the export stage's ONNX / TensorRT predictors
-(``detpipe.export.runtime``) have the same call shape, so the same code evaluates them::
+here uses ultralytics; the ONNX / TensorRT predictors of exported models
+(``detpipe.runtime``) have the same call shape, so the same code evaluates them::
 
     val = resolve_val_set("runs/demo/yolo/dataset.yaml")            # images + gt + names
     gt = load_coco(val.annotations)

@@ -178,7 +178,7 @@ def calibration_batches(
 ) -> Iterator[np.ndarray]:
     """Preprocessed NCHW float32 batches of exactly ``batch`` images (the last partial one is dropped
     unless it is the only one)."""
-    from detpipe.export.runtime import preprocess
+    from detpipe.runtime.image import preprocess
 
     if not paths:
         return

@@ -1,7 +1,7 @@
 """Evaluate PyTorch and exported models on the val set with detpipe's one evaluator.
 
 A thin adapter over :mod:`detpipe.evaluate`: the ONNX and TensorRT predictors of
-:mod:`detpipe.export.runtime` have the call shape of ``detpipe.evaluate.predict.Predictor``
+:mod:`detpipe.runtime` have the call shape of ``detpipe.evaluate.predict.Predictor``
 (BGR images in; ``boxes``/``scores``/``classes`` per image out; ``names``), so every format
 goes through the same ``predict_detections`` (class -> category mapping, rounding as
 ultralytics' JSON) and the same pycocotools-exact ``evaluate_bbox`` as the PyTorch model::
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.data.coco import CocoDataset, load_coco
-from detpipe.export.runtime import PostprocessConfig
+from detpipe.runtime.nms import PostprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def pytorch_predictor(
 ) -> Any:
     """The PyTorch reference: the model as ``detpipe evaluate`` runs it (ultralytics predict).
 
-    Falls back to :class:`~detpipe.export.runtime.TorchPredictor` (the same network behind the
+    Falls back to :class:`~detpipe.runtime.predictors.TorchPredictor` (the same network behind the
     export runtime's letterbox and NMS) for a non-square ``imgsz`` (ultralytics' predict takes
     one size), a model YAML, and NMS-free (end-to-end) models, whose exports use the
     one-to-many head plus NMS: the reference then uses that head too, so the delta measures the
@@ -76,7 +76,7 @@ def pytorch_predictor(
                 max_det=EVAL_POSTPROCESS.max_det,
             )
         )
-    from detpipe.export.runtime import TorchPredictor
+    from detpipe.runtime.predictors import TorchPredictor
 
     return TorchPredictor(weights, imgsz, device=device, postprocess_cfg=EVAL_POSTPROCESS)
 

@@ -10,7 +10,7 @@ pip-install a newer onnxslim/onnx at run time, which a pinned, offline pipeline 
     diff = compare_with_torch(loaded, "out/model.onnx", images)   # max |onnx - torch|
 
 The file carries detpipe metadata (class names, stride, imgsz, output layout) in
-``metadata_props``; :func:`detpipe.export.runtime.read_onnx_metadata` reads it back.
+``metadata_props``; :func:`detpipe.runtime.predictors.read_onnx_metadata` reads it back.
 """
 
 from __future__ import annotations
@@ -192,13 +192,13 @@ def compare_with_torch(
     Returns:
         The differences over all images.
     """
-    from detpipe.export.runtime import OnnxPredictor, TorchPredictor
+    from detpipe.runtime.predictors import OnnxPredictor, TorchPredictor
 
     if not images:
         raise InvalidInput("numeric check needs at least one image")
     onnx_pred = OnnxPredictor(onnx_path, threads=threads)
     torch_pred = TorchPredictor(loaded, imgsz=onnx_pred.imgsz)
-    from detpipe.export.runtime import preprocess
+    from detpipe.runtime.image import preprocess
 
     worst_box = worst_score = 0.0
     total = count = 0.0

@@ -388,10 +388,10 @@ def _predictor_for(fmt: str, path: Path, cfg: ExportConfig, device: str) -> Any:
     from detpipe.export.evaluation import EVAL_POSTPROCESS
 
     if fmt.startswith("engine-"):
-        from detpipe.export.tensorrt_runtime import TensorRTPredictor
+        from detpipe.runtime.tensorrt import TensorRTPredictor
 
         return TensorRTPredictor(path, device_index=gpu_index(device), postprocess_cfg=EVAL_POSTPROCESS)
-    from detpipe.export.runtime import OnnxPredictor
+    from detpipe.runtime.predictors import OnnxPredictor
 
     return OnnxPredictor(path, threads=cfg.threads, postprocess_cfg=EVAL_POSTPROCESS)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detpipe.export.runtime import Detections
+from detpipe.runtime.nms import Detections
 
 CONFIDENT = 0.25
 TOP_K = 20

@@ -6,7 +6,7 @@
                               out=Path("runs/mine"), strategy="uncertainty", seed=0))
 
 The pool is scored in batches (a progress bar) with detpipe's own pre/post-processing
-(:mod:`detpipe.export.runtime`: letterbox, NMS, the same as evaluation and serving), PyTorch
+(:mod:`detpipe.runtime`: letterbox, NMS, the same as evaluation and serving), PyTorch
 weights (``.pt``) or an exported ONNX model. ``diversity`` needs the PyTorch weights: it pools
 the backbone's last feature map. Writes to ``out``:
 
@@ -29,11 +29,12 @@ import numpy as np
 from tqdm import tqdm
 
 from detpipe.errors import InvalidInput
-from detpipe.export.runtime import Detections, postprocess, preprocess
 from detpipe.io import write_json
 from detpipe.mine.pool import PoolImage, exclude_labeled, list_pool
 from detpipe.mine.scores import class_entropy, k_center_greedy, uncertainty
 from detpipe.mine.strategy import STRATEGIES
+from detpipe.runtime.image import preprocess
+from detpipe.runtime.nms import Detections, postprocess
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def mine(cfg: MineConfig) -> dict[str, Any]:
 
 def _load(cfg: MineConfig) -> tuple[Any, list[np.ndarray]]:
     """The predictor and, for diversity, a list the backbone hook appends pooled features to."""
-    from detpipe.bench.backends import load_predictor, model_file
+    from detpipe.runtime.backends import load_predictor, model_file
 
     model = model_file(cfg.weights)
     if model.kind == "onnx":

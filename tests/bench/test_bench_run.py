@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from detpipe.bench.backends import backends_for, discover_models, model_file
 from detpipe.bench.core import latency_stats
 from detpipe.bench.device import device_class, split_by_device_class
 from detpipe.bench.render import markdown_table
-from detpipe.bench.run import SPEEDUP_STAT, add_ratios
+from detpipe.bench.run import SPEEDUP_STAT, add_ratios, discover_models
 from detpipe.device import resolve_device
 from detpipe.errors import InvalidInput
 from detpipe.export.sidecar import DeviceInfo, make_sidecar, write_sidecar
 from detpipe.publish import PublishConfig, release_files
+from detpipe.runtime.backends import backends_for, model_file
 from detpipe.train.models import CONFIGS_DIR
 
 PICO = CONFIGS_DIR / "yolov8-pico.yaml"

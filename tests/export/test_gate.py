@@ -16,7 +16,7 @@ from detpipe.export.gate import GateConfig, enforce, evaluate_gate, gate_from_re
 from detpipe.export.model import load_detection_model
 from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
 from detpipe.export.quantize import QuantizeConfig, quantize_onnx
-from detpipe.export.runtime import OnnxPredictor
+from detpipe.runtime.predictors import OnnxPredictor
 
 
 def test_parse_gate():

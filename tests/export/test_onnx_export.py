@@ -9,7 +9,8 @@ import pytest
 from detpipe.errors import InvalidInput
 from detpipe.export.model import load_detection_model
 from detpipe.export.onnx_export import OnnxExportConfig, compare_with_torch, export_onnx
-from detpipe.export.runtime import OnnxPredictor, TorchPredictor, preprocess, read_onnx_metadata
+from detpipe.runtime.image import preprocess
+from detpipe.runtime.predictors import OnnxPredictor, TorchPredictor, read_onnx_metadata
 
 # FP32 onnxruntime vs PyTorch on CPU: differences are float rounding only. Boxes are in input
 # pixels (0..64 here), scores in [0, 1].

@@ -11,7 +11,8 @@ from detpipe.export.calib import calibration_images
 from detpipe.export.model import load_detection_model
 from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
 from detpipe.export.quantize import QuantizeConfig, head_nodes_to_exclude, quantize_onnx
-from detpipe.export.runtime import OnnxPredictor, preprocess, read_onnx_metadata
+from detpipe.runtime.image import preprocess
+from detpipe.runtime.predictors import OnnxPredictor, read_onnx_metadata
 
 
 @pytest.fixture(scope="module")

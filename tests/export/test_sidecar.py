@@ -124,7 +124,7 @@ def test_missing_or_foreign_sidecar_is_refused(tmp_path):
 
 def test_tensorrt_predictor_refuses_before_touching_tensorrt(tmp_path):
     """Without a sidecar an engine is refused even where TensorRT is not installed."""
-    from detpipe.export.tensorrt_runtime import TensorRTPredictor
+    from detpipe.runtime.tensorrt import TensorRTPredictor
 
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"not checked")

@@ -17,9 +17,10 @@ from detpipe.errors import InvalidInput
 from detpipe.export.calib import calibration_images
 from detpipe.export.model import load_detection_model
 from detpipe.export.onnx_export import OnnxExportConfig, export_onnx
-from detpipe.export.runtime import OnnxPredictor, preprocess
 from detpipe.export.sidecar import EngineIncompatible, read_sidecar, sidecar_path
 from detpipe.export.tensorrt_build import EngineBuildConfig, build_engine, engine_unavailable_reason
+from detpipe.runtime.image import preprocess
+from detpipe.runtime.predictors import OnnxPredictor
 
 REASON = engine_unavailable_reason()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=f"no TensorRT/GPU: {REASON}")]
@@ -74,7 +75,7 @@ def test_fp16_engine_sidecar(fp16_engine, onnx_models):
 
 
 def test_fp16_engine_matches_onnx(fp16_engine, onnx_models, val_images_bgr):
-    from detpipe.export.tensorrt_runtime import TensorRTPredictor
+    from detpipe.runtime.tensorrt import TensorRTPredictor
 
     predictor = TensorRTPredictor(fp16_engine[0])
     assert predictor.imgsz == (64, 64) and predictor.batch == 1
@@ -83,7 +84,7 @@ def test_fp16_engine_matches_onnx(fp16_engine, onnx_models, val_images_bgr):
 
 
 def test_int8_engine_with_calibration_cache(onnx_models, small_data, val_images_bgr):
-    from detpipe.export.tensorrt_runtime import TensorRTPredictor
+    from detpipe.runtime.tensorrt import TensorRTPredictor
 
     tmp, static, _ = onnx_models
     cache = tmp / "calib.cache"
@@ -101,7 +102,7 @@ def test_int8_engine_with_calibration_cache(onnx_models, small_data, val_images_
 
 
 def test_dynamic_batch_engine(onnx_models, val_images_bgr):
-    from detpipe.export.tensorrt_runtime import TensorRTPredictor
+    from detpipe.runtime.tensorrt import TensorRTPredictor
 
     tmp, _, dynamic = onnx_models
     engine = tmp / "dynamic.fp16.engine"
@@ -116,7 +117,7 @@ def test_dynamic_batch_engine(onnx_models, val_images_bgr):
 
 
 def test_mismatched_or_tampered_engines_are_refused(fp16_engine, tmp_path):
-    from detpipe.export.tensorrt_runtime import TensorRTPredictor
+    from detpipe.runtime.tensorrt import TensorRTPredictor
 
     engine, sidecar = fp16_engine
     copy = tmp_path / engine.name

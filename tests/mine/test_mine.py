@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.export.runtime import Detections
 from detpipe.mine.scores import class_entropy, k_center_greedy, uncertainty
 from detpipe.mine.stage import MineConfig, mine
+from detpipe.runtime.nms import Detections
 
 
 @pytest.fixture(scope="module")

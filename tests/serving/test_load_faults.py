@@ -32,7 +32,9 @@ import pytest
 from model_files import png_bomb
 from serve_client import http as request
 
-from detpipe.export.runtime import OnnxPredictor, PostprocessConfig, decode_image
+from detpipe.runtime.image import decode_image
+from detpipe.runtime.nms import PostprocessConfig
+from detpipe.runtime.predictors import OnnxPredictor
 
 pytestmark = pytest.mark.slow
 

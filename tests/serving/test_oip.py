@@ -13,7 +13,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from detpipe.export.runtime import OnnxPredictor, decode_image, preprocess
+from detpipe.runtime.image import decode_image, preprocess
+from detpipe.runtime.predictors import OnnxPredictor
 
 pytestmark = pytest.mark.slow
 

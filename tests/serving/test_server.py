@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from serve_client import http
 
-from detpipe.export.runtime import OnnxPredictor, PostprocessConfig, decode_image
+from detpipe.runtime.image import decode_image
+from detpipe.runtime.nms import PostprocessConfig
+from detpipe.runtime.predictors import OnnxPredictor
 
 pytestmark = pytest.mark.slow
 JSON = "application/json"

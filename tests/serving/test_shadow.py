@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from model_files import fails_on_bright_input, onnx_variant
 
-from detpipe.export.runtime import Detections
 from detpipe.io import sha256_file
+from detpipe.runtime.nms import Detections
 from detpipe.serving.shadow import compare
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from detpipe.errors import DetpipeError, InvalidInput
-from detpipe.export.runtime import PostprocessConfig, Predictor
 from detpipe.export.sidecar import (
     current_device_info,
     ensure_compatible,
@@ -30,6 +29,8 @@ from detpipe.export.sidecar import (
     read_sidecar,
     verify_engine_file,
 )
+from detpipe.runtime.nms import PostprocessConfig
+from detpipe.runtime.predictors import Predictor
 
 log = logging.getLogger(__name__)
 

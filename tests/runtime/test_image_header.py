@@ -10,8 +10,8 @@ import pytest
 from model_files import png_bomb
 
 from detpipe.errors import InvalidInput
-from detpipe.export.image_header import image_size
-from detpipe.export.runtime import decode_image
+from detpipe.runtime.image import decode_image
+from detpipe.runtime.image_header import image_size
 
 IMAGE = (np.random.default_rng(0).random((37, 53, 3)) * 255).astype(np.uint8)
 

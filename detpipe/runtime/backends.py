@@ -1,7 +1,8 @@
-"""Benchmark backends: which runtime runs which model file, and how it is labelled.
+"""Backends: which runtime runs which model file, and how the file is labelled.
 
-A backend turns a model file into a :class:`~detpipe.export.runtime.Predictor` (so the
-benchmark times the same pre/post-processing the accuracy gate evaluated):
+A backend turns a model file into a :class:`~detpipe.runtime.predictors.Predictor`, so the
+server, the edge health check, ``mine`` and the benchmark all run the same
+pre/post-processing the accuracy gate evaluated:
 
 ==================  ===========  =====================================================
 backend             files        runtime
@@ -21,10 +22,10 @@ Every result says what really ran (:func:`ran_on`: the providers onnxruntime act
 uses, the TensorRT/torch device), and its device class follows from that, never from the
 machine's GPU alone::
 
-    models = discover_models([Path("runs/export"), Path("runs/train/weights/best.pt")])
-    for m in models:
-        for backend in backends_for(m, ["auto"]):
-            predictor = load_predictor(m, backend, imgsz=(640, 640), threads=2)
+    model = model_file("runs/export/model.onnx")
+    for backend in backends_for(model, ["auto"]):
+        predictor = load_predictor(model, backend, imgsz=(640, 640), threads=2)
+        ran_on(predictor, backend)   # {'runtime': 'onnxruntime', 'device': 'cpu', ...}
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _ORT_DEVICE = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tr
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A model to benchmark: its path, kind ('onnx', 'engine', 'pytorch') and format label."""
+    """A model file: its path, kind ('onnx', 'engine', 'pytorch') and format label."""
 
     path: Path
     kind: str
@@ -59,7 +60,7 @@ class ModelFile:
 
 
 def _onnx_label(path: Path) -> str:
-    from detpipe.export.runtime import load_onnx
+    from detpipe.runtime.predictors import load_onnx
 
     if ".int8." in path.name:
         return "onnx-int8"
@@ -102,24 +103,6 @@ def model_file(path: str | Path) -> ModelFile:
     if suffix == ".pt":
         return ModelFile(path, "pytorch", "pytorch")
     raise InvalidInput(f"{path}: unknown model type (expected .onnx, .engine, .pt or a model .yaml)")
-
-
-def discover_models(paths: Sequence[str | Path]) -> list[ModelFile]:
-    """Model files from files and directories (an export directory: its .onnx and .engine files).
-
-    Raises:
-        InvalidInput: a path does not exist or a directory holds no model.
-    """
-    out: list[ModelFile] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted([*p.glob("*.onnx"), *p.glob("*.engine"), *p.glob("*.pt")])
-            if not found:
-                raise InvalidInput(f"{p}: no .onnx, .engine or .pt files")
-            out += [model_file(f) for f in found]
-        else:
-            out.append(model_file(p))
-    return out
 
 
 def _ort_cuda_available() -> bool:
@@ -179,16 +162,16 @@ def load_predictor(
     if backend not in _KIND_BACKENDS[model.kind]:
         raise InvalidInput(f"{model.path}: backend {backend} cannot run a {model.kind} model")
     if backend in _ORT_DEVICE:
-        from detpipe.export.runtime import OnnxPredictor
+        from detpipe.runtime.predictors import OnnxPredictor
 
         predictor = OnnxPredictor(model.path, device=_ORT_DEVICE[backend], threads=threads)
     elif backend == "tensorrt":
-        from detpipe.export.tensorrt_runtime import TensorRTPredictor
+        from detpipe.runtime.tensorrt import TensorRTPredictor
 
         predictor = TensorRTPredictor(model.path, device_index=gpu)
     else:
         from detpipe.errors import Unavailable
-        from detpipe.export.runtime import TorchPredictor
+        from detpipe.runtime.predictors import TorchPredictor
 
         device = f"cuda:{gpu}" if backend == "pytorch-cuda" else "cpu"
         if device != "cpu" and cuda_device_count() <= gpu:

@@ -8,15 +8,9 @@ import torch
 import torchvision
 
 from detpipe.errors import InvalidInput
-from detpipe.export.runtime import (
-    Letterbox,
-    PostprocessConfig,
-    TorchPredictor,
-    letterbox,
-    nms,
-    postprocess,
-    preprocess,
-)
+from detpipe.runtime.image import Letterbox, letterbox, preprocess
+from detpipe.runtime.nms import PostprocessConfig, nms, postprocess
+from detpipe.runtime.predictors import TorchPredictor
 
 
 def test_letterbox_keeps_aspect_and_centres():
