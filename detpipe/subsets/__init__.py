@@ -11,18 +11,7 @@ and :mod:`~detpipe.subsets.proportional` (step 2), :mod:`~detpipe.subsets.output
 :mod:`~detpipe.subsets.plots` (step 3), :mod:`~detpipe.subsets.generate` (all of it).
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 from detpipe.subsets.config import DEFAULT_FRACTIONS, STRATEGIES, SubsetsConfig
+from detpipe.subsets.generate import generate
 
 __all__ = ["DEFAULT_FRACTIONS", "STRATEGIES", "SubsetsConfig", "generate"]
-
-
-def __getattr__(name: str) -> Any:  # generate pulls in scipy: imported on first use, so that
-    if name == "generate":  # importing detpipe.subsets.config (the CLI's parsers do) stays light
-        from detpipe.subsets.generate import generate
-
-        return generate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

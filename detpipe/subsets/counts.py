@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from detpipe.data.coco import CocoDataset
+
+if TYPE_CHECKING:  # scipy is imported where counts are built: importing detpipe.subsets stays light
+    from scipy import sparse
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def count_instances(ds: CocoDataset, images: np.ndarray, include_crowd: bool = T
     rows = row_of[ds.ann_image[keep]]
     cat = ds.ann_category[keep]
     size_col = nc + 3 * cat + size_bins(ds.ann_area[keep])
+    from scipy import sparse
+
     matrix = sparse.csr_array(
         (np.ones(2 * len(rows), np.int64), (np.concatenate([rows, rows]), np.concatenate([cat, size_col]))),
         shape=(len(images), 4 * nc),

@@ -53,7 +53,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import sparse
 
 from detpipe.subsets.counts import ImageCounts
 
@@ -141,6 +140,8 @@ class _Pool:
         self.row = np.repeat(np.arange(self.n), np.diff(self.indptr))
         self.total = np.bincount(self.var, weights=self.val, minlength=self.nv)
         is_cls = self.var < self.nc
+        from scipy import sparse  # here, not at import: importing detpipe.subsets stays light
+
         self.by_class = sparse.csc_array(
             (self.val[is_cls], (self.row[is_cls], self.var[is_cls])), shape=(self.n, self.nc)
         )
