@@ -22,7 +22,10 @@ times, so peak RSS is per phase and the machine's noise hits both alike:
     .venv/bin/python benchmarks/subsets.py --no-segmentations --json runs/bench/subsets-noseg.json
 
 Ratios are median(phase) / median(parse). Budgets: the whole command 3.0 (issue 12), and
-``generate`` 2.0 on the file with segmentations; exit status 1 when one is exceeded.
+``generate`` 2.0 on the file with segmentations; exit status 1 when one is exceeded. Issue
+19's goal, the whole command at most 1.5x, is reported (met or not), not enforced. CPU
+seconds and the load average after each round are recorded too: on a shared machine the
+ratios within one interleaved run are what counts.
 """
 
 from __future__ import annotations
@@ -317,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {"parse": [], "generate": [], "command": []}
     if args.baseline_src is not None:
         runs["baseline"] = []
+    load_avg = [os.getloadavg()]  # the machine's load: ratios are within rounds, absolute times are not
     for i in range(args.repeats):
         for name in runs:
             r = _run_phase(
@@ -332,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             line += f"  peak RSS {r['peak_rss_mib']:7.0f} MiB"
             print(line + parts.rstrip(), file=sys.stderr)
+        load_avg.append(os.getloadavg())
     plots = _run_phase("plots", path, out)
     summary = json.loads((out / "summary.json").read_text())
     parse_s = statistics.median(r["seconds"] for r in runs["parse"])
     gen_s = statistics.median(r["seconds"] for r in runs["generate"])
     cmd_s = statistics.median(r["seconds"] for r in runs["command"])
     budgets = {"command": 3.0, "generate": 2.0 if args.segmentations else None}
+    goal = 1.5  # issue 19: the whole command, plots on, at most 1.5x json.load (reported, not enforced)
     base_s = statistics.median(r["seconds"] for r in runs["baseline"]) if runs.get("baseline") else None
     cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in runs.items()}
     result = {
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_command_s": None if base_s is None else round(base_s, 2),
         "baseline_command_ratio": None if base_s is None else round(base_s / parse_s, 3),
         "budgets": budgets,
+        "command_goal": goal,
+        "load_average_1_5_15": [[round(v, 2) for v in la] for la in load_avg],
         "plots_s": round(plots["seconds"], 2),
         "peak_rss_parse_mib": round(max(r["peak_rss_mib"] for r in runs["parse"])),
         "peak_rss_generate_mib": round(max(r["peak_rss_mib"] for r in runs["generate"])),
@@ -384,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     gen_budget = f"budget {budgets['generate']:.1f}" if budgets["generate"] else "no budget on this file"
     print(f"ratio generate/parse = {result['ratio']:.2f}  ({gen_budget})")
     print(f"ratio command/parse  = {result['command_ratio']:.2f}  (budget {budgets['command']:.1f})")
+    met = "met" if result["command_ratio"] <= goal else "not met"
+    print(f"goal (issue 19): whole command <= {goal}x json.load: {met}")
+    print(f"load average (1/5/15 min) at start and after each round: {result['load_average_1_5_15']}")
     cpu_line = ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ratios"].items())
     print(f"CPU-time ratios to parse (median CPU s; parse {cpu['parse']:.2f} s): {cpu_line}")
     print(f"machine: {result['machine']}, Python {result['python']}, {result['date']}")
