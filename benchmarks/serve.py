@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/serve.py                          # YOLOv8n, 640 px, 2 threads
     .venv/bin/python benchmarks/serve.py --imgsz 320 --requests 200 --json runs/bench-serve/r.json
     .venv/bin/python benchmarks/serve.py --model runs/local/pipeline_root/.../model.onnx
+    .venv/bin/python benchmarks/serve.py --modes direct,c1,sampling --rounds 5   # field sampling only
 
 One run, one machine, all on loopback:
 
@@ -27,11 +28,19 @@ One run, one machine, all on loopback:
    The batched server runs with ``--allow-reload`` and a token file (sent as a bearer token)
    and ``--reload-root`` the work directory; the unbatched one with ``--max-json-mb 64``, as
    a 640 px JSON tensor is about 25 MB.
+8. field sampling: a server with ``--sample-payloads`` on a moto S3 server process (started
+   here, on the same cores) at ``--sample-rate`` (default 1: every request written, the worst
+   case), at concurrency 1 beside the plain server; its ``detpipe_payload_samples_total`` at
+   the end says how many were written or dropped.
+
+``--modes`` picks some of them (``direct``, ``c1``, ``shadow``, ``sampling``, ``concurrent``,
+``oip``, ``reload``); the ratios need both of their modes.
 
 Ratios printed: server p50 latency / direct p50 (concurrency 1); server throughput at
 ``--concurrency`` / direct sequential throughput; batched / unbatched server throughput;
-shadow-on / shadow-off live p50; OIP binary / JSON throughput. The client runs on the same
-cores as the server, so throughput ratios are conservative.
+shadow-on / shadow-off live p50; sampling-on / sampling-off p50 and p90; OIP binary / JSON
+throughput. The client runs on the same cores as the server, so throughput ratios are
+conservative. The load average at the start and the end is recorded (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # store_servers: the moto server process, as the tests start it
 
 from detpipe.runtime.image import decode_image, preprocess  # noqa: E402
 from detpipe.runtime.predictors import OnnxPredictor  # noqa: E402
@@ -112,7 +122,14 @@ class ServerProcess:
     """``detpipe serve`` on a free loopback port; stopped with SIGTERM."""
 
     def __init__(
-        self, model: Path, threads: int, max_batch: int, max_delay_ms: float, log: Path, *extra: str
+        self,
+        model: Path,
+        threads: int,
+        max_batch: int,
+        max_delay_ms: float,
+        log: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
     ) -> None:
         import socket
 
@@ -124,7 +141,9 @@ class ServerProcess:
                "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms),
                "--max-queue", "256", *extra]  # fmt: skip
         self.log = log.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -142,6 +161,27 @@ class ServerProcess:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         self.log.close()
+
+    def metric(self, name: str) -> dict[str, float]:
+        """The samples of one metric on ``/metrics``: {labels text: value}."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                labels, _, value = line[len(name) :].rpartition(" ")
+                out[labels.strip()] = float(value)
+        return out
+
+
+def wait_drained(server: ServerProcess, timeout: float = 120.0) -> dict[str, float]:
+    """The sampling server's outcome counts once nothing waits to be written."""
+    deadline = time.monotonic() + timeout
+    while server.metric("detpipe_payload_samples_queued").get("", 0.0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    counts = server.metric("detpipe_payload_samples_total")
+    return {k.split('"')[1]: v for k, v in counts.items()}
 
 
 def oip_bodies(x: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
@@ -230,6 +270,13 @@ def load(port: int, jpegs: list[bytes], requests: int, concurrency: int) -> Meas
     return Measurement(lat, wall)
 
 
+MODES = ("direct", "c1", "shadow", "sampling", "concurrent", "oip", "reload")
+NEEDS = {  # which server processes each mode uses
+    "c1": ("unbatched",), "shadow": ("shadow",), "sampling": ("sampling",),
+    "concurrent": ("batched", "unbatched"), "oip": ("unbatched",), "reload": ("batched",),
+}  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -244,8 +291,14 @@ def main() -> int:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-delay-ms", type=float, default=0.0)
     p.add_argument("--shadow-fraction", type=float, default=0.1)
+    p.add_argument("--sample-rate", type=float, default=1.0, help="field sampling's rate (sampling mode)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - set(MODES):
+        p.error(f"--modes: expected some of {', '.join(MODES)}, got {args.modes!r}")
+    load_start = os.getloadavg()  # the machine may be shared: say how busy it was
 
     work = Path(tempfile.mkdtemp(prefix="detpipe-bench-serve-"))
     model = args.model or make_model(work, args.imgsz)
@@ -262,15 +315,44 @@ def main() -> int:
     token_file.write_text(token)
     token_file.chmod(0o600)
     reload_args = ("--allow-reload", "--reload-token-file", str(token_file), "--reload-root", str(work))
-    servers = {
-        "batched": ServerProcess(
+    wanted = {name for m in modes for name in NEEDS.get(m, ())}
+    moto, sample_env, sample_args = None, {}, ()
+    if "sampling" in wanted:
+        from store_servers import MotoServer, s3_env
+
+        moto = MotoServer()
+        sample_env = s3_env(moto.endpoint)
+        sample_args = (
+            "--sample-payloads",
+            f"s3://{moto.make_bucket()}/payloads",
+            "--sample-rate",
+            str(args.sample_rate),
+        )
+    starts = {
+        "batched": lambda: ServerProcess(
             model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log", *reload_args
         ),
-        "unbatched": ServerProcess(
+        "unbatched": lambda: ServerProcess(
             model, args.threads, 1, args.max_delay_ms, work / "unbatched.log", "--max-json-mb", "64"
         ),
-        "shadow": ServerProcess(model, args.threads, 1, args.max_delay_ms, work / "shadow.log", *shadow_args),
+        "shadow": lambda: ServerProcess(
+            model, args.threads, 1, args.max_delay_ms, work / "shadow.log", *shadow_args
+        ),
+        "sampling": lambda: ServerProcess(
+            model, args.threads, 1, args.max_delay_ms, work / "sampling.log", *sample_args, env=sample_env
+        ),
     }
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for name in (n for n in starts if n in wanted):
+            servers[name] = starts[name]()
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        if moto is not None:
+            moto.kill()
+        raise
+    samples: dict[str, float] = {}
     runs: dict[str, list[Measurement]] = {}
     peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
     x, _ = preprocess([decode_image(jpegs[0])], peer.imgsz)
@@ -280,38 +362,57 @@ def main() -> int:
         for server in servers.values():
             load(server.port, jpegs, min(20, args.requests), 1)
         for r in range(args.rounds):
-            runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
-            runs.setdefault("server_c1", []).append(load(servers["unbatched"].port, jpegs, args.requests, 1))
-            runs.setdefault("server_c1_shadow", []).append(
-                load(servers["shadow"].port, jpegs, args.requests, 1)
-            )
-            for label in ("batched", "unbatched"):
+            if "direct" in modes:
+                runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
+            if "c1" in modes:
+                runs.setdefault("server_c1", []).append(
+                    load(servers["unbatched"].port, jpegs, args.requests, 1)
+                )
+            if "sampling" in modes:
+                runs.setdefault("server_c1_sampling", []).append(
+                    load(servers["sampling"].port, jpegs, args.requests, 1)
+                )
+            if "shadow" in modes:
+                runs.setdefault("server_c1_shadow", []).append(
+                    load(servers["shadow"].port, jpegs, args.requests, 1)
+                )
+            for label in ("batched", "unbatched") if "concurrent" in modes else ():
                 runs.setdefault(f"server_c{c}_{label}", []).append(
                     load(servers[label].port, jpegs, args.requests, c)
                 )
-            for kind, body in bodies.items():
+            for kind, body in bodies.items() if "oip" in modes else ():
                 runs.setdefault(f"oip_{kind}_c1", []).append(
                     infer(servers["unbatched"].port, body, args.requests)
                 )
-            runs.setdefault(f"reload_c{c}", []).append(
-                reload_under_load(servers["batched"].port, copies[r % 2], token, jpegs, args.requests, c)
-            )
+            if "reload" in modes:
+                runs.setdefault(f"reload_c{c}", []).append(
+                    reload_under_load(servers["batched"].port, copies[r % 2], token, jpegs, args.requests, c)
+                )
+        if "sampling" in servers:
+            samples = wait_drained(servers["sampling"])
     finally:
         for server in servers.values():
             server.stop()
+        if moto is not None:
+            moto.kill()
     res = {name: summarize(ms) for name, ms in runs.items()}
+    round_p50 = {name: [float(np.median(r.latencies_ms)) for r in ms] for name, ms in runs.items()}
 
     c = args.concurrency
-    ratios = {
-        "latency_server_c1_over_direct": res["server_c1"]["p50"] / res["direct"]["p50"],
-        f"throughput_server_c{c}_over_direct": res[f"server_c{c}_batched"]["images_per_s"]
-        / res["direct"]["images_per_s"],
-        "throughput_batched_over_unbatched": res[f"server_c{c}_batched"]["images_per_s"]
-        / res[f"server_c{c}_unbatched"]["images_per_s"],
-        "latency_shadow_on_over_off": res["server_c1_shadow"]["p50"] / res["server_c1"]["p50"],
-        "throughput_oip_binary_over_json": res["oip_binary_c1"]["images_per_s"]
-        / res["oip_json_c1"]["images_per_s"],
+    pairs = {  # ratio: (numerator mode, denominator mode, figure)
+        "latency_server_c1_over_direct": ("server_c1", "direct", "p50"),
+        f"throughput_server_c{c}_over_direct": (f"server_c{c}_batched", "direct", "images_per_s"),
+        "throughput_batched_over_unbatched": (
+            f"server_c{c}_batched",
+            f"server_c{c}_unbatched",
+            "images_per_s",
+        ),
+        "latency_shadow_on_over_off": ("server_c1_shadow", "server_c1", "p50"),
+        "latency_sampling_on_over_off": ("server_c1_sampling", "server_c1", "p50"),
+        "latency_p90_sampling_on_over_off": ("server_c1_sampling", "server_c1", "p90"),
+        "throughput_oip_binary_over_json": ("oip_binary_c1", "oip_json_c1", "images_per_s"),
     }
+    ratios = {name: res[a][f] / res[b][f] for name, (a, b, f) in pairs.items() if a in res and b in res}
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
         "date": date.today().isoformat(),
@@ -319,6 +420,8 @@ def main() -> int:
         "python": platform.python_version(),
         "onnxruntime": version("onnxruntime"),
         "uvicorn": version("uvicorn"),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     print(f"{'':28s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'images/s':>9s}")
@@ -326,10 +429,20 @@ def main() -> int:
         print(f"{name:28s} {row['p50']:8.1f} {row['p90']:8.1f} {row['p99']:8.1f} {row['images_per_s']:9.1f}")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
-    print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
+    if "reload" in modes:
+        print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
+    if samples:
+        print("payload samples: " + ", ".join(f"{k} {v:.0f}" for k, v in samples.items()))
+    if "server_c1" in round_p50 and "server_c1_sampling" in round_p50:
+        per_round = [
+            a / b for a, b in zip(round_p50["server_c1_sampling"], round_p50["server_c1"], strict=True)
+        ]
+        print("sampling on / off p50, per round: " + ", ".join(f"{v:.2f}" for v in per_round))
+    print(f"load average (1, 5, 15 min) at the start {load_start}, at the end {os.getloadavg()}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload}
+        doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
+               "payload_samples": samples, "round_p50": round_p50}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 
