@@ -239,14 +239,18 @@ class PayloadSampler:
     def _run(self) -> None:
         while (sample := self._queue.get()) is not None:
             if not self._abandon:
-                self._write(sample)
+                try:
+                    self._write(sample)
+                except Exception as e:  # the writer thread must outlive any one sample
+                    self._fail(f"{sample.key}: {type(e).__name__}")
             with self._lock:  # after the write: a sample in the writer's hands still counts as queued
                 self._queued -= 1
                 self._queued_bytes -= len(sample.image)
                 self.metrics.payload_samples_queued.set(self._queued)
 
     def _write(self, sample: _Sample) -> None:
-        """One sample: the image, then its JSON; counted as written, dropped_cap or failed."""
+        """One sample: the image, then its JSON; counted as written, dropped_cap or failed (a
+        failed JSON write leaves the image: ``mine`` scores it afresh either way)."""
         counter = self.metrics.payload_samples
         try:
             suffix = SUFFIXES[image_size(sample.image).format.lower()]
