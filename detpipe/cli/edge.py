@@ -199,6 +199,12 @@ def _register_agent(edge: argparse._SubParsersAction) -> None:
         help="file with the server's reload token, sent as 'Authorization: Bearer' (env "
         "DETPIPE_RELOAD_TOKEN_FILE; the server's --reload-token-file)",
     )
+    p.add_argument(
+        "--report-store",
+        default=None,
+        help="store URI the signed status report goes to when --store is a read-only https:// mirror "
+        "or CDN (default: --store; a mirror alone gets no report)",
+    )
     p.add_argument("--group", action="append", default=[], help="rollout group of this device (repeat)")
     p.add_argument("--backoff-max", type=positive_float, default=600.0, help="max retry delay (600 s)")
     p.add_argument("--max-cycles", type=positive_int, default=None, help=argparse.SUPPRESS)
@@ -345,6 +351,7 @@ def _agent(args: argparse.Namespace) -> int:
         reload_url=args.reload_url,
         reload_token_file=args.reload_token_file,
         groups=tuple(args.group),
+        report_store=args.report_store,
         backoff=RetryPolicy(attempts=1, base_delay_s=min(5.0, args.interval), max_delay_s=args.backoff_max),
     )
     agent = Agent(cfg)

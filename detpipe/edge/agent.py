@@ -108,6 +108,9 @@ class AgentConfig:
         device: this device's TensorRT version, GPU and DLA cores, which pick its engine
             (None: detected with ``current_device_info`` the first time a version has
             engines; a device without TensorRT or GPU has none and takes the ONNX model).
+        report_store: where the signed status goes (``devices/<id>/status.json``), when
+            ``store`` is a read-only HTTP mirror or CDN (metadata and artifacts from there,
+            the report to the fleet's bucket); None: ``store`` itself (no report from a mirror).
     """
 
     store: str
@@ -125,6 +128,7 @@ class AgentConfig:
     reload_timeout_s: float = 120.0
     reload_token_file: Path | None = None
     device: DeviceInfo | None = None
+    report_store: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dir", self.dir.expanduser().resolve())
@@ -520,12 +524,13 @@ class Agent:
             log.error("status not reported: %s", e)
             return
         write_json(self.cfg.dir / STATUS, status)
-        if self.cfg.store.startswith(("http://", "https://")):
-            return  # a read-only mirror
+        target = self.cfg.report_store or self.cfg.store
+        if target.startswith(("http://", "https://")):
+            return  # a read-only mirror, and no --report-store
         try:
             from detpipe.store import open_store
 
-            store = open_store(self.cfg.store, s3=self.s3)
+            store = open_store(target, s3=self.s3)
             data = json.dumps(status, indent=2).encode()
             store.put_bytes(report_key(self.cfg.device_id), data, content_type="application/json")
         except DetpipeError as e:

@@ -302,6 +302,13 @@ def test_agent_over_a_plain_http_mirror(keys, models, tmp_path):
         assert (r["outcome"], r.get("version")) == ("installed", "1"), r
         assert json.loads((d / "status.json").read_text())["version"] == "1"  # read-only mirror: status local
         assert not store.exists("devices/cam-2/status.json")
+        # --report-store: metadata and artifacts from the mirror, the signed report to the bucket
+        cfg = AgentConfig(
+            mirror, "cpu", "cam-3", keys / "root.json", tmp_path / "cam-3", report_store=str(store.root)
+        )
+        assert Agent(cfg, OtaFetcher(retry=QUICK)).run_once()["outcome"] == "installed"
+        report = json.loads(store.get_bytes("devices/cam-3/status.json"))
+        assert (report["version"], report["seq"], "signature" in report) == ("1", 1, True)
     finally:
         server.kill()
         server.wait(timeout=10)
