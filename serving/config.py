@@ -8,13 +8,14 @@ from pathlib import Path
 
 from detpipe.errors import InvalidInput
 from detpipe.runtime.nms import PostprocessConfig
+from detpipe.serving.defaults import SERVE_CONF, SERVE_IOU, SERVE_MAX_DET
 from detpipe.store.manifest import check_model_name
 from detpipe.store.uri import parse_uri
 
 FORMATS = ("onnx", "onnx-int8", "engine")
 """Which file of a release the server runs: model.onnx, model.int8.onnx, engines/<class>/model.engine."""
 
-SERVE_NMS = PostprocessConfig(conf=0.25)
+SERVE_NMS = PostprocessConfig(conf=SERVE_CONF, iou=SERVE_IOU, max_det=SERVE_MAX_DET)
 """Default NMS for serving: ultralytics' predict threshold (validation's 0.001 is for mAP)."""
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.errors import DetpipeError, GateFailed, InvalidInput
-from detpipe.io import read_json
 from detpipe.overrides import parse_set
 
 PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
@@ -145,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def report_headline(summary: dict[str, Any]) -> list[str]:
     """A sweep's answer under its run table: the report's headline and where report.md is."""
+    from detpipe.io import read_json
     from detpipe.report.render import headline
 
     task = next((t for t in summary["tasks"] if t["task"] == "report-op" and t["status"] == "SUCCESS"), None)

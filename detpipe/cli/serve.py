@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from detpipe.cli.options import non_negative_float, port_number, positive_float, positive_int, unit_float
 from detpipe.errors import InvalidInput
-from detpipe.serving.config import SERVE_NMS
+from detpipe.serving.defaults import SERVE_CONF, SERVE_IOU, SERVE_MAX_DET
 
 if TYPE_CHECKING:
     from detpipe.serving.config import ServerConfig
@@ -134,12 +134,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=4,
         help="shadow requests queued at most; more are dropped, never waited for (default: 4)",
     )
+    p.add_argument("--conf", type=unit_float, default=SERVE_CONF, help="confidence threshold (%(default)s)")
+    p.add_argument("--iou", type=unit_float, default=SERVE_IOU, help="NMS IoU threshold (%(default)s)")
     p.add_argument(
-        "--conf", type=unit_float, default=SERVE_NMS.conf, help="confidence threshold (%(default)s)"
-    )
-    p.add_argument("--iou", type=unit_float, default=SERVE_NMS.iou, help="NMS IoU threshold (%(default)s)")
-    p.add_argument(
-        "--max-det", type=positive_int, default=SERVE_NMS.max_det, help="detections per image (%(default)s)"
+        "--max-det", type=positive_int, default=SERVE_MAX_DET, help="detections per image (%(default)s)"
     )
     p.add_argument(
         "--cache-dir", type=Path, default=None, help="release cache (default: ~/.cache/detpipe/models)"
