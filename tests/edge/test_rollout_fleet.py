@@ -7,7 +7,8 @@ health check aborts at the first step (exit 4) and no device outside that step e
 it; forged, replayed and unenrolled reports change none of the controller's counts; a
 controller SIGKILLed before or after writing its decision never decides a step twice; two
 controllers started together make one decision per step; devices with no target for their
-TensorRT are counted apart (``incompatible``) and do not abort the rollout.
+TensorRT are counted apart (``incompatible``) and do not abort the rollout. ``test_bug_...``
+shows a controller bug (fails until it is fixed).
 
 The agents of a poll run in batches (:func:`edge_support.run_cli_batch`: several
 ``detpipe.cli.main.main`` calls, the console script's entry point, in one process), a few
@@ -355,12 +356,14 @@ def test_a_controller_killed_before_or_after_its_write_never_decides_a_step_twic
     gate = ("--steps", "10,50,100", "--bake", "0", "--min-reports", "3")  # every selected device reports
 
     # the first run is killed after it decided to start, before writing: nothing happened
-    killed = fleet.rollout("2", *gate, "--lock-ttl", "8s", kill_at="decided")
+    killed = fleet.rollout("2", *gate, "--lock-ttl", "12s", kill_at="decided")
     assert killed.returncode == -9 and killed.result is None
     assert fleet.state("2") is None and fleet.pct("2") == {0}
-    assert fleet.store.exists(lock_key("cpu", "2"))  # its lease stays behind
-    locked = fleet.rollout("2", *gate)  # inside the killed run's 8 s lease
-    assert (locked.returncode, locked.action) == (0, "locked") and "holds the lease until" in locked.stdout
+    lease = json.loads(fleet.store.get_bytes(lock_key("cpu", "2")))  # its lease stays behind
+    locked = fleet.rollout("2", *gate)  # inside the killed run's 12 s lease
+    late = datetime.now(UTC) >= datetime.fromisoformat(lease["expires_at"])
+    assert (locked.returncode, locked.action) == (0, "locked"), (locked.stdout, f"lease over already: {late}")
+    assert "holds the lease until" in locked.stdout
     assert fleet.state("2") is None and fleet.pct("2") == {0}
     fleet.wait_past_lease("2")
 
