@@ -218,13 +218,19 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_process(name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None) -> dict[str, float]:
+def _env(src: Path | None) -> dict[str, str] | None:
+    return None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
+
+
+def run_process(
+    name: str, gt_path: Path, dt_path: Path, arrays_out: Path | None, src: Path | None = None
+) -> dict[str, float]:
     """The evaluator as a fresh process: its phases, the whole process's wall and CPU time."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, str(gt_path), str(dt_path)]
     if arrays_out is not None:
         cmd.append(str(arrays_out))
     cpu0, t0 = _child_cpu(), time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=gt_path.parent)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=gt_path.parent, env=_env(src))
     wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
     if done.returncode:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
@@ -236,9 +242,8 @@ def run_command(gt_path: Path, dt_path: Path, out: Path, src: Path | None = None
     """The whole ``detpipe evaluate`` as a fresh process (``src``: detpipe imported from there)."""
     cmd = [sys.executable, "-m", "detpipe.cli.main", "-q", "evaluate", "--gt", str(gt_path)]
     cmd += ["--dt", str(dt_path), "--out", str(out)]
-    env = None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
     cpu0, t0 = _child_cpu(), time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=gt_path.parent)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env(src), cwd=gt_path.parent)
     wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
     if done.returncode:
         raise SystemExit(f"detpipe evaluate failed:\n{done.stderr[-3000:]}")
@@ -284,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the command with detpipe imported from this source tree "
         "(`git archive REV detpipe | tar -x -C DIR`), interleaved with the others",
     )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="import detpipe from this source tree in detpipe's processes (default: the installed one; "
+        "e.g. `git archive HEAD detpipe | tar -x -C DIR` leaves out uncommitted changes)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -293,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         f"problem: {len(gt['images'])} images, {len(gt['annotations'])} gt boxes ({n_crowd} crowd), "
         f"{len(dts)} detections, {len(gt['categories'])} classes; {args.rounds} rounds"
     )
-    commands = {COMMAND: None}  # name -> source tree (None: this one)
+    commands = {COMMAND: args.src}  # name -> source tree (None: the installed one)
     if args.plots:
-        commands["command+plots"] = None
+        commands["command+plots"] = args.src
     if args.baseline_src is not None:
         commands["baseline command"] = args.baseline_src
     names = (*EVALUATORS, PARSE, *commands)
@@ -320,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     continue
                 arrays = Path(tmp) / f"{name}.npz" if r == 0 and name != PARSE else None
-                runs[name].append(run_process(name, gt_path, dt_path, arrays))
+                runs[name].append(run_process(name, gt_path, dt_path, arrays, args.src))
                 t = runs[name][-1]
                 print(
                     f"  round {r + 1}/{args.rounds} {name:<17} evaluate {t['eval_s']:7.2f} s  "
@@ -396,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ratio_peer_over_detpipe": ratios,
         "command_ratios": command_ratios,
+        "src": None if args.src is None else str(args.src),
         "baseline_src": None if args.baseline_src is None else str(args.baseline_src),
         "load_average_1_5_15": [[round(v, 2) for v in la] for la in load_avg],
         "stats_identical_to_pycocotools": identical,

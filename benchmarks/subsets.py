@@ -273,7 +273,7 @@ def _phase(name: str, path: Path, out: Path) -> dict:
 def _run_phase(name: str, path: Path, out: Path, src: Path | None = None) -> dict:
     """One phase in a fresh process; ``src``: import ``detpipe`` from that source tree instead."""
     cmd = [sys.executable, __file__, "--phase", name, "--file", str(path), "--out", str(out)]
-    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{res.stderr}")
@@ -307,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the whole command with detpipe imported from this source tree (e.g. "
         "`git archive HEAD~1 detpipe | tar -x -C DIR`), interleaved with the others",
     )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="import detpipe from this source tree in the other phases (default: the installed one)",
+    )
     ap.add_argument("--phase", choices=["parse", "generate", "command", "plots"], help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command" if name == "baseline" else name,
                 path,
                 out,
-                args.baseline_src if name == "baseline" else None,
+                args.baseline_src if name == "baseline" else args.src,
             )
             runs[name].append(r)
             parts = "  " + ", ".join(f"{k} {v:.2f} s" for k, v in r.get("parts", {}).items())
@@ -337,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             line += f"  peak RSS {r['peak_rss_mib']:7.0f} MiB"
             print(line + parts.rstrip(), file=sys.stderr)
         load_avg.append(os.getloadavg())
-    plots = _run_phase("plots", path, out)
+    plots = _run_phase("plots", path, out, args.src)
     summary = json.loads((out / "summary.json").read_text())
     parse_s = statistics.median(r["seconds"] for r in runs["parse"])
     gen_s = statistics.median(r["seconds"] for r in runs["generate"])
@@ -361,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "command_ratio": round(cmd_s / parse_s, 3),
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_ratios": {k: round(v / cpu["parse"], 3) for k, v in cpu.items() if k != "parse"},
+        "src": None if args.src is None else str(args.src),
         "baseline_command_s": None if base_s is None else round(base_s, 2),
         "baseline_command_ratio": None if base_s is None else round(base_s / parse_s, 3),
         "budgets": budgets,
