@@ -258,3 +258,17 @@ def test_a_class_with_no_enrolled_device_holds(tmp_path: Path, keys: Path, model
     held = ctl.run_once()
     assert held.action == "hold" and "no device of the class is enrolled" in held.reason
     assert held.counts["enrolled"] == 0 and held.pct == 10
+
+
+def test_decide_never_advances_on_failures_when_a_step_selects_fewer_devices_than_min_reports():
+    from detpipe.edge.controller import Counts, decide
+
+    state = {"steps": [50, 100], "step": 0, "pct": 50, "version": "2", "max_failure_pct": 5.0,
+             "min_reports": 10, "bake_s": 0, "step_started_at": None}  # fmt: skip
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    failing = decide(state, Counts(selected=4, ok=0, failed=4, incompatible=0, enrolled=8), now)
+    assert failing.action == "abort" and "4 of 4 reports on version 2 failed (100.0% > 5%)" in failing.reason
+    partial = decide(state, Counts(selected=4, ok=0, failed=3, incompatible=0, enrolled=8), now)
+    assert partial.action == "hold"  # one of the four has not reported yet
+    good = decide(state, Counts(selected=4, ok=4, failed=0, incompatible=0, enrolled=8), now)
+    assert good.action == "advance"

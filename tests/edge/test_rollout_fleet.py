@@ -509,17 +509,12 @@ def test_a_controller_killed_after_writing_its_abort_leaves_the_rollback_to_the_
 # -- a bug found while writing these (fails until the controller is fixed) ---------------------------
 
 
-def test_bug_a_step_whose_every_report_failed_never_advances_when_min_reports_exceeds_its_devices(
+def test_a_step_whose_every_report_failed_never_advances_when_min_reports_exceeds_its_devices(
     s3_fleet: S3Fleet, keys: Path, models: Models, tmp_path: Path
 ):
-    """BUG (this test fails until judge.decide is fixed; not marked xfail on purpose).
-
-    The contract: advance only when ``failed_pct <= max_failure_pct``; abort needs ``ok + failed
-    >= min_reports``. With --min-reports 3 and a first step that selects 2 devices, both
-    failing the health check: the abort rule does not fire (2 < 3), and ``decide`` advances
-    anyway (``needed = min(3, 2)`` is met) without checking the share: "2 of 2 reports on
-    version 2 failed (100.0% <= 5%): 50% -> 100%". The failing release goes to the whole
-    fleet. Expected: no advance (hold, or abort); the percentage stays 50.
+    """--min-reports 3 and a first step that selects 2 devices, both failing the health check:
+    the step is judged once both reported (a step cannot give more reports than it selects),
+    and it aborts. (It used to advance: "2 of 2 reports on version 2 failed (100.0% <= 5%)".)
     """
     fleet = make_fleet(s3_fleet, keys, models, tmp_path, SMALL)
     fleet.publish("2", "--onnx", str(models.nan))
@@ -533,5 +528,4 @@ def test_bug_a_step_whose_every_report_failed_never_advances_when_min_reports_ex
     judged = fleet.rollout("2", *gate)
     c = judged.result["counts"]
     assert (c["failed"], c["ok"], c["failed_pct"]) == (2, 0, 100.0)
-    assert judged.action in ("hold", "abort"), judged.stdout  # fails: "advance to 100%"
-    assert fleet.pct("2") == {50} or judged.action == "abort"
+    assert judged.action == "abort" and judged.returncode == 4, judged.stdout

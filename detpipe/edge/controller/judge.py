@@ -9,8 +9,10 @@ that reported on the version anyway (a rollout group).
 
 :func:`decide` (for a progressing rollout)::
 
-    abort     ok + failed >= min_reports and failed share > max_failure_pct
     hold      no device of the class is enrolled (a rollout to nobody proves nothing)
+    abort     ok + failed >= min(min_reports, selected), at least 1, and failed share >
+              max_failure_pct (a step that selects fewer devices than min_reports is judged
+              once all of them reported: it never advances on failures)
     advance   ok + failed >= min(min_reports, selected), bake over, share within the limit
               (after the last step: complete); a step that selects no enrolled device
               (5 % of a small fleet) advances after its bake
@@ -84,11 +86,11 @@ def decide(state: dict[str, Any], counts: Counts, now: datetime) -> Verdict:
     version = state["version"]
     failed, pct = counts.failed, counts.failed_pct
     share = f"{failed} of {counts.reports} reports on version {version} failed ({pct:.1f}%"
-    if counts.reports >= max(wanted, 1) and counts.failed_pct > limit:
-        return Verdict("abort", f"{share} > {limit:g}%)")
     if counts.enrolled == 0:
         return Verdict("hold", "no device of the class is enrolled (detpipe edge enroll): nothing to judge")
-    needed = min(wanted, counts.selected)
+    needed = min(wanted, counts.selected)  # a step that selects fewer devices cannot give more
+    if counts.reports >= max(needed, 1) and counts.failed_pct > limit:
+        return Verdict("abort", f"{share} > {limit:g}%)")
     if counts.reports < needed:
         return Verdict("hold", f"waiting for reports: {counts.reports} of {needed} at {state['pct']}%")
     started = parse_time(state.get("step_started_at")) or now
