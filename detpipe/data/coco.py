@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.errors import ValidationFailed
+from detpipe.errors import InvalidInput, ValidationFailed
 from detpipe.io import read_json
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None) -> CocoDat
     ds = _typed_index(path, images_dir)  # msgspec + vectorized checks; None when anything looks off
     if ds is not None:
         return ds
-    raw = read_json(path)
+    raw = read_json_checked(path)
     ds = _fast_index(raw, path, images_dir)  # vectorized; None when anything looks off
     if ds is not None:
         return ds
@@ -129,6 +129,18 @@ def load_coco(path: str | Path, images_dir: str | Path | None = None) -> CocoDat
     if problems:
         raise ValidationFailed(f"{path}: {len(problems)} problem(s) found, nothing written", problems)
     return _index(raw, path)
+
+
+def read_json_checked(path: Path) -> Any:
+    """:func:`detpipe.io.read_json`, with JSON nested too deeply for the parser refused as bad input.
+
+    Raises:
+        InvalidInput: missing file, malformed or too deeply nested JSON.
+    """
+    try:
+        return read_json(path)
+    except RecursionError:
+        raise InvalidInput(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def find_problems(raw: Any, path: str | Path, images_dir: str | Path | None = None) -> list[str]:
@@ -504,7 +516,7 @@ def _typed_index(path: Path, images_dir: str | Path | None) -> CocoDataset | Non
             return None
     try:
         coco = _decoder().decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     images, cats, anns = coco.images, coco.categories, coco.annotations
     del coco

@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.data.coco import CocoDataset
+from detpipe.data.coco import CocoDataset, read_json_checked
 from detpipe.errors import InvalidInput
-from detpipe.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ def load_detections(path: str | Path, gt: CocoDataset | None = None) -> Detectio
     path = Path(path)
     dt = _decode_typed(path)  # None unless every record is valid: then json and the checks below
     if dt is None:
-        dt = Detections.from_records(read_json(path), str(path))
+        dt = Detections.from_records(read_json_checked(path), str(path))
     if gt is not None:
         dt.check_against(gt, str(path))
     log.debug("%s: %d detections", path, len(dt))
@@ -197,7 +196,7 @@ def _decode_typed(path: Path) -> Detections | None:
             return None
     try:
         records = _decoder().decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     n = len(records)
     if not n:

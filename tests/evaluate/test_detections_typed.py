@@ -4,6 +4,8 @@ gives, and hands every file it does not fully accept to that path, messages and 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -128,3 +130,61 @@ def test_unreadable_or_malformed_files_keep_their_messages(tmp_path):
         with pytest.raises(InvalidInput) as e:
             load_detections(path)
         assert message in str(e.value)
+
+
+def _deep(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_json_nested_too_deeply_is_bad_input(tmp_path):
+    path = tmp_path / "dt.json"
+    record = '{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1, "x": '
+    path.write_text(f"[{record}{_deep()}}}]")
+    assert _decode_typed(path) is None
+    with pytest.raises(InvalidInput, match="not valid JSON \\(nested too deeply\\)"):
+        load_detections(path)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "-q", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("nested", _deep(), "not valid JSON (nested too deeply)"),
+        ("bad-utf8", None, "not valid JSON"),
+        (
+            "big-id",
+            json.dumps([{"image_id": 2**64, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1}]),
+            "not a uniform list",
+        ),
+    ],
+)
+def test_cli_refuses_in_one_line_without_a_traceback(tmp_path, name, text, message):
+    gt = tmp_path / "gt.json"
+    gt.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+                "categories": [{"id": 1, "name": "a"}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+            }
+        )
+    )
+    dt = tmp_path / "dt.json"
+    if text is None:
+        dt.write_bytes(b'[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1, "x": "\xff"}]')
+    else:
+        dt.write_text(text)
+    r = _cli("--gt", gt, "--dt", dt, "--out", tmp_path / "out")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("detpipe evaluate: error: "), r.stderr
+    assert message in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()

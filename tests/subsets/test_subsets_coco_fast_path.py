@@ -167,3 +167,11 @@ def test_missing_image_file_goes_to_the_slow_path(tmp_path):
     (tmp_path / "imgs" / coco["images"][0]["file_name"]).write_bytes(b"")
     assert _fast_index(coco, path, tmp_path / "imgs") is not None
     assert _typed_index(path, tmp_path / "imgs") is not None
+
+
+def test_json_nested_too_deeply_is_bad_input(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(_mixed())[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert _typed_index(path, None) is None
+    with pytest.raises(InvalidInput, match="not valid JSON \\(nested too deeply\\)"):
+        load_coco(path)
