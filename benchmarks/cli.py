@@ -16,9 +16,11 @@ start and the end.
 
     .venv/bin/python benchmarks/cli.py                      # table, ratios; exit 1 over budget
     .venv/bin/python benchmarks/cli.py --rounds 9 --json runs/bench/cli.json
-    # also an older tree, interleaved (serving/ is installed as detpipe.serving: put it there)
+    # committed code only, and an older tree in the same rounds: source trees from git archive
+    # (serving/ is installed as detpipe.serving, so it goes under detpipe/)
+    git archive HEAD detpipe serving | tar -x -C /tmp/head && mv /tmp/head/serving /tmp/head/detpipe/
     git archive REV detpipe serving | tar -x -C /tmp/base && mv /tmp/base/serving /tmp/base/detpipe/
-    .venv/bin/python benchmarks/cli.py --baseline-src /tmp/base
+    .venv/bin/python benchmarks/cli.py --src /tmp/head --baseline-src /tmp/base
 
 Budget (issue 19 §1): every median wall time <= 0.3 s; exit status 1 when one is over.
 """
@@ -48,10 +50,18 @@ def detpipe_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "detpipe.cli.main"]
 
 
-def targets(src: Path | None) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+def _env(src: Path | None) -> dict[str, str] | None:
+    """The environment of a process that imports detpipe from ``src`` (None: the installed one)."""
+    return None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
+
+
+def targets(
+    src: Path | None = None, baseline_src: Path | None = None
+) -> dict[str, tuple[list[str], dict[str, str] | None]]:
     """Name -> (argv, env): the peers, ``detpipe --help`` and each ``detpipe CMD --help``.
 
-    With ``src``, the detpipe targets again with detpipe imported from that source tree.
+    ``src``: detpipe imported from that source tree; ``baseline_src``: the detpipe targets
+    again, with detpipe imported from that tree.
     """
     out: dict[str, tuple[list[str], dict[str, str] | None]] = {
         name: ([sys.executable, *args], None) for name, args in PEERS.items()
@@ -59,9 +69,9 @@ def targets(src: Path | None) -> dict[str, tuple[list[str], dict[str, str] | Non
     base = detpipe_command()
     commands = {"detpipe --help": [*base, "--help"]}
     commands.update({f"detpipe {c} --help": [*base, c, "--help"] for c in SUBCOMMANDS})
-    out.update({name: (argv, None) for name, argv in commands.items()})
-    if src is not None:
-        env = {**os.environ, "PYTHONPATH": str(src)}
+    out.update({name: (argv, _env(src)) for name, argv in commands.items()})
+    if baseline_src is not None:
+        env = _env(baseline_src)
         out.update({f"{name} [baseline]": (argv, env) for name, argv in commands.items()})
     return out
 
@@ -90,9 +100,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def measure(rounds: int, src: Path | None, warmup: int = 1) -> dict:
+def measure(rounds: int, src: Path | None, baseline_src: Path | None, warmup: int = 1) -> dict:
     """Interleaved rounds over every target; medians, ratios to the peers, load and machine."""
-    todo = targets(src)
+    todo = targets(src, baseline_src)
     for _ in range(warmup):  # bytecode caches and the page cache, for every target alike
         for argv, env in todo.values():
             run_once(argv, env)
@@ -124,7 +134,8 @@ def measure(rounds: int, src: Path | None, warmup: int = 1) -> dict:
     return {
         "rounds": rounds,
         "command": " ".join(detpipe_command()),
-        "baseline_src": None if src is None else str(src),
+        "src": None if src is None else str(src),
+        "baseline_src": None if baseline_src is None else str(baseline_src),
         "budget_s": BUDGET_S,
         "targets": rows,
         "runs": {name: [[round(w, 4), round(c, 4)] for w, c in r] for name, r in runs.items()},
@@ -151,7 +162,8 @@ def print_table(result: dict) -> None:
         f"ratio to python -c pass {ours[worst]['wall_ratio_pass']:.2f}, "
         f"to import argparse {ours[worst]['wall_ratio_argparse']:.2f}"
     )
-    print(f"median of rounds, {result['rounds']} interleaved rounds; {result['command']}")
+    src = f", detpipe from {result['src']}" if result["src"] else ""
+    print(f"median of rounds, {result['rounds']} interleaved rounds; {result['command']}{src}")
     print(f"load average start {result['loadavg_start']}, end {result['loadavg_end']}")
     print(f"machine: {result['machine']}, Python {result['python']}, {result['date']}")
 
@@ -169,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         "`git archive HEAD~1 detpipe serving | tar -x -C DIR && mv DIR/serving DIR/detpipe/`), "
         "interleaved with the others",
     )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="import detpipe from this source tree in the detpipe targets (default: the installed one)",
+    )
     args = ap.parse_args(argv)
-    result = measure(args.rounds, args.baseline_src, args.warmup)
+    result = measure(args.rounds, args.src, args.baseline_src, args.warmup)
     print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
