@@ -34,8 +34,8 @@ def report_op(
     from pathlib import Path
 
     from detpipe.io import write_bytes, write_text
-    from detpipe.report.build import ReportConfig, write_report
     from detpipe.report.render import render_markdown
+    from detpipe.report.stage import ReportConfig, write_report
     from detpipe.store import open_store
 
     # Per-cell files the report reads (contract 2 of issue 12), the log analyses it links, and

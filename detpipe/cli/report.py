@@ -137,9 +137,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from detpipe.errors import GateFailed
-    from detpipe.report.build import ReportConfig, write_report
     from detpipe.report.render import headline
     from detpipe.report.reproduction import YOLO12_COCO
+    from detpipe.report.stage import ReportConfig, write_report
 
     shipped = {"yolo12-coco": YOLO12_COCO}  # names --reference accepts for the tables detpipe ships
     config = ReportConfig(

@@ -22,10 +22,10 @@ and cell.json keys), :mod:`~detpipe.report.select` (the primary strategy and pol
 (power law), :mod:`~detpipe.report.compare` (strategies, policies, schedules),
 :mod:`~detpipe.report.variance` (draws vs seeds, overlap.json), :mod:`~detpipe.report.render`
 and :mod:`~detpipe.report.sections` (markdown), :mod:`~detpipe.report.plots` (PNGs),
-:mod:`~detpipe.report.build` (config and orchestration).
+:mod:`~detpipe.report.stage` (config and orchestration).
 
 Usage::
 
-    from detpipe.report.build import ReportConfig, write_report
+    from detpipe.report.stage import ReportConfig, write_report
     write_report(ReportConfig(out=Path("runs/report"), table=Path("docs/report-example.csv")))
 """

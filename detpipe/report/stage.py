@@ -2,7 +2,7 @@
 
 Usage::
 
-    from detpipe.report.build import ReportConfig, write_report
+    from detpipe.report.stage import ReportConfig, write_report
 
     report = write_report(ReportConfig(out=Path("runs/report"), runs=Path("runs/sweep"), target=0.4))
     report["models"]["yolo12n"]["cliff"]    # {"from": 5, "to": 2.5, "ratio": 0.51, ...}

@@ -13,7 +13,7 @@ import yaml
 from detpipe.cli.main import main
 from detpipe.recommend.dataset import measure
 from detpipe.recommend.stage import RecommendConfig, recommend
-from detpipe.report.build import ReportConfig, write_report
+from detpipe.report.stage import ReportConfig, write_report
 from detpipe.train.config import build_config, load_hyp_file
 
 SCALING = Path(__file__).parents[1] / "report" / "scaling.csv"

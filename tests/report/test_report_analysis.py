@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from detpipe.report.analysis import analyze_model, order_models
-from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.collect import Run, group_runs
 from detpipe.report.render import render_markdown
+from detpipe.report.stage import ReportConfig, build_report
 
 FIXTURE = Path(__file__).with_name("scaling.csv")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.collect import (
     Run,
     fraction_key,
@@ -18,6 +17,7 @@ from detpipe.report.collect import (
     parse_subset_name,
 )
 from detpipe.report.select import select_primary
+from detpipe.report.stage import ReportConfig, build_report
 
 
 def _summary(root: Path, rel: str, **keys) -> Path:

@@ -69,7 +69,7 @@ def test_noisy_data_fit_reports_its_error():
 
 
 def test_fit_min_fraction_fits_above_the_cliff_only(tmp_path):
-    from detpipe.report.build import ReportConfig, build_report
+    from detpipe.report.stage import ReportConfig, build_report
 
     rows = ["model,fraction,best_map5095"]
     for f in [0.625, 1.25, 2.5, 5, 10, 25, 50, 100]:

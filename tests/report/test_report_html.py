@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.report.build import ReportConfig, write_report
 from detpipe.report.html import external_references, render_page, write_page
+from detpipe.report.stage import ReportConfig, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "logs"))
 from logs_runs import clean  # the logs tests' fixed run directories

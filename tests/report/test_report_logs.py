@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from detpipe.logs.stage import LogsConfig, write_analysis
-from detpipe.report.build import ReportConfig, write_report
+from detpipe.report.stage import ReportConfig, write_report
 
 RESULTS = """epoch,time,train/box_loss,metrics/mAP50(B),metrics/mAP50-95(B)
 1,10,2.0,0.2,0.1

@@ -13,9 +13,9 @@ from detpipe.report.analysis import (
     SATURATED_RETENTION_PCT,
     analyze_model,
 )
-from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.collect import Run, group_runs, load_runs
 from detpipe.report.render import render_markdown
+from detpipe.report.stage import ReportConfig, build_report
 
 AXES = Path(__file__).with_name("sweep_axes.csv")
 

@@ -11,8 +11,8 @@ import pytest
 
 from detpipe.cli.main import main
 from detpipe.errors import InvalidInput
-from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.reproduction import YOLO12_COCO, compare, load_reference
+from detpipe.report.stage import ReportConfig, build_report
 
 FIXTURE = Path(__file__).with_name("scaling.csv")  # yolo12n 100 % = 0.500, yolo12s 100 % = 0.600
 

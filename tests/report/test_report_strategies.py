@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.report.build import ReportConfig, build_report, write_report
 from detpipe.report.collect import Run
 from detpipe.report.compare import compare_axis
 from detpipe.report.render import render_markdown
+from detpipe.report.stage import ReportConfig, build_report, write_report
 
 AXES = Path(__file__).with_name("sweep_axes.csv")
 

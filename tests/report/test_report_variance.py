@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from detpipe.errors import InvalidInput
-from detpipe.report.build import ReportConfig, build_report
 from detpipe.report.collect import Run
 from detpipe.report.render import render_markdown
+from detpipe.report.stage import ReportConfig, build_report
 from detpipe.report.variance import pooled, variance_of
 
 AXES = Path(__file__).with_name("sweep_axes.csv")
