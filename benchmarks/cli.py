@@ -12,7 +12,8 @@ Rounds are interleaved (round 1 runs every target once, then round 2 ...), so th
 load hits all targets alike; the figures are medians over the rounds. Wall time is measured
 around the process; CPU time is the child's user + sys from ``wait4`` (less sensitive to a
 loaded machine than wall time, which waits for a core). The load average is recorded at the
-start and the end.
+start and the end. Bytecode caches are on in every target (``PYTHONDONTWRITEBYTECODE`` is
+dropped from their environment): the untimed warm-up round writes them, as an install has them.
 
     .venv/bin/python benchmarks/cli.py                      # table, ratios; exit 1 over budget
     .venv/bin/python benchmarks/cli.py --rounds 9 --json runs/bench/cli.json
@@ -50,21 +51,22 @@ def detpipe_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "detpipe.cli.main"]
 
 
-def _env(src: Path | None) -> dict[str, str] | None:
-    """The environment of a process that imports detpipe from ``src`` (None: the installed one)."""
-    return None if src is None else {**os.environ, "PYTHONPATH": str(src.resolve())}
+def _env(src: Path | None) -> dict[str, str]:
+    """A target's environment: bytecode caches on, detpipe from ``src`` (None: the installed one)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return env if src is None else {**env, "PYTHONPATH": str(src.resolve())}
 
 
 def targets(
     src: Path | None = None, baseline_src: Path | None = None
-) -> dict[str, tuple[list[str], dict[str, str] | None]]:
+) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Name -> (argv, env): the peers, ``detpipe --help`` and each ``detpipe CMD --help``.
 
     ``src``: detpipe imported from that source tree; ``baseline_src``: the detpipe targets
     again, with detpipe imported from that tree.
     """
-    out: dict[str, tuple[list[str], dict[str, str] | None]] = {
-        name: ([sys.executable, *args], None) for name, args in PEERS.items()
+    out: dict[str, tuple[list[str], dict[str, str]]] = {
+        name: ([sys.executable, *args], _env(None)) for name, args in PEERS.items()
     }
     base = detpipe_command()
     commands = {"detpipe --help": [*base, "--help"]}
@@ -76,7 +78,7 @@ def targets(
     return out
 
 
-def run_once(argv: list[str], env: dict[str, str] | None) -> tuple[float, float]:
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall s, CPU s: user + sys) of one process; it must exit 0."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
