@@ -31,7 +31,9 @@ One run, one machine, all on loopback:
 8. field sampling: a server with ``--sample-payloads`` on a moto S3 server process (started
    here, on the same cores) at ``--sample-rate`` (default 1: every request written, the worst
    case), at concurrency 1 beside the plain server; its ``detpipe_payload_samples_total`` at
-   the end says how many were written or dropped.
+   the end says how many were written or dropped. And what sampling adds to a request's own
+   path, measured in this process: :meth:`PayloadSampler.offer` (the draw, the queue) on every
+   image, at rate 1, with the writer thread writing to a local directory meanwhile.
 
 ``--modes`` picks some of them (``direct``, ``c1``, ``shadow``, ``sampling``, ``concurrent``,
 ``oip``, ``reload``); the ratios need both of their modes.
@@ -182,6 +184,30 @@ def wait_drained(server: ServerProcess, timeout: float = 120.0) -> dict[str, flo
         time.sleep(0.2)
     counts = server.metric("detpipe_payload_samples_total")
     return {k.split('"')[1]: v for k, v in counts.items()}
+
+
+def offer_cost(work: Path, jpegs: list[bytes], calls: int = 1000) -> dict[str, float]:
+    """Microseconds per :meth:`PayloadSampler.offer` at rate 1 (p50, p99), the writer running."""
+    from types import SimpleNamespace
+
+    from detpipe.serving.metrics import ServerMetrics
+    from detpipe.serving.sampling import PayloadSampler
+    from detpipe.store import open_store
+
+    sampler = PayloadSampler(open_store(work / "offer-cost"), 1.0, 1 << 40, ServerMetrics(), queue_size=calls)
+    model = SimpleNamespace(name="model", version="1.0.0")
+    answer = {"width": 640, "height": 480, "detections": [{"box": [1.0, 2.0, 3.0, 4.0], "score": 0.5,
+              "class_id": 0, "class_name": "a"}] * 5}  # fmt: skip
+    sampler.start()
+    us = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        sampler.offer(model, [jpegs[i % len(jpegs)]], [answer], SERVE_NMS, "detect")
+        us.append((time.perf_counter() - t0) * 1e6)
+        time.sleep(0.0005)  # requests arrive over time, not all at once
+    sampler.stop(timeout=120)
+    p50, p99 = np.percentile(us, [50, 99])
+    return {"p50_us": float(p50), "p99_us": float(p99), "calls": calls}
 
 
 def oip_bodies(x: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
@@ -353,6 +379,7 @@ def main() -> int:
             moto.kill()
         raise
     samples: dict[str, float] = {}
+    offer: dict[str, float] = {}
     runs: dict[str, list[Measurement]] = {}
     peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
     x, _ = preprocess([decode_image(jpegs[0])], peer.imgsz)
@@ -390,6 +417,7 @@ def main() -> int:
                 )
         if "sampling" in servers:
             samples = wait_drained(servers["sampling"])
+            offer = offer_cost(work, jpegs)
     finally:
         for server in servers.values():
             server.stop()
@@ -438,11 +466,14 @@ def main() -> int:
             a / b for a, b in zip(round_p50["server_c1_sampling"], round_p50["server_c1"], strict=True)
         ]
         print("sampling on / off p50, per round: " + ", ".join(f"{v:.2f}" for v in per_round))
+    if offer:
+        p50, p99 = offer["p50_us"], offer["p99_us"]
+        print(f"PayloadSampler.offer on the request path: p50 {p50:.1f} us, p99 {p99:.1f} us")
     print(f"load average (1, 5, 15 min) at the start {load_start}, at the end {os.getloadavg()}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
-               "payload_samples": samples, "round_p50": round_p50}  # fmt: skip
+               "payload_samples": samples, "round_p50": round_p50, "offer": offer}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 
