@@ -42,7 +42,7 @@ from detpipe.errors import (
     StoreError,
     Unavailable,
 )
-from detpipe.runtime.image import Letterbox, decode_image, letterbox, to_input
+from detpipe.runtime.image import Letterbox, decode_image, letterbox, stack_batch, to_input
 from detpipe.runtime.nms import Detections, PostprocessConfig, postprocess
 from detpipe.serving.access import allowed_roots, check_target
 from detpipe.serving.batcher import DynamicBatcher
@@ -100,25 +100,6 @@ class _Served:
             self.idle.set()
 
 
-def warm_up(model: ServingModel) -> None:
-    """One inference on a grey image: the output must be finite, (batch, 4 + nc, anchors).
-
-    Raises:
-        InvalidInput: the model fails, or gives an output of another shape or non-finite values.
-    """
-    predictor = model.predictor
-    x = to_input([], predictor.imgsz, predictor.batch or 1)
-    try:
-        out = np.asarray(predictor.infer(x))
-    except Exception as e:  # whatever the runtime raises: the model is unusable
-        raise InvalidInput(f"{model.path.name}: warm-up inference failed: {str(e).splitlines()[0]}") from None
-    expected_rows = 4 + len(predictor.names) if predictor.names else None
-    if out.ndim != 3 or out.shape[0] != x.shape[0] or (expected_rows and out.shape[1] != expected_rows):
-        raise InvalidInput(f"{model.path.name}: warm-up output has shape {list(out.shape)}")
-    if not np.isfinite(out).all():
-        raise InvalidInput(f"{model.path.name}: warm-up output is not finite")
-
-
 class DataPlane:
     """Serves one model (swappable at run time): readiness, metadata, batched inference.
 
@@ -127,7 +108,7 @@ class DataPlane:
         cfg: limits, batching and default NMS settings.
         metrics: where to record (a fresh :class:`ServerMetrics` if None).
         shadow: a candidate model run on a sample of image requests, off the response path.
-        loader: loads a model for :meth:`reload` (``load_model``).
+        loader: loads and warms up a model for :meth:`reload` (``load_model``).
     """
 
     def __init__(
@@ -308,10 +289,7 @@ class DataPlane:
         """One model call (on the model's thread): stack, run the network, NMS per image."""
         start = time.perf_counter()
         predictor = model.predictor
-        x = np.stack([item.x for item in items])
-        if predictor.batch and len(items) < predictor.batch:  # static batch: grey padding rows
-            pad = to_input([], predictor.imgsz, predictor.batch - len(items))
-            x = np.concatenate([x, pad])
+        x = stack_batch([item.x for item in items], predictor.imgsz, predictor.batch)
         output = predictor.infer(x)
         results: list[Any] = []
         detections = 0
@@ -363,13 +341,8 @@ class DataPlane:
         target = check_target(target, self._reload_roots)
         cfg = replace(self.cfg, model=target, name=old.model.name)
 
-        def load() -> ServingModel:
-            model = self.loader(cfg)
-            warm_up(model)
-            return model
-
         try:
-            model = await asyncio.to_thread(load)
+            model = await asyncio.to_thread(self.loader, cfg)  # loaded and warmed up
         except Exception as e:
             self.metrics.reloads.labels("failure").inc()
             log.warning("reload of %s failed, still serving %s: %s: %s", target, old.model.version,

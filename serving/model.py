@@ -1,4 +1,4 @@
-"""Resolve what ``--model`` names to a local, verified file and load a predictor for it.
+"""Resolve what ``--model`` names to a local, verified file; load and warm up a predictor for it.
 
 ``--model`` is one of:
 
@@ -267,14 +267,18 @@ def _this_device_class() -> str:
 
 
 def load_model(cfg: ServerConfig) -> ServingModel:
-    """Resolve ``cfg.model`` and load it on ``cfg.backend``.
+    """Resolve ``cfg.model``, load it on ``cfg.backend`` and warm it up.
+
+    The warm-up is :func:`detpipe.runtime.warmup.warm_up` on the grey padding image: the
+    output must be finite, ``(batch, 4 + classes, anchors)``.
 
     Raises:
         NotFound, StoreError, InvalidInput: see :func:`resolve`; also a backend that cannot
-            run the file.
+            run the file, or a failed warm-up (``<file>: warm-up <reason>``).
         Unavailable: the backend's runtime or device is missing here.
     """
-    from detpipe.runtime.backends import backends_for, load_predictor, model_file
+    from detpipe.runtime.backends import backends_for, model_file
+    from detpipe.runtime.warmup import WarmUpFailed, load_warm
 
     resolved = resolve(cfg)
     file = model_file(resolved.path)
@@ -285,7 +289,10 @@ def load_model(cfg: ServerConfig) -> ServingModel:
     backends = backends_for(file, [cfg.backend])
     if not backends:
         raise InvalidInput(f"backend {cfg.backend} cannot run {resolved.path.name} ({file.kind} file)")
-    predictor = load_predictor(file, backends[0], threads=cfg.threads)
+    try:
+        predictor, _ = load_warm(file, backends[0], threads=cfg.threads)
+    except WarmUpFailed as e:
+        raise InvalidInput(f"{resolved.path.name}: warm-up {e}") from None
     model = ServingModel(
         name=cfg.name or resolved.name,
         version=resolved.version,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from detpipe.runtime.image import to_input
+from detpipe.runtime.image import stack_batch
 from detpipe.runtime.nms import Detections, box_iou_one, postprocess
 from detpipe.serving.metrics import ServerMetrics
 
@@ -134,9 +134,7 @@ class Shadow:
             shadow: list[Detections] = []
             for lo in range(0, len(items), step):
                 chunk = items[lo : lo + step]
-                x = np.stack([item.x for item in chunk])
-                if predictor.batch and len(chunk) < predictor.batch:
-                    x = np.concatenate([x, to_input([], predictor.imgsz, predictor.batch - len(chunk))])
+                x = stack_batch([item.x for item in chunk], predictor.imgsz, predictor.batch)
                 out = predictor.infer(x)
                 for i, item in enumerate(chunk):
                     shadow += postprocess(out[i : i + 1], [item.letterbox], item.nms)

@@ -4,6 +4,10 @@
 version (a "new release" that answers exactly as the old one). ``png_bomb``: a few-KB PNG
 whose header declares a huge image.
 
+``constant_head``: a model of the YOLO output shape whose output is one constant everywhere
+(NaN: it loads and runs but fails every warm-up; 0: it passes, with no detections), with a
+static batch of any size and class names in its metadata as ``detpipe export`` writes them.
+
 ``fails_on_bright_input``: a model of the YOLO output shape that runs on the server's grey
 (114) warm-up image but fails inside onnxruntime on any input brighter than 0.5 — real
 photos — so a server serving it answers 500 for real requests, honestly: the runtime fails.
@@ -11,6 +15,7 @@ photos — so a server serving it answers 500 for real requests, honestly: the r
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -18,6 +23,37 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+
+def constant_head(path: Path, value: float, imgsz: int = 32, nc: int = 2, batch: int = 1) -> Path:
+    """Write the model to ``path``: input ``images`` [batch, 3, imgsz, imgsz], output ``output0``
+    [batch, 4+nc, A], every element ``value``."""
+
+    anchors = sum((imgsz // s) ** 2 for s in (8, 16, 32))
+    shape = [batch, 4 + nc, anchors]
+    init = [
+        numpy_helper.from_array(np.full(shape, value, np.float32), "base"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    nodes = [  # output0 = base + 0 * max(images): the output depends on the input, as a network's does
+        helper.make_node("ReduceMax", ["images"], ["peak"], keepdims=0),
+        helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
+        helper.make_node("Add", ["base", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_head",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, imgsz, imgsz])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, shape)],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    model.metadata_props.add(key="names", value=json.dumps({str(i): f"class{i}" for i in range(nc)}))
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
 
 
 def fails_on_bright_input(path: Path, imgsz: int = 64, nc: int = 2) -> Path:

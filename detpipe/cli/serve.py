@@ -293,19 +293,17 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from detpipe.serving.app import create_app
-    from detpipe.serving.dataplane import DataPlane, warm_up
+    from detpipe.serving.dataplane import DataPlane
     from detpipe.serving.model import load_model
     from detpipe.serving.protocol import header_timeout_protocol
 
     cfg = _config(args, os.environ)
     if cfg.allow_unsigned:
         log.warning("--allow-unsigned: releases are served WITHOUT signature checks (local development only)")
-    model = load_model(cfg)
-    warm_up(model)
+    model = load_model(cfg)  # loaded and warmed up
     shadow = None
     if cfg.shadow:
         shadow = load_model(dataclasses.replace(cfg, model=cfg.shadow, format=cfg.shadow_format, name=None))
-        warm_up(shadow)
         share = f"{cfg.shadow_fraction:.0%}"
         print(f"shadow {shadow.name} {shadow.version} on {share} of image requests", flush=True)
     plane = DataPlane(model, cfg, shadow=shadow)

@@ -1,13 +1,16 @@
-"""Images in, the model's input tensor out: decode, letterbox, normalize.
+"""Images in, the model's input tensor out: decode, letterbox, normalize, pad a static batch.
 
 1. :func:`decode_image` — encoded bytes -> HWC BGR uint8, the size checked from the header
    first (:mod:`detpipe.runtime.image_header`);
 2. :func:`letterbox` — resize keeping the aspect ratio, pad with grey (114) to ``imgsz``,
    centred, exactly as ultralytics' ``LetterBox(auto=False)``;
 3. :func:`to_input` / :func:`preprocess` — BGR -> RGB, HWC -> NCHW, /255, float32, grey
+   rows up to a static batch;
+4. :func:`stack_batch` — prepared input rows (of several requests) into one model call, grey
    rows up to a static batch::
 
     x, letterboxes = preprocess([cv2.imread("a.jpg")], imgsz=(640, 640), batch=None)
+    x = stack_batch([row_a, row_b], imgsz=(640, 640), batch=4)  # (4, 3, 640, 640)
 """
 
 from __future__ import annotations
@@ -97,6 +100,27 @@ def to_input(
         x[i] = image
     x = x[..., ::-1].transpose(0, 3, 1, 2)  # BGR -> RGB, NHWC -> NCHW
     return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+
+
+def stack_batch(
+    rows: Sequence[np.ndarray], imgsz: int | Sequence[int], batch: int | None = None
+) -> np.ndarray:
+    """Model-input rows ``(3, h, w)`` -> one ``(max(len(rows), batch), 3, h, w)`` float32 batch.
+
+    Rows past ``len(rows)`` are the grey padding image (as :func:`to_input` pads), so a
+    static-batch model (``batch``) always gets its full batch; None: no padding.
+
+    Raises:
+        InvalidInput: a row of another shape.
+    """
+    h, w = as_hw(imgsz)
+    x = np.empty((max(len(rows), batch or 0), 3, h, w), dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row.shape != (3, h, w):
+            raise InvalidInput(f"input row {i} has shape {list(row.shape)}, expected [3, {h}, {w}]")
+        x[i] = row
+    x[len(rows) :] = np.float32(PAD_VALUE) / np.float32(255.0)
+    return x
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:

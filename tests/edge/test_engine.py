@@ -1,17 +1,15 @@
-"""Engine targets for another TensorRT (incompatible, not refused), the build-on-device cache key,
-and the health check's output rules."""
+"""Engine targets for another TensorRT (incompatible, not refused) and the build-on-device cache
+key (the health check's output rules: tests/runtime/test_warmup.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from detpipe.edge.agent import Agent, AgentConfig
 from detpipe.edge.engine import build_on_device, cached_engine, engine_cache_key
-from detpipe.edge.health import HealthCheckFailed, check_output, probe_image
 from detpipe.edge.publish import PublishConfig, publish_target
 from detpipe.edge.slots import Slots
 from detpipe.errors import InvalidInput
@@ -83,19 +81,3 @@ def test_a_cached_engine_is_verified_on_every_use(tmp_path: Path):
 def test_without_tensorrt_the_onnx_model_is_served(tmp_path: Path):
     assert build_on_device(tmp_path / "model.onnx", "00" * 32, tmp_path / "cache") is None
     assert not (tmp_path / "cache").exists()
-
-
-def test_health_output_rules():
-    ok = np.zeros((1, 6, 84), dtype=np.float32)
-    check_output(ok, batch=1, classes=2)
-    for bad, message in (
-        (np.zeros((1, 7, 84), np.float32), "expected \\(1, 6, anchors\\)"),
-        (np.zeros((2, 6, 84), np.float32), "expected \\(1, 6"),
-        (np.zeros((6, 84), np.float32), "output shape"),
-        (np.full((1, 6, 84), np.inf, np.float32), "504 non-finite"),
-    ):
-        with pytest.raises(HealthCheckFailed, match=message):
-            check_output(bad, batch=1, classes=2)
-    img = probe_image()
-    assert img.shape == (480, 640, 3) and img.dtype == np.uint8
-    assert np.array_equal(img, probe_image())  # the same input on every device
