@@ -144,30 +144,33 @@ def release_version_uri(uri: str, version: str) -> str:
     Raises:
         InvalidInput: ``uri`` is no release path, or ``version`` is not a version.
     """
-    from detpipe.store.manifest import check_version
+    from detpipe.store.manifest import NotARelease, check_version, parse_release_uri
 
     check_version(version)
-    head = uri.rstrip("/").rpartition("/")[0]
-    if head.endswith("/models") or head == "models":  # <store>/models/<name>
-        return f"{uri.rstrip('/')}/{version}"
-    parent = head.rpartition("/")[0]
-    if parent.endswith("/models") or parent == "models":  # <store>/models/<name>/<version>
-        return f"{head}/{version}"
-    raise InvalidInput("a version applies to a release (<store>/models/<name>[/<version>]), not to a file")
+    try:
+        _, _, pinned = parse_release_uri(uri)
+    except NotARelease:
+        raise InvalidInput(
+            "a version applies to a release (<store>/models/<name>[/<version>]), not to a file"
+        ) from None
+    uri = uri.rstrip("/")
+    return f"{uri.rpartition('/')[0] if pinned else uri}/{version}"
 
 
 def _resolve_release(uri: str, cfg: ServerConfig) -> _Resolved:
     from detpipe.store import fetch_release, latest_version, read_manifest
-    from detpipe.store.manifest import MODEL_CARD
+    from detpipe.store.manifest import MODEL_CARD, NotARelease, parse_release_uri
 
     verifier = _verifier(cfg, uri)
     uri = uri.rstrip("/")
-    head, _, tail = uri.rpartition("/")
-    if head.endswith("/models") or head == "models":  # <store>/models/<name>: newest version
-        store_root = head[: -len("models")].rstrip("/") or "."
-        version = latest_version(store_root, tail)
+    try:
+        store_root, name, pinned = parse_release_uri(uri)
+    except NotARelease:  # a release directory outside a store's models/ layout
+        pinned = ""
+    if pinned is None:  # <store>/models/<name>: newest version
+        version = latest_version(store_root, name)
         uri = f"{uri}/{version}"
-        log.info("newest release of %s: %s", tail, version)
+        log.info("newest release of %s: %s", name, version)
     manifest = read_manifest(uri, verifier=verifier)
     relpath = _release_relpath(cfg, [e.path for e in manifest.objects])
     dest = inside(cfg.cache, manifest.name, manifest.version)

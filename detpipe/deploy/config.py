@@ -81,20 +81,26 @@ def release_identity(model_uri: str) -> tuple[str, str]:
 
     Raises:
         InvalidInput: a model file or an unpinned ``.../models/<name>`` (pods each resolving
-            "the newest" could run different versions under one canary).
+            "the newest" could run different versions under one canary); a name or version
+            that :func:`detpipe.store.manifest.parse_release_uri` refuses.
     """
-    parts = model_uri.rstrip("/").split("/")
-    if len(parts) >= 3 and parts[-3] == "models" and "." not in parts[-2] and parts[-1]:
-        return parts[-2], parts[-1]
-    if len(parts) >= 2 and parts[-2] == "models":
+    from detpipe.store.manifest import NotARelease, parse_release_uri
+
+    try:
+        _, name, version = parse_release_uri(model_uri)
+    except NotARelease:
         raise InvalidInput(
-            f"--model-uri {model_uri}: pin a version (.../models/{parts[-1]}/VERSION): "
+            f"--model-uri {model_uri}: expected a release, <store>/models/NAME/VERSION "
+            "(pods fetch it from the store and verify it against its manifest)"
+        ) from None
+    except InvalidInput as e:
+        raise InvalidInput(f"--model-uri {model_uri}: {e}") from None
+    if version is None:
+        raise InvalidInput(
+            f"--model-uri {model_uri}: pin a version (.../models/{name}/VERSION): "
             "every pod of a canary must run the same release"
         )
-    raise InvalidInput(
-        f"--model-uri {model_uri}: expected a release, <store>/models/NAME/VERSION "
-        "(pods fetch it from the store and verify it against its manifest)"
-    )
+    return name, version
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,11 @@ from typing import Any
 from detpipe.errors import InvalidInput
 from detpipe.io import read_json
 from detpipe.subsets.config import format_pct, parse_subset_name
+from detpipe.sweep.record import CELL, SUMMARY
+from detpipe.sweep.schedule import POLICIES as EPOCHS_POLICIES
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "train_summary.json"
-CELL_NAME = "cell.json"
 REQUIRED_COLUMNS = ("model", "fraction", "best_map5095")
 OPTIONAL_COLUMNS = (
     "best_map50",
@@ -85,8 +85,6 @@ OPTIONAL_COLUMNS = (
     "epochs_policy",
     "epochs",
 )
-EPOCHS_POLICIES = ("fixed", "iterations")
-"""The sweep's ``epochs_policy`` values (issue 12: ``small_data_sweep``'s parameter)."""
 _MODEL_SUFFIXES = (".yaml", ".yml", ".pt")
 
 fraction_key = format_pct
@@ -346,7 +344,7 @@ def load_table(path: Path) -> list[Run]:
 def find_summaries(root: Path) -> list[Path]:
     """Every ``train_summary.json`` under ``root``, sorted, skipping hidden directories."""
     found = []
-    for path in sorted(Path(root).rglob(SUMMARY_NAME)):
+    for path in sorted(Path(root).rglob(SUMMARY)):
         if not any(part.startswith(".") for part in path.relative_to(root).parts[:-1]) and path.is_file():
             found.append(path)
     return found
@@ -363,7 +361,7 @@ def load_runs(root: Path) -> list[Run]:
         raise InvalidInput(f"{root}: not a directory")
     paths = find_summaries(root)
     if not paths:
-        raise InvalidInput(f"{root}: no {SUMMARY_NAME} found (searched recursively)")
+        raise InvalidInput(f"{root}: no {SUMMARY} found (searched recursively)")
     runs = []
     for path in paths:
         summary = read_json(path)
@@ -371,7 +369,7 @@ def load_runs(root: Path) -> list[Run]:
             raise InvalidInput(f"{path}: expected a JSON object, got {type(summary).__name__}")
         names = [summary.get(k) for k in ("subset", "data")] + [path.relative_to(root).as_posix()]
         run = make_run(summary, str(path), [n for n in names if isinstance(n, str)])
-        cell = path.with_name(CELL_NAME)
+        cell = path.with_name(CELL)
         if cell.is_file():
             run = replace(run, **read_cell(cell))
             if run.best_epoch is not None and run.epochs is not None and run.best_epoch > run.epochs:

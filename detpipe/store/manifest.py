@@ -102,6 +102,32 @@ def release_prefix(name: str, version: str) -> str:
     return f"models/{name}/{version}"
 
 
+class NotARelease(InvalidInput):
+    """A URI that is not ``<store>/models/<name>[/<version>]`` (a model file, a directory)."""
+
+
+def parse_release_uri(uri: str) -> tuple[str, str, str | None]:
+    """(store URI, model name, version) of ``<store>/models/<name>[/<version>]``.
+
+    The version is ``None`` for ``<store>/models/<name>`` (the newest one); a store that is a
+    relative path ``models/...`` is ``"."``. The inverse of :func:`~detpipe.store.release.release_uri`.
+
+    Raises:
+        NotARelease: ``uri`` is not of that shape.
+        InvalidInput: a name that :func:`check_model_name` or a version that
+            :func:`check_version` refuses.
+    """
+    head, _, tail = uri.rstrip("/").rpartition("/")
+    if head.endswith("/models") or head == "models":  # <store>/models/<name>
+        store, name, version = head[: -len("models")], tail, None
+    else:
+        parent, _, name = head.rpartition("/")
+        if not (parent.endswith("/models") or parent == "models"):
+            raise NotARelease(f"{uri}: not a release (<store>/models/<name>[/<version>])")
+        store, version = parent[: -len("models")], check_version(tail)
+    return store.rstrip("/") or ".", check_model_name(name), version
+
+
 def check_relpath(relpath: str) -> str:
     """Check that ``relpath`` belongs to the release layout (and is not reserved).
 

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.io import read_json
-from detpipe.store import open_store
 from detpipe.subsets.config import format_pct
 
 CELL = "cell.json"
+"""The cell's record beside its ``train_summary.json`` (the report reads both)."""
+SUMMARY = "train_summary.json"
+"""The train summary a cell's record holds (:mod:`detpipe.train.summary`)."""
 _INTEGERS = ("seed", "subset_seed", "epochs", "base_epochs", "images", "steps_per_epoch")
 
 
@@ -46,12 +48,14 @@ def normalized(cell: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_cell(model_dir: str | Path, evaluation_dir: str | Path, runs: str, cell: Mapping[str, Any]) -> str:
     """Put the cell's train_summary.json, COCO metrics.json and cell.json under ``runs``; returns its URI."""
+    from detpipe.store import open_store
+
     model_dir, evaluation_dir = Path(model_dir), Path(evaluation_dir)
-    summary = read_json(model_dir / "train_summary.json")
+    summary = read_json(model_dir / SUMMARY)
     cell = normalized(cell)
     name = cell_name(summary, cell)
     store = open_store(runs)
-    store.put_file(f"{name}/train_summary.json", model_dir / "train_summary.json")
+    store.put_file(f"{name}/{SUMMARY}", model_dir / SUMMARY)
     store.put_file(f"{name}/metrics.json", evaluation_dir / "metrics.json")
     if cell:
         body = json.dumps(cell, indent=2, sort_keys=True).encode("utf-8") + b"\n"

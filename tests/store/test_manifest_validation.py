@@ -16,7 +16,7 @@ import pytest
 from detpipe.errors import InvalidInput, StoreError
 from detpipe.io import inside
 from detpipe.store import Lineage, LocalStore, check_version, fetch_release, publish, read_manifest
-from detpipe.store.manifest import release_prefix
+from detpipe.store.manifest import NotARelease, parse_release_uri, release_prefix
 
 HOSTILE = ["../victim", "..", "/etc", "a/b", "a\\b", "a\x00b", "1\r\nSet-Cookie: x", "1\n", " 1", ""]
 
@@ -100,6 +100,39 @@ def test_versions_accepted(version):
 def test_versions_refused(version):
     with pytest.raises(InvalidInput, match="invalid version"):
         check_version(version)
+
+
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("s3://detpipe/models/yolo12n-coco/1.2.0", ("s3://detpipe", "yolo12n-coco", "1.2.0")),
+        ("s3://detpipe/models/yolo12n-coco/", ("s3://detpipe", "yolo12n-coco", None)),
+        ("file:///srv/store/models/m/sha-8013c82d0716", ("file:///srv/store", "m", "sha-8013c82d0716")),
+        ("/srv/store/models/m", ("/srv/store", "m", None)),
+        ("models/m/3", (".", "m", "3")),
+    ],
+)
+def test_release_uris_parse_to_store_name_and_version(uri, parsed):
+    assert parse_release_uri(uri) == parsed
+    store, name, version = parsed
+    if version is not None and store != ".":
+        assert f"{store}/{release_prefix(name, version)}" == uri.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("uri", "error", "message"),
+    [
+        ("runs/model.onnx", NotARelease, "not a release"),
+        ("s3://detpipe/releases/m/1", NotARelease, "not a release"),
+        ("s3://detpipe/models/m/model.onnx", InvalidInput, "invalid version"),
+        ("s3://detpipe/models/m/v 2", InvalidInput, "invalid version"),
+        ("s3://detpipe/models/-m/1", InvalidInput, "invalid model name"),
+        ("s3://detpipe/models/m\r\n", InvalidInput, "invalid model name"),
+    ],
+)
+def test_release_uris_refused_where_parsed(uri, error, message):
+    with pytest.raises(error, match=message):
+        parse_release_uri(uri)
 
 
 def test_inside_keeps_destinations_in_their_root(tmp_path):
