@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detpipe.report.sections import table
+from detpipe.markdown import table
 
 TRAINING_KEYS = (
     "model",

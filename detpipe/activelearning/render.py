@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from detpipe.report.sections import format_stat, table
+from detpipe.markdown import table
+from detpipe.report.sections import format_stat
 
 
 def _images(v: float | None) -> str:

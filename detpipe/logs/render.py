@@ -12,14 +12,7 @@ from typing import Any
 
 from detpipe.logs.analysis import dropped_text
 from detpipe.logs.plots import slug
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|",
-        *["| " + " | ".join(row) + " |" for row in rows],
-    ]
+from detpipe.markdown import table
 
 
 def _f(x: float | None, fmt: str = ".4f") -> str:
@@ -71,14 +64,14 @@ def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str
             [c, _f(v["first"]), _f(v["last"]), _pct(v["change_pct"]), str(len(run["spikes"][c]))]
             for c, v in run["losses"].items()
         ]
-        out += ["### Losses", "", *_table(["loss", "first", "last", "change", "spikes"], rows), ""]
+        out += ["### Losses", "", *table(["loss", "first", "last", "change", "spikes"], rows), ""]
         first = next(iter(run["loss_ranges"].values()))
         header = ["loss"] + [f"drop {r['from']}–{r['to']}" for r in first]
         rows = [
             [c] + ["—" if r["drop_pct"] is None else f"{r['drop_pct']:.1f} %" for r in ranges]
             for c, ranges in run["loss_ranges"].items()
         ]
-        out += [*_table(header, rows), ""]
+        out += [*table(header, rows), ""]
     if run["ranges"]:
         first = next(iter(run["ranges"].values()))
         header = ["metric"] + [f"{r['from']}–{r['to']}" for r in first]
@@ -92,11 +85,11 @@ def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str
             ]
             for m, ranges in run["ranges"].items()
         ]
-        out += ["### Metrics per epoch range (mean ± std, CoV)", "", *_table(header, rows), ""]
+        out += ["### Metrics per epoch range (mean ± std, CoV)", "", *table(header, rows), ""]
     if run["milestones"]:
         metrics = list(run["ranges"])
         rows = [[e] + [_f(vals.get(m)) for m in metrics] for e, vals in run["milestones"].items()]
-        out += ["### Milestones", "", *_table(["epoch", *metrics], rows), ""]
+        out += ["### Milestones", "", *table(["epoch", *metrics], rows), ""]
     events = [
         f"{c}: spikes at {', '.join(str(s['epoch']) for s in s_)}" for c, s_ in run["spikes"].items() if s_
     ]
@@ -108,7 +101,7 @@ def _run_lines(name: str, run: dict[str, Any], plots: Sequence[str]) -> list[str
             [p["phase"], f"{p['from']}–{p['to']}", f"{p['lr_start']:.2e} → {p['lr_end']:.2e}"]
             for p in run["lr_phases"]
         ]
-        out += ["### Learning-rate phases (lr/pg0)", "", *_table(["phase", "epochs", "lr"], rows), ""]
+        out += ["### Learning-rate phases (lr/pg0)", "", *table(["phase", "epochs", "lr"], rows), ""]
     own = [p for p in plots if p.startswith(slug(name) + "_")]
     out += [f"![{p}]({p})\n" for p in own]
     return out
@@ -147,7 +140,7 @@ def render_markdown(analysis: dict[str, Any], plots: Sequence[str] = ()) -> str:
         out += [
             "## Comparison",
             "",
-            *_table(header, rows),
+            *table(header, rows),
             "",
             f"Winner by accuracy: **{w['accuracy'] or '—'}**; per parameter: "
             f"**{w['accuracy_per_mparam'] or '—'}**; per training hour: **{w['accuracy_per_hour'] or '—'}**.",

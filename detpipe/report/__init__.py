@@ -9,7 +9,7 @@ The data a ``--target`` needs is the fit solved for N. Beyond the full set it is
 what it is, in the headline and in report.md: ``mAP 0.4 at ~37,798 % (extrapolated beyond
 the full set: not reachable with this data)``; outside the fitted fractions but within the
 full set, ``~4 % (extrapolated outside the fitted fractions)``
-(:func:`~detpipe.report.render.target_text`; report.json: ``extrapolated``, ``beyond_full_set``).
+(:func:`~detpipe.report.sections.target_text`; report.json: ``extrapolated``, ``beyond_full_set``).
 
 With several subset strategies, subset draws or epochs policies (issue 12), the main analysis
 uses the primary strategy and policy and the report adds the strategy and policy comparisons,

@@ -1,12 +1,12 @@
-"""Markdown sections for the sweep's extra axes (issue 12): strategies, epochs policies,
-schedules, variance across draws vs seeds, the draws' overlap, regimes and still-improving runs.
+"""Every markdown section of report.md, one function each, in the order report.md has them.
 
-Each function takes report.json's content and returns its lines, or ``[]`` when the section
-has nothing to show (so a report of a plain sweep looks as before).
+Each ``*_lines`` function takes report.json's content and returns its lines, or ``[]`` when the
+section has nothing to show (so a report of a plain sweep has none of the extra axes' sections);
+:func:`detpipe.report.render.render_markdown` only concatenates them.
 
 Usage::
 
-    lines = strategies_lines(report) + policies_lines(report) + variance_lines(report)
+    lines = best_map_lines(report) + retention_lines(report) + regimes_lines(report)
 """
 
 from __future__ import annotations
@@ -14,20 +14,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from detpipe.markdown import table
 from detpipe.report.collect import fraction_key
 
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "r") -> list[str]:
-    """A markdown table; ``align="r"`` right-aligns every column but the first."""
-    lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join(["---"] + [f"--{':' if align == 'r' else '-'}"] * (len(header) - 1)) + "|")
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+LATE = "⚠"
+NOT_FULL = "†"
+BEYOND_FULL_SET = "extrapolated beyond the full set: not reachable with this data"
+OUTSIDE_FIT = "extrapolated outside the fitted fractions"
+PLOT_TITLES = {
+    "map_vs_size.png": "mAP50-95 vs training-set size (fits dashed)",
+    "retention_vs_size.png": "Retention vs training-set size",
+    "cliff.png": "mAP50-95 lost at each adjacent step (cliffs outlined)",
+    "strategies.png": "mAP50-95 vs training-set size per subset strategy",
+    "policies.png": "mAP50-95 vs training-set size per epochs policy",
+    "variance.png": "std of mAP50-95 across subset draws vs across training seeds",
+}
 
 
 def frac(x: float | str) -> str:
     """A fraction for people: ``2.5 %``."""
     return f"{fraction_key(float(x))} %"
+
+
+def format_percent(x: float) -> str:
+    """A data amount in percent for people: 3 significant digits, no exponent ("1.25", "37,800")."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def target_text(target: dict[str, Any]) -> str:
+    """A reachable target's data amount, saying when it is an extrapolation.
+
+    ``37,798 %`` reads as a plan; it is the fitted curve followed far past the data, so a
+    fraction beyond the full set is printed ``~37,798 % (extrapolated beyond the full set:
+    not reachable with this data)`` and one outside the fitted fractions ``~4 % (extrapolated
+    outside the fitted fractions)``. The image count comes first in the parentheses when the
+    full set's size is known.
+    """
+    approx = "~" if target["extrapolated"] or target["beyond_full_set"] else ""
+    notes = [] if target["images"] is None else [f"{target['images']:,} images"]
+    if target["beyond_full_set"]:
+        notes.append(BEYOND_FULL_SET)
+    elif target["extrapolated"]:
+        notes.append(OUTSIDE_FIT)
+    text = f"{approx}{format_percent(target['fraction'])} %"
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _opt(value: Any, fmt: str = "{}") -> str:
@@ -252,3 +282,234 @@ def still_improving_lines(report: dict[str, Any]) -> list[str]:
         for r in runs
     ]
     return out + table(["model", "fraction", "seed", "draw", "best/last epoch", "planned"], rows)
+
+
+def _heads(report: dict[str, Any]) -> list[str]:
+    return ["model"] + [frac(k) for k in report["fractions"]]
+
+
+def intro_lines(report: dict[str, Any]) -> list[str]:
+    """The title and where the runs came from."""
+    source = report["source"]
+    strategy = f", subset strategy `{source['strategy']}`" if source["strategy"] else ""
+    if source.get("epochs_policy"):
+        strategy += f", epochs policy `{source['epochs_policy']}`"
+    return [
+        "# Data-scaling report",
+        "",
+        f"Source: `{source['path']}` ({source['kind']}, {source['runs']} runs{strategy}). "
+        "Scores are the best validation mAP50-95 of each run; with several seeds, the mean "
+        "± sample standard deviation, and the mean is used everywhere below.",
+    ]
+
+
+def best_map_lines(report: dict[str, Any]) -> list[str]:
+    """Best mAP50-95 per model x fraction."""
+    models: dict[str, Any] = report["models"]
+    keys: list[str] = report["fractions"]
+    rows = [[m] + [format_stat(d["best_map5095"].get(k)) for k in keys] for m, d in models.items()]
+    return ["", "## Best mAP50-95", "", *table(_heads(report), rows)]
+
+
+def retention_lines(report: dict[str, Any]) -> list[str]:
+    """Retention against the model's 100 % score (or its largest fraction, marked)."""
+    models: dict[str, Any] = report["models"]
+    keys: list[str] = report["fractions"]
+    out = ["", "## Retention (% of the model's 100 % score)", ""]
+    rows = []
+    for m, d in models.items():
+        ref = d["retention_reference"]
+        label = m if ref is None or ref["full"] else f"{m} {NOT_FULL}"
+        rows.append([label] + [f"{d['retention'][k]:.1f}" if k in d["retention"] else "—" for k in keys])
+    out += table(_heads(report), rows)
+    if any(d["retention_reference"] and not d["retention_reference"]["full"] for d in models.values()):
+        out += ["", f"{NOT_FULL} no 100 % run: relative to the model's largest fraction instead."]
+    return out
+
+
+def cliff_lines(report: dict[str, Any]) -> list[str]:
+    """The adjacent step with the largest drop, per model."""
+    out = [
+        "",
+        "## Cliff",
+        "",
+        "The adjacent pair of fractions with the largest absolute mAP50-95 drop (the study's "
+        "5 % → 2.5 % step); ratio = lower score / upper score.",
+        "",
+    ]
+    rows = []
+    for m, d in report["models"].items():
+        c = d["cliff"]
+        if c is None:
+            rows.append([m, "—", "—", "—", "—", "—"])
+            continue
+        ratio = "—" if c["ratio"] is None else f"{c['ratio']:.3f}"
+        rows.append(
+            [
+                m,
+                f"{frac(c['from'])} → {frac(c['to'])}",
+                f"{c['upper_map']:.3f}",
+                f"{c['lower_map']:.3f}",
+                f"{c['drop']:.3f}",
+                ratio,
+            ]
+        )
+    return out + table(["model", "step", "upper mAP", "lower mAP", "drop", "ratio"], rows)
+
+
+def _stability_cell(entries: list[dict[str, Any]] | None) -> str:
+    if not entries:
+        return "—"
+    return ", ".join(
+        f"{e['best_epoch']}/{e['last_epoch']}{' ' + LATE if e['late_peak'] else ''}" for e in entries
+    )
+
+
+def stability_lines(report: dict[str, Any]) -> list[str]:
+    """Best epoch / last epoch per model x fraction, late peaks flagged, then the runs still improving."""
+    models: dict[str, Any] = report["models"]
+    keys: list[str] = report["fractions"]
+    out = ["", "## Stability (best epoch / last epoch)", ""]
+    if not any(d["stability"] for d in models.values()):
+        return [*out, "No epoch information in the inputs."]
+    rows = [[m] + [_stability_cell(d["stability"].get(k)) for k in keys] for m, d in models.items()]
+    out += table(_heads(report), rows)
+    share = f"{100 * report['settings']['late_fraction']:g} %"
+    out += [
+        "",
+        f"{LATE} best epoch in the last {share} of the epochs: the run was still improving "
+        f"and had not converged; {len(report['late_peaks'])} run(s) flagged.",
+    ]
+    return out + still_improving_lines(report)
+
+
+def _target_cell(fit: dict[str, Any]) -> str:
+    target = fit["target"]
+    if target["status"] != "reachable":
+        return f"not reachable (a = {fit['a']:.3f} ≤ {target['map']:g})"
+    return target_text(target)
+
+
+def fit_lines(report: dict[str, Any]) -> list[str]:
+    """The power-law fit per model and the data it needs for the target mAP."""
+    settings = report["settings"]
+    out = [
+        "",
+        "## Power-law fit",
+        "",
+        "mAP(N) = a − b · N^(−α), N = training-set fraction in percent (100 = the full set); "
+        f"the last column is the N at which the fit reaches mAP50-95 {settings['target']:g}"
+        + (
+            f"; fitted to fractions ≥ {frac(settings['fit_min_fraction'])} only."
+            if settings["fit_min_fraction"] is not None
+            else "."
+        ),
+        "",
+    ]
+    rows = []
+    for m, d in report["models"].items():
+        f = d["fit"]
+        if f["status"] != "ok":
+            rows.append([m, "—", "—", "—", "—", "—", "—", f"{f['status']} ({f['reason']})"])
+            continue
+        r2 = "—" if f["r2"] is None else f"{f['r2']:.4f}"
+        rows.append(
+            [
+                m,
+                f"{f['a']:.4f}",
+                f"{f['b']:.4f}",
+                f"{f['alpha']:.4f}",
+                f"{f['rmse']:.4f}",
+                r2,
+                str(f["points"]),
+                _target_cell(f),
+            ]
+        )
+    header = ["model", "a", "b", "α", "RMSE", "R²", "points", f"N for mAP {settings['target']:g}"]
+    return out + table(header, rows)
+
+
+def reproduction_lines(report: dict[str, Any]) -> list[str]:
+    """Our 100 % runs against the published reference (``--reference``)."""
+    entries: dict[str, Any] | None = report.get("reproduction")
+    if not entries:
+        return []
+    bound = report["settings"]["max_rel_diff_pct"]
+    verdict = "reproduced" if report["reproduction_ok"] else "NOT reproduced"
+    out = [
+        "",
+        "## Reproduction",
+        "",
+        f"Our 100 % run against the published mAP50-95 (`{report['settings']['reference']}`); a "
+        f"model reproduces within ±{bound:g} % relative difference. Overall: **{verdict}**.",
+        "",
+    ]
+    rows = []
+    for name, e in entries.items():
+        if e["ours"] is None:
+            rows.append([name, "—", f"{e['reference']:.3f}", "—", "—", "✗ (no 100 % run)"])
+            continue
+        rows.append(
+            [
+                name,
+                f"{e['ours']:.3f}",
+                f"{e['reference']:.3f}",
+                f"{e['abs_diff']:+.3f}",
+                f"{e['rel_diff_pct']:+.1f} %",
+                "✓" if e["ok"] else "✗",
+            ]
+        )
+    return out + table(["model", "ours", "reference", "diff", "rel. diff", "ok"], rows)
+
+
+def _log_order(entry: dict[str, Any]) -> tuple:
+    """Training-log rows by model, fraction (ascending), strategy, seed, draw."""
+    return (
+        entry["model"],
+        float(entry["fraction"]),
+        entry.get("strategy") or "",
+        entry["seed"] if entry["seed"] is not None else -1,
+        entry.get("subset_seed") if entry.get("subset_seed") is not None else -1,
+    )
+
+
+def logs_lines(report: dict[str, Any]) -> list[str]:
+    """Links to each run's ``detpipe logs analyze`` output."""
+    if not report.get("logs"):
+        return []
+    out = [
+        "",
+        "## Training logs",
+        "",
+        f"`detpipe logs analyze` per run (paths under `{report['source']['path']}`).",
+        "",
+    ]
+    rows = [
+        [
+            e["model"],
+            frac(e["fraction"]),
+            e.get("strategy") or "—",
+            "—" if e["seed"] is None else str(e["seed"]),
+            "—" if e.get("subset_seed") is None else str(e["subset_seed"]),
+            e["status"] or "—",
+            "—" if e["stable_epoch"] is None else str(e["stable_epoch"]),
+            f"[{e['analysis']}]({e['analysis']})",
+        ]
+        for e in sorted(report["logs"], key=_log_order)
+    ]
+    header = ["model", "fraction", "strategy", "seed", "draw", "status", "stable from", "analysis"]
+    return out + table(header, rows, align="l")
+
+
+def plots_lines(plots: Sequence[str]) -> list[str]:
+    """The plots written beside report.md, embedded in order."""
+    if not plots:
+        return []
+    return ["", "## Plots", "", *[f"![{PLOT_TITLES.get(p, p)}]({p})\n" for p in plots]]
+
+
+def notes_lines(report: dict[str, Any]) -> list[str]:
+    """What the report noticed about its inputs."""
+    if not report["notes"]:
+        return []
+    return ["", "## Notes", "", *[f"- {n}" for n in report["notes"]]]
