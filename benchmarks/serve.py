@@ -29,9 +29,10 @@ One run, one machine, all on loopback:
    and ``--reload-root`` the work directory; the unbatched one with ``--max-json-mb 64``, as
    a 640 px JSON tensor is about 25 MB.
 8. field sampling: a server with ``--sample-payloads`` on a moto S3 server process (started
-   here, on the same cores) at ``--sample-rate`` (default 1: every request written, the worst
-   case), at concurrency 1 beside the plain server; its ``detpipe_payload_samples_total`` at
-   the end says how many were written or dropped. And what sampling adds to a request's own
+   here, on the same cores; ``--sample-store local``: a directory) at ``--sample-rate``
+   (default 1: every request written, the worst case), at concurrency 1 beside the plain
+   server; its ``detpipe_payload_samples_total`` at the end says how many were written or
+   dropped. And what sampling adds to a request's own
    path, measured in this process: :meth:`PayloadSampler.offer` (the draw, the queue) on every
    image, at rate 1, with the writer thread writing to a local directory meanwhile.
 
@@ -318,6 +319,18 @@ def main() -> int:
     p.add_argument("--max-delay-ms", type=float, default=0.0)
     p.add_argument("--shadow-fraction", type=float, default=0.1)
     p.add_argument("--sample-rate", type=float, default=1.0, help="field sampling's rate (sampling mode)")
+    p.add_argument(
+        "--sample-store",
+        choices=("moto", "local"),
+        default="moto",
+        help="where the sampling server writes: a moto S3 process here (default) or a local directory",
+    )
+    p.add_argument(
+        "--moto-nice",
+        type=int,
+        default=0,
+        help="nice value of the moto process (19: it gets only idle CPU, as a store on other machines)",
+    )
     p.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
@@ -342,18 +355,15 @@ def main() -> int:
     token_file.chmod(0o600)
     reload_args = ("--allow-reload", "--reload-token-file", str(token_file), "--reload-root", str(work))
     wanted = {name for m in modes for name in NEEDS.get(m, ())}
-    moto, sample_env, sample_args = None, {}, ()
-    if "sampling" in wanted:
+    moto, sample_env, sample_to = None, {}, str(work / "payloads")
+    if "sampling" in wanted and args.sample_store == "moto":
         from store_servers import MotoServer, s3_env
 
         moto = MotoServer()
+        os.setpriority(os.PRIO_PROCESS, moto.proc.pid, args.moto_nice)
         sample_env = s3_env(moto.endpoint)
-        sample_args = (
-            "--sample-payloads",
-            f"s3://{moto.make_bucket()}/payloads",
-            "--sample-rate",
-            str(args.sample_rate),
-        )
+        sample_to = f"s3://{moto.make_bucket()}/payloads"
+    sample_args = ("--sample-payloads", sample_to, "--sample-rate", str(args.sample_rate))
     starts = {
         "batched": lambda: ServerProcess(
             model, args.threads, args.max_batch, args.max_delay_ms, work / "batched.log", *reload_args
