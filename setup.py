@@ -7,7 +7,7 @@ images can import them.
 
 Folders of data files the code reads at run time (no ``__init__.py``) are listed as packages
 of their own in ``DATA``, with the files they ship, so that a wheel carries them and
-setuptools does not warn "Package would be ignored" (tests/test_packaging.py builds one).
+setuptools does not warn "Package would be ignored" (tests/test_wheel_packaging.py builds one).
 """
 
 from setuptools import find_packages, setup
