@@ -150,6 +150,26 @@ def read_json(path: str | Path) -> Any:
         raise InvalidInput(f"{path}: not valid JSON{where}") from None
 
 
+def decode_json_typed(data: bytes, decoder: Any) -> Any | None:
+    """JSON ``data`` decoded by a msgspec ``decoder`` into typed records, or None on anything unusual.
+
+    None (bytes that are not UTF-8, a decode or type error, nesting too deep) means: read the
+    file with :func:`read_json` instead, which says what is wrong in its own words. msgspec does
+    not check the UTF-8 of strings it skips, so non-ASCII input is checked here.
+    """
+    import msgspec
+
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
 def inside(root: str | Path, *parts: str) -> Path:
     """``root / parts...``, refused unless it stays inside ``root`` once symlinks are resolved.
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from detpipe.errors import InvalidInput, ValidationFailed
-from detpipe.io import read_json
+from detpipe.io import decode_json_typed, read_json
 
 log = logging.getLogger(__name__)
 
@@ -502,21 +502,11 @@ def _typed_index(path: Path, images_dir: str | Path | None) -> CocoDataset | Non
     decode or type error, an id beyond int64, any failed check.
     """
     try:
-        import msgspec
-    except ImportError:  # an image without it: the json path gives the same result
-        return None
-    try:
         data = path.read_bytes()
     except OSError:
         return None  # read_json says why, in its words
-    if not data.isascii():
-        try:  # msgspec does not check the UTF-8 of strings it skips; json.load does
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        coco = _decoder().decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    coco = decode_json_typed(data, _decoder())
+    if coco is None:
         return None
     images, cats, anns = coco.images, coco.categories, coco.annotations
     del coco

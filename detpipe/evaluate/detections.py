@@ -35,6 +35,7 @@ import numpy as np
 
 from detpipe.data.coco import CocoDataset, read_json_checked
 from detpipe.errors import InvalidInput
+from detpipe.io import decode_json_typed
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +183,11 @@ def _decode_typed(path: Path) -> Detections | None:
     parses floats correctly rounded, as ``json`` does); None sends the file to that path.
     """
     try:
-        import msgspec
-    except ImportError:  # an image without it: the json path gives the same result
-        return None
-    try:
         data = path.read_bytes()
     except OSError:
         return None  # read_json says why, in its words
-    if not data.isascii():
-        try:  # msgspec does not check the UTF-8 of strings it skips; json.load does
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        records = _decoder().decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    records = decode_json_typed(data, _decoder())
+    if records is None:
         return None
     n = len(records)
     if not n:
