@@ -135,8 +135,13 @@ class ServerConfig:
             raise InvalidInput(f"shadow_fraction must be in [0, 1], got {self.shadow_fraction}")
         if not 0.0 <= self.sample_rate <= 1.0:
             raise InvalidInput(f"sample_rate must be in [0, 1], got {self.sample_rate}")
-        if self.sample_payloads is not None:
-            parse_uri(self.sample_payloads)  # a malformed URI is refused at start, not on the first sample
+        if self.sample_payloads is not None:  # refused at start, not on the first sample
+            where = parse_uri(self.sample_payloads)  # a bucket's own areas: releases and OTA
+            if where.scheme == "s3" and where.path.split("/")[0] in ("models", "ota"):
+                raise InvalidInput(
+                    f"--sample-payloads {self.sample_payloads}: inside the releases (models/) or the OTA "
+                    "repository (ota/); give a prefix of its own, e.g. s3://detpipe/payloads"
+                )
         if self.max_inflight_bytes < self.max_body_bytes:
             raise InvalidInput(
                 f"max_inflight_bytes ({self.max_inflight_bytes}) is below max_body_bytes "

@@ -250,6 +250,11 @@ def _serve_error(*args: str) -> subprocess.CompletedProcess:
             "argument --sample-rate: must be in [0, 1], got 1.5",
         ),
         (["--sample-payloads", "s3://Bad_Bucket/p", "--sample-rate", "0.1"], None),
+        (
+            ["--sample-payloads", "s3://detpipe/models", "--sample-rate", "0.1"],
+            "inside the releases (models/) or the OTA repository (ota/); give a prefix of its own, "
+            "e.g. s3://detpipe/payloads",
+        ),
     ],
 )
 def test_bad_sampling_flags_exit_2_with_one_line(pico_onnx, extra, message):
