@@ -9,8 +9,7 @@ from typing import Any
 
 from detpipe.errors import DetpipeError, GateFailed, InvalidInput
 from detpipe.overrides import parse_set
-
-PIPELINE_NAMES = ("train_to_edge", "small_data_sweep")
+from detpipe.pipelines import PIPELINES as PIPELINE_NAMES  # light: the pipelines build on use
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -142,14 +141,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_headline(summary: dict[str, Any]) -> list[str]:
-    """A sweep's answer under its run table: the report's headline and where report.md is."""
-    from detpipe.io import read_json
-    from detpipe.report.render import headline
+REPORT_TASKS = {"report-op": "detpipe.report.render", "al-report-op": "detpipe.activelearning.render"}
+"""The report step of each pipeline that has one, and the module whose ``headline`` reads its report.json."""
 
-    task = next((t for t in summary["tasks"] if t["task"] == "report-op" and t["status"] == "SUCCESS"), None)
+
+def report_headline(summary: dict[str, Any]) -> list[str]:
+    """A sweep's or an active-learning run's answer under its run table: the headline, report.md."""
+    from importlib import import_module
+
+    from detpipe.io import read_json
+
+    task = next((t for t in summary["tasks"] if t["task"] in REPORT_TASKS and t["status"] == "SUCCESS"), None)
     if task is None:
         return []
+    headline = import_module(REPORT_TASKS[task["task"]]).headline
     report_dir = Path(task["artifacts"]["report"])
     return ["", *headline(read_json(report_dir / "report.json")), str(report_dir / "report.md")]
 

@@ -120,23 +120,16 @@ def test_compiles_with_its_parameters(tmp_path):
 TINY = {"synth_images": 40, "synth_imgsz": 64, "synth_classes": 2, "strategies": ["uncertainty"],
         "seeds": [0], "rounds": 2, "budget": 6, "seed_fraction": 20.0, "epochs": 1, "imgsz": 64, "batch": 8,
         "power_law": [0.6, 1.5, 0.5]}  # fmt: skip
-_RUN = """
-import json, sys
-from pathlib import Path
-from detpipe.pipelines.local_run import run_local
-from detpipe.pipelines.profiles import arguments
-args = arguments("active_learning", True, json.loads(sys.argv[2]))
-summary = run_local("active_learning", Path(sys.argv[1]), args)
-print(summary["status"])
-"""
 
 
 @pytest.mark.slow
 def test_a_two_round_local_run_trains_every_cell_and_reports(tmp_path):
-    """kfp.local (as ``detpipe pipeline run --pipeline active_learning`` runs it), in a process."""
+    """``detpipe pipeline run --pipeline active_learning --quick`` (kfp.local), as ``make al`` runs it."""
     workdir = tmp_path / "al"
-    res = subprocess.run([sys.executable, "-c", _RUN, str(workdir), json.dumps(TINY)], capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [sys.executable, "-m", "detpipe.cli.main", "pipeline", "run", "--pipeline", "active_learning",
+           "--quick", "--workdir", str(workdir), *sets]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((workdir / "run_summary.json").read_text())
     assert summary["status"] == "SUCCESS"
@@ -183,3 +176,6 @@ def test_a_two_round_local_run_trains_every_cell_and_reports(tmp_path):
     page = Path(report_task["artifacts"]["page"]).read_text()
     assert external_references(page) == [] and page.count('src="data:image/png;base64,') == 1
     assert Path(report_task["artifacts"]["summary"]).read_text().startswith("# Active-learning report\n")
+    # the run table ends with the report's headline and where report.md is
+    assert res.stdout.rstrip().endswith(str(report_dir / "report.md"))
+    assert "uncertainty vs random" in res.stdout

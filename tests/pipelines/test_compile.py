@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detpipe.pipelines import PIPELINES
 from detpipe.pipelines.compile import load_compiled
 from detpipe.pipelines.settings import PipelineSettings
 from detpipe.pipelines.small_data_sweep import VARIANCE_MAX_FRACTION, sweep_grid
@@ -45,7 +46,7 @@ def compiled(tmp_path_factory):
         "pipeline", "compile", "--out", str(out), "--image", "registry.local/detpipe:test", "--gpus", "2"
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == [str(out / "train_to_edge.yaml"), str(out / "small_data_sweep.yaml")]
+    assert res.stdout.split() == [str(out / f"{name}.yaml") for name in PIPELINES]  # every one the CLI knows
     return {p.stem: p.read_text() for p in out.glob("*.yaml")}
 
 
@@ -145,7 +146,7 @@ def test_no_credentials_in_compiled_yaml(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     texts = {p.name: p.read_text() for p in out.glob("*.yaml")}
-    assert set(texts) == {"train_to_edge.yaml", "small_data_sweep.yaml"}
+    assert set(texts) == {f"{name}.yaml" for name in PIPELINES}
     leaked = {(f, name) for f, text in texts.items() for name, value in values.items() if value in text}
     assert leaked == set()
     assert all(v not in res.stdout + res.stderr for v in values.values())
