@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/serve.py --imgsz 320 --requests 200 --json runs/bench-serve/r.json
     .venv/bin/python benchmarks/serve.py --model runs/local/pipeline_root/.../model.onnx
     .venv/bin/python benchmarks/serve.py --modes direct,c1,sampling --rounds 5   # field sampling only
+    .venv/bin/python benchmarks/serve.py --imgsz 320 --modes model,oip,kserve    # the server's own cost
 
 One run, one machine, all on loopback:
 
@@ -35,6 +36,15 @@ One run, one machine, all on loopback:
    dropped. And what sampling adds to a request's own
    path, measured in this process: :meth:`PayloadSampler.offer` (the draw, the queue) on every
    image, at rate 1, with the writer thread writing to a local directory meanwhile.
+
+9. the network alone (``model``): ``OnnxPredictor.infer`` on the letterboxed tensor, what an
+   OIP infer call serves; the OIP modes are also sent by tritonclient.http (binary tensors
+   both ways, the output decoded to numpy), and every OIP client records its own CPU time
+   per request (``time.thread_time``), so what the *server* adds is ``p50 - model p50 -
+   client CPU p50`` (printed as ``..._server_ms``; the goal at 320 px: <= 2 ms);
+10. the peer ``kserve``: KServe's python ModelServer (``benchmarks/kserve_peer.py``, run from
+   its own virtualenv ``--kserve-venv``, made with ``kserve==0.21.0`` when missing) on the
+   same ONNX file and threads, sent the same OIP requests by both clients.
 
 ``--modes`` picks some of them (``direct``, ``c1``, ``shadow``, ``sampling``, ``concurrent``,
 ``oip``, ``reload``); the ratios need both of their modes.
@@ -96,10 +106,12 @@ def make_images(out: Path, n: int) -> list[bytes]:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-request latencies (ms) and the wall time of one batch of requests."""
+    """Per-request latencies (ms), the wall time of one batch of requests and, for a client run
+    in this thread, the client's own CPU time per request (ms; its share of each latency)."""
 
     latencies_ms: list[float]
     wall_s: float
+    client_cpu_ms: list[float] | None = None
 
 
 def summarize(runs: list[Measurement]) -> dict[str, float]:
@@ -107,7 +119,10 @@ def summarize(runs: list[Measurement]) -> dict[str, float]:
     ms = np.concatenate([r.latencies_ms for r in runs])
     wall = sum(r.wall_s for r in runs)
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "images_per_s": len(ms) / wall}
+    row = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "images_per_s": len(ms) / wall}
+    if all(r.client_cpu_ms for r in runs):
+        row["client_cpu_p50"] = float(np.median(np.concatenate([r.client_cpu_ms for r in runs])))
+    return row
 
 
 def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measurement:
@@ -119,6 +134,14 @@ def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measu
         predictor([decode_image(jpegs[i % len(jpegs)])])
         lat.append((time.perf_counter() - t0) * 1000)
     return Measurement(lat, time.perf_counter() - start)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class ServerProcess:
@@ -134,11 +157,7 @@ class ServerProcess:
         *extra: str,
         env: dict[str, str] | None = None,
     ) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         cmd = [sys.executable, "-m", "detpipe.cli.main", "-q", "serve", "--model", str(model),
                "--name", "model", "--port", str(self.port), "--threads", str(threads),
                "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms),
@@ -147,18 +166,22 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
+        self.wait_ready("/readyz", log)
+
+    def wait_ready(self, path: str, log: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"detpipe serve exited: see {log}")
+                raise SystemExit(f"{self.proc.args[1]} exited: see {log}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/readyz")
+                conn.request("GET", path)
                 if conn.getresponse().status == 200:
                     return
             except OSError:
-                time.sleep(0.2)
-        raise SystemExit(f"detpipe serve not ready: see {log}")
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"server not ready: see {log}")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -176,6 +199,33 @@ class ServerProcess:
                 labels, _, value = line[len(name) :].rpartition(" ")
                 out[labels.strip()] = float(value)
         return out
+
+
+KSERVE_VENV = ROOT / "runs" / "bench-venvs" / "kserve"
+
+
+def kserve_python(venv: Path) -> Path:
+    """The KServe peer's interpreter: ``venv`` made with :data:`kserve_peer.REQUIREMENTS` if missing."""
+    from kserve_peer import REQUIREMENTS
+
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"making the KServe peer's virtualenv {venv} ({', '.join(REQUIREMENTS)})", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True)
+    return python
+
+
+class KServeProcess(ServerProcess):
+    """KServe's python ModelServer (``kserve_peer.py``) on the same ONNX file, from its own venv."""
+
+    def __init__(self, python: Path, model: Path, threads: int, log: Path) -> None:
+        self.port = free_port()
+        cmd = [str(python), str(ROOT / "benchmarks" / "kserve_peer.py"), "--model", str(model),
+               "--port", str(self.port), "--threads", str(threads)]  # fmt: skip
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready("/v2/health/ready", log)
 
 
 def wait_drained(server: ServerProcess, timeout: float = 120.0) -> dict[str, float]:
@@ -220,20 +270,57 @@ def oip_bodies(x: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
     return {"binary": binary, "json": (as_json, {"Content-Type": "application/json"})}
 
 
-def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measurement:
-    """``requests`` OIP infer calls, one after another on a keep-alive connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+def model_only(predictor: OnnxPredictor, x: np.ndarray, requests: int) -> Measurement:
+    """The network alone on the letterboxed tensor (``predictor.infer``): what OIP infer serves."""
     lat = []
     start = time.perf_counter()
     for _ in range(requests):
         t0 = time.perf_counter()
+        predictor.infer(x)
+        lat.append((time.perf_counter() - t0) * 1000)
+    return Measurement(lat, time.perf_counter() - start)
+
+
+def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measurement:
+    """``requests`` OIP infer calls, one after another on a keep-alive connection (http.client:
+    the least a client can do, the response read whole and not decoded)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    lat, cpu = [], []
+    start = time.perf_counter()
+    for _ in range(requests):
+        t0, c0 = time.perf_counter(), time.thread_time()
         conn.request("POST", "/v2/models/model/infer", body[0], body[1])
         resp = conn.getresponse()
         data = resp.read()
         if resp.status != 200:
             raise SystemExit(f"infer failed: {resp.status} {data[:200]!r}")
         lat.append((time.perf_counter() - t0) * 1000)
-    return Measurement(lat, time.perf_counter() - start)
+        cpu.append((time.thread_time() - c0) * 1000)
+    return Measurement(lat, time.perf_counter() - start, cpu)
+
+
+def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
+    """``requests`` infer calls with tritonclient.http (binary tensor data both ways, its defaults),
+    the output decoded to numpy as a user's code would."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(
+        f"127.0.0.1:{port}", connection_timeout=120, network_timeout=120
+    )
+    inp = httpclient.InferInput("images", list(x.shape), "FP32")
+    lat, cpu = [], []
+    start = time.perf_counter()
+    try:
+        for _ in range(requests):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            inp.set_data_from_numpy(x, binary_data=True)
+            result = client.infer("model", [inp])
+            result.as_numpy("output0")
+            lat.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.thread_time() - c0) * 1000)
+    finally:
+        client.close()
+    return Measurement(lat, time.perf_counter() - start, cpu)
 
 
 def reload_under_load(
@@ -297,10 +384,11 @@ def load(port: int, jpegs: list[bytes], requests: int, concurrency: int) -> Meas
     return Measurement(lat, wall)
 
 
-MODES = ("direct", "c1", "shadow", "sampling", "concurrent", "oip", "reload")
+MODES = ("direct", "model", "c1", "shadow", "sampling", "concurrent", "oip", "kserve", "reload")
 NEEDS = {  # which server processes each mode uses
     "c1": ("unbatched",), "shadow": ("shadow",), "sampling": ("sampling",),
     "concurrent": ("batched", "unbatched"), "oip": ("unbatched",), "reload": ("batched",),
+    "kserve": ("kserve",),
 }  # fmt: skip
 
 
@@ -330,6 +418,12 @@ def main() -> int:
         type=int,
         default=0,
         help="nice value of the moto process (19: it gets only idle CPU, as a store on other machines)",
+    )
+    p.add_argument(
+        "--kserve-venv",
+        type=Path,
+        default=KSERVE_VENV,
+        help="the KServe peer's virtualenv (kserve mode; made when missing; default: %(default)s)",
     )
     p.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -377,6 +471,9 @@ def main() -> int:
         "sampling": lambda: ServerProcess(
             model, args.threads, 1, args.max_delay_ms, work / "sampling.log", *sample_args, env=sample_env
         ),
+        "kserve": lambda: KServeProcess(
+            kserve_python(args.kserve_venv), model, args.threads, work / "kserve.log"
+        ),
     }
     servers: dict[str, ServerProcess] = {}
     try:
@@ -396,11 +493,16 @@ def main() -> int:
     bodies = oip_bodies(x)
     try:
         direct(peer, jpegs, min(20, args.requests))  # warm-up
-        for server in servers.values():
-            load(server.port, jpegs, min(20, args.requests), 1)
+        for name, server in servers.items():
+            if name == "kserve":  # OIP only
+                infer(server.port, bodies["binary"], min(20, args.requests))
+            else:
+                load(server.port, jpegs, min(20, args.requests), 1)
         for r in range(args.rounds):
             if "direct" in modes:
                 runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
+            if "model" in modes:
+                runs.setdefault("model", []).append(model_only(peer, x, args.requests))
             if "c1" in modes:
                 runs.setdefault("server_c1", []).append(
                     load(servers["unbatched"].port, jpegs, args.requests, 1)
@@ -421,6 +523,16 @@ def main() -> int:
                 runs.setdefault(f"oip_{kind}_c1", []).append(
                     infer(servers["unbatched"].port, body, args.requests)
                 )
+            if "oip" in modes:
+                runs.setdefault("oip_triton_c1", []).append(
+                    infer_triton(servers["unbatched"].port, x, args.requests)
+                )
+            if "kserve" in modes:
+                port = servers["kserve"].port
+                runs.setdefault("kserve_oip_binary_c1", []).append(
+                    infer(port, bodies["binary"], args.requests)
+                )
+                runs.setdefault("kserve_oip_triton_c1", []).append(infer_triton(port, x, args.requests))
             if "reload" in modes:
                 runs.setdefault(f"reload_c{c}", []).append(
                     reload_under_load(servers["batched"].port, copies[r % 2], token, jpegs, args.requests, c)
@@ -449,8 +561,17 @@ def main() -> int:
         "latency_sampling_on_over_off": ("server_c1_sampling", "server_c1", "p50"),
         "latency_p90_sampling_on_over_off": ("server_c1_sampling", "server_c1", "p90"),
         "throughput_oip_binary_over_json": ("oip_binary_c1", "oip_json_c1", "images_per_s"),
+        "latency_oip_binary_over_model": ("oip_binary_c1", "model", "p50"),
+        "latency_kserve_over_server_oip_binary": ("kserve_oip_binary_c1", "oip_binary_c1", "p50"),
+        "latency_kserve_over_server_oip_triton": ("kserve_oip_triton_c1", "oip_triton_c1", "p50"),
     }
     ratios = {name: res[a][f] / res[b][f] for name, (a, b, f) in pairs.items() if a in res and b in res}
+    # what a server adds beyond the network: its p50 less the model's p50 and the client's own CPU
+    overhead_ms = {
+        f"{name}_server_ms": res[name]["p50"] - res["model"]["p50"] - res[name]["client_cpu_p50"]
+        for name in ("oip_binary_c1", "oip_triton_c1", "kserve_oip_binary_c1", "kserve_oip_triton_c1")
+        if name in res and "model" in res
+    }
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
         "date": date.today().isoformat(),
@@ -465,8 +586,13 @@ def main() -> int:
     print(f"{'':28s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'images/s':>9s}")
     for name, row in res.items():
         print(f"{name:28s} {row['p50']:8.1f} {row['p90']:8.1f} {row['p99']:8.1f} {row['images_per_s']:9.1f}")
+    for name, row in res.items():
+        if "client_cpu_p50" in row:
+            print(f"{name}: the client's own CPU {row['client_cpu_p50']:.2f} ms a request (p50)")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
+    for name, value in overhead_ms.items():
+        print(f"{name}: {value:.2f} ms beyond the model and the client (p50)")
     if "reload" in modes:
         print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
     if samples:
@@ -483,7 +609,8 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
-               "payload_samples": samples, "round_p50": round_p50, "offer": offer}  # fmt: skip
+               "payload_samples": samples, "round_p50": round_p50, "offer": offer,
+               "server_overhead_ms": overhead_ms}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 

@@ -189,7 +189,7 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
         plane.check_model(name)
         plane.ensure_room()
         async with budget.read(request, json_limit, "JSON body") as body:
-            images, params = await plane.parse(parse_predict, body)
+            images, params = await plane.parse(parse_predict, body, json_bytes=len(body))
             nms = plane.nms_config(**params)
             answer = await plane.detect(images, nms)
         model = answer.model
@@ -272,7 +272,10 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
         async with budget.read(request, limit, what) as body:
             if binary and header_length.isdigit() and int(header_length) > json_limit:
                 raise PayloadTooLarge(f"inference header of {header_length} bytes; the limit is {json_limit}")
-            infer = await plane.parse(oip.parse_infer, body, header_length, model, cfg.max_images)
+            json_bytes = int(header_length) if binary and header_length.isdigit() else len(body)
+            infer = await plane.parse(
+                oip.parse_infer, body, header_length, model, cfg.max_images, json_bytes=json_bytes
+            )
             answer = await plane.infer(infer.x, model)
         content, headers = oip.infer_response(answer.model, infer, answer.value)
         return Response(content, headers={**headers, **_headers(answer.model)})

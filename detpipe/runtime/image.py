@@ -114,10 +114,13 @@ def stack_batch(
         InvalidInput: a row of another shape.
     """
     h, w = as_hw(imgsz)
-    x = np.empty((max(len(rows), batch or 0), 3, h, w), dtype=np.float32)
     for i, row in enumerate(rows):
         if row.shape != (3, h, w):
             raise InvalidInput(f"input row {i} has shape {list(row.shape)}, expected [3, {h}, {w}]")
+    if len(rows) == 1 and (batch or 1) == 1 and rows[0].dtype == np.float32:
+        return rows[0][None]  # a lone row needs no copy (a view; C-contiguous when the row is)
+    x = np.empty((max(len(rows), batch or 0), 3, h, w), dtype=np.float32)
+    for i, row in enumerate(rows):
         x[i] = row
     x[len(rows) :] = np.float32(PAD_VALUE) / np.float32(255.0)
     return x

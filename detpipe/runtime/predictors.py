@@ -45,7 +45,11 @@ class Predictor:
     postprocess_cfg: PostprocessConfig
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """Run the network on a preprocessed NCHW float32 batch; return the raw output."""
+        """Run the network on a preprocessed NCHW float32 batch; return the raw output.
+
+        The output is a fresh array the caller owns (never a buffer the next call reuses),
+        so callers may keep views of its rows.
+        """
         raise NotImplementedError
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:

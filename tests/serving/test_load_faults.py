@@ -381,6 +381,9 @@ def test_slow_headers_and_idle_connections_are_closed(serve, pico_onnx):
     with connect() as s:  # one request, then idle: uvicorn's keep-alive timeout
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         assert _open_for(s, None) < 1 + 1.0
+    with connect() as s:  # headers over 16 KiB: 431, closed (llhttp alone would keep buffering them)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"a" * (17 * 1024) + b"\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 431 ")
     with connect() as s:  # slow but within the timeout: answered
         for line in (b"GET /healthz HTTP/1.1\r\n", b"Host: t\r\n", b"\r\n"):
             s.sendall(line)
