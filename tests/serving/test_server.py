@@ -175,7 +175,9 @@ def test_health_metadata_and_metrics(serve, pico_onnx, val_jpegs):
     server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
     server.post("/v1/models/pico:detect", b"x", "image/jpeg")
     server.post("/v1/models/pico:detect", b"y", "image/jpeg")
-    http(server.url + "/v1/models/pico:detect", val_jpegs[0], {"Content-Type": "image/jpeg"}, method="PROPFIND")
+    http(
+        server.url + "/v1/models/pico:detect", val_jpegs[0], {"Content-Type": "image/jpeg"}, method="PROPFIND"
+    )
     # a method llhttp does not know is refused by the parser, before the app and its metrics
     assert http(server.url + "/healthz", b"", {}, method="BREW").status == 400
     text = server.get("/metrics").body.decode()
