@@ -141,9 +141,8 @@ def _input_tensor(inp: Any, blob: bytes | memoryview, spec: TensorSpec, max_imag
             raise InvalidInput(
                 f"input {name!r}: {len(blob)} bytes of binary data after the header; expected {expected}"
             )
-        return (
-            np.frombuffer(blob, dtype=dtype).reshape(shape).astype(np.float32, copy=False)
-        )  # read-only view
+        # a read-only view of the body: no copy (the model only reads its input)
+        return np.frombuffer(blob, dtype=dtype).reshape(shape).astype(np.float32, copy=False)
     if blob:
         raise InvalidInput(f"input {name!r}: binary data sent but no parameters.binary_data_size")
     data = inp.get("data")
