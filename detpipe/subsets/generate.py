@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,17 @@ from tqdm import tqdm
 from detpipe.data.coco import load_coco
 from detpipe.errors import InvalidInput
 from detpipe.io import atomic_dir, fsync_path, write_json
-from detpipe.subsets.config import SubsetsConfig, default_prefix, split_name, subset_size
+from detpipe.subsets.config import SubsetsConfig, default_prefix, list_name, split_name, subset_size
 from detpipe.subsets.counts import FilterResult, ImageCounts, count_instances, filter_images, subset_stats
 from detpipe.subsets.draws import DRAWS_DIR, draw_seeds, overlap_table, seed_dirname, write_overlap
 from detpipe.subsets.outputs import Subset, build_summary, write_class_csv, write_lists
+from detpipe.subsets.plot_worker import PlotWorker
 from detpipe.subsets.strategies import METHODS, draw
 
 log = logging.getLogger(__name__)
 
 _BIG_FILE = 64 * 2**20  # announce the loading of files at least this large
+_BACKGROUND_PLOTS = 64 * 2**20  # from this file size, a worker process draws the plots (plot_worker)
 
 
 def generate(config: SubsetsConfig) -> dict[str, Any]:
@@ -58,6 +61,24 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     size = annotations.stat().st_size if annotations.is_file() else 0
+    worker = PlotWorker() if cfg.plots and size >= _BACKGROUND_PLOTS else None
+    try:
+        return _generate(cfg, annotations, out, size, timings, t0, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _generate(
+    cfg: SubsetsConfig,
+    annotations: Path,
+    out: Path,
+    size: int,
+    timings: dict[str, float],
+    t0: float,
+    worker: PlotWorker | None,
+) -> dict[str, Any]:
+    """:func:`generate` after its checks; ``worker`` (if any) draws the plots."""
     # parsing a COCO-train-sized file takes a while and cannot report progress: say so
     log.log(
         logging.INFO if size >= _BIG_FILE else logging.DEBUG,
@@ -111,8 +132,7 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
     lines = [prefix + ds.file_names[i] for i in filtered.images.tolist()]
     t = time.perf_counter()
     with atomic_dir(out) as tmp:
-        files = write_lists(tmp, subsets, lines, split)
-        write_class_csv(tmp / "class_distribution.csv", subsets, counts)
+        files = [list_name(split, x.pct, x.strategy) for x in subsets]
         summary = _summary(cfg, annotations, split, prefix, filtered, counts, subsets, files, cfg.seed)
         table = None
         if cfg.draw_seeds:
@@ -120,30 +140,32 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
                 "seeds": seeds,
                 "dirs": {str(cfg.seed): ".", **{str(s): seed_dirname(s) for s in others}},
             }
-            for s, draw in others.items():
-                where = tmp / seed_dirname(s)
-                where.mkdir(parents=True)
-                names = write_lists(where, draw, lines, split)
-                write_class_csv(where / "class_distribution.csv", draw, counts)
-                write_json(
-                    where / "summary.json",
-                    _summary(cfg, annotations, split, prefix, filtered, counts, draw, names, s),
-                )
             if others:
-                fsync_path(tmp / DRAWS_DIR)
                 table = overlap_table(
                     {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
                 )
-                write_overlap(tmp, table)
-        write_json(tmp / "summary.json", summary)
-        timings["write"] = time.perf_counter() - t
-        if cfg.plots:
-            from detpipe.subsets.plots import write_plots  # matplotlib only when plotting
-
-            t = time.perf_counter()
-            summary["plots"] = [p.name for p in write_plots(summary, tmp, overlap=table)]
-            timings["plots"] = time.perf_counter() - t
+        pending = worker.submit(summary, tmp, table) if worker is not None else None
+        try:
+            _write_outputs(
+                cfg, annotations, split, prefix, filtered, counts, tmp, subsets, others, lines, table
+            )
             write_json(tmp / "summary.json", summary)
+            timings["write"] = time.perf_counter() - t
+            if cfg.plots:
+                t = time.perf_counter()
+                if pending is not None:  # drawn by the worker while the lists were written
+                    plots = pending.result()
+                    log.info("wrote %d plots (in a worker process)", len(plots))
+                else:
+                    from detpipe.subsets.plots import write_plots  # matplotlib only when plotting
+
+                    plots = write_plots(summary, tmp, overlap=table)
+                summary["plots"] = [p.name for p in plots]
+                timings["plots"] = time.perf_counter() - t
+                write_json(tmp / "summary.json", summary)
+        finally:
+            if pending is not None:  # never let the child write into a directory being removed
+                wait([pending])
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if table is not None:
         summary["overlap"] = table  # returned for the callers (CLI, component), not in summary.json
@@ -151,6 +173,37 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
     if others:
         log.info("wrote the draws of seeds %s to %s/%s", _seeds_text(list(others)), out, DRAWS_DIR)
     return summary
+
+
+def _write_outputs(
+    cfg: SubsetsConfig,
+    annotations: Path,
+    split: str,
+    prefix: str,
+    filtered: FilterResult,
+    counts: ImageCounts,
+    tmp: Path,
+    subsets: list[Subset],
+    others: dict[int, list[Subset]],
+    lines: list[str],
+    table: dict[str, Any] | None,
+) -> None:
+    """The lists and ``class_distribution.csv`` of the main draw, then those of each other seed."""
+    write_lists(tmp, subsets, lines, split)
+    write_class_csv(tmp / "class_distribution.csv", subsets, counts)
+    for s, seed_subsets in others.items():
+        where = tmp / seed_dirname(s)
+        where.mkdir(parents=True)
+        names = write_lists(where, seed_subsets, lines, split)
+        write_class_csv(where / "class_distribution.csv", seed_subsets, counts)
+        write_json(
+            where / "summary.json",
+            _summary(cfg, annotations, split, prefix, filtered, counts, seed_subsets, names, s),
+        )
+    if others:
+        fsync_path(tmp / DRAWS_DIR)
+    if table is not None:
+        write_overlap(tmp, table)
 
 
 def _seeds_text(seeds: list[int]) -> str:

@@ -49,6 +49,7 @@ nesting each size is grown from nothing, with its own seed.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -139,15 +140,21 @@ class _Pool:
         self.val = sub.data.astype(np.float64)
         self.row = np.repeat(np.arange(self.n), np.diff(self.indptr))
         self.total = np.bincount(self.var, weights=self.val, minlength=self.nv)
-        is_cls = self.var < self.nc
-        from scipy import sparse  # here, not at import: importing detpipe.subsets stays light
-
-        self.by_class = sparse.csc_array(
-            (self.val[is_cls], (self.row[is_cls], self.var[is_cls])), shape=(self.n, self.nc)
-        )
         self.has_empty_rows = bool((np.diff(self.indptr) == 0).any())
         self.kmax = int(self.val.max(initial=0)) + 1
         self.table_index = self.var.astype(np.int64) * self.kmax + self.val.astype(np.int64)
+        self._idx: np.ndarray | None = None  # see _table_rows
+        self._idx_sel: np.ndarray | None = None
+
+    @functools.cached_property
+    def by_class(self):
+        """Rows by class: ``by_class.indices[by_class.indptr[c]:by_class.indptr[c + 1]]`` hold class ``c``."""
+        from scipy import sparse  # here, not at import: importing detpipe.subsets stays light
+
+        is_cls = self.var < self.nc
+        return sparse.csc_array(
+            (self.val[is_cls], (self.row[is_cls], self.var[is_cls])), shape=(self.n, self.nc)
+        )
 
     def nonzeros(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in ``rows``, index into var/val) of every nonzero of ``rows``."""
@@ -188,18 +195,43 @@ class _Pool:
         add = w[:, None] * (a - np.abs(dev[:, None] + ks))
         rem = w[:, None] * (a - np.abs(dev[:, None] - ks))
         table = np.concatenate([add.ravel(), rem.ravel()])
-        idx = self.table_index + (self.nv * self.kmax) * sel[self.row]
-        return np.add.reduceat(table[idx], self.indptr[:-1])
+        return np.add.reduceat(table[self._table_rows(sel)], self.indptr[:-1])
 
-    def row_lists(self, rows: np.ndarray) -> list[tuple[list[int], list[float]]]:
-        """(variables, counts) of each of ``rows``, as Python lists for the swap walk."""
+    def _table_rows(self, sel: np.ndarray) -> np.ndarray:
+        """Per nonzero, its row in the gain table: the removal half for rows in ``sel``.
+
+        Kept between calls and updated on the rows whose membership changed (a round
+        swaps a few hundred of the pool's rows).
+        """
+        half = self.nv * self.kmax
+        if self._idx_sel is None:
+            self._idx = self.table_index + half * sel[self.row]
+        else:
+            changed = np.flatnonzero(sel != self._idx_sel)
+            owner, pos = self.nonzeros(changed)
+            self._idx[pos] = self.table_index[pos] + half * sel[changed][owner]
+        self._idx_sel = sel.copy()
+        return self._idx
+
+    def row_dicts(self, rows: np.ndarray) -> _RowDicts:
+        """``{variable: count}`` of each of ``rows``, built as the swap walk reaches them."""
         owner, pos = self.nonzeros(rows)
-        var, val = self.var[pos].tolist(), self.val[pos].tolist()
-        out, lo = [], 0
-        for hi in np.cumsum(np.bincount(owner, minlength=len(rows))).tolist():
-            out.append((var[lo:hi], val[lo:hi]))
-            lo = hi
-        return out
+        ends = np.cumsum(np.bincount(owner, minlength=len(rows)))
+        return _RowDicts(self.var[pos].tolist(), self.val[pos].tolist(), [0, *ends.tolist()])
+
+
+class _RowDicts:
+    """Rows of a candidate list as ``{variable: count}`` dicts, each built when first read."""
+
+    def __init__(self, var: list[int], val: list[float], bounds: list[int]) -> None:
+        self.var, self.val, self.bounds = var, val, bounds
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __getitem__(self, i: int) -> dict[int, float]:
+        lo, hi = self.bounds[i], self.bounds[i + 1]
+        return dict(zip(self.var[lo:hi], self.val[lo:hi], strict=True))
 
 
 def _grow(
@@ -217,7 +249,7 @@ def _grow(
     class once that is every class).
     """
     pool = _Pool(counts, pool_rows)
-    base_x = _Pool(counts, base).total if len(base) else np.zeros(pool.nv)
+    base_x = _column_sums(counts, base)
     shares, mix = counts.shares, counts.size_mix
 
     def objective(instances: float) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +280,12 @@ def _grow(
     holders = np.bincount(counts.matrix[base].indices, minlength=pool.nv)[: pool.nc] if len(base) else 0
     _ensure_coverage(pool, sel, base_x, holders, coverage, objective)
     return sel
+
+
+def _column_sums(counts: ImageCounts, rows: np.ndarray) -> np.ndarray:
+    """Instance counts of every variable over ``rows`` (float, like the pools' sums)."""
+    sub = counts.matrix[rows]
+    return np.bincount(sub.indices, weights=sub.data, minlength=sub.shape[1]).astype(np.float64)
 
 
 def _max_coverage(
@@ -309,18 +347,22 @@ def _stratified_order(pool: _Pool, jitter: np.ndarray) -> np.ndarray:
     rank = np.empty(nc, np.int64)
     rank[np.lexsort((np.arange(nc), pool.total[:nc]))] = np.arange(nc)
     row, r, k = pool.row[is_cls], rank[pool.var[is_cls]], pool.val[is_cls]
-    order = np.lexsort((r, row))  # by row, then rarest class first
-    row, r, k = row[order], r[order], k[order]
+    order = np.argsort(row * nc + r)  # by row, then rarest class first (pairs are unique)
+    row, r, k = row[order], r[order], k[order].astype(np.int64)
     first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     nclass = np.diff(np.r_[first, len(row)])
+    # each level's (class rank ascending, count descending) as one integer, the three
+    # levels packed into one int64 where they fit: one sort key instead of six
+    kmax = int(k.max(initial=0)) + 1
+    base = (nc + 1) * kmax
     keys = []
     for level in range(3):
         has = nclass > level
-        kr = np.full(pool.n, nc, np.int64)
-        kk = np.zeros(pool.n)
-        kr[row[first[has]]] = r[first[has] + level]
-        kk[row[first[has]]] = k[first[has] + level]
-        keys += [kr, -kk]
+        key = np.full(pool.n, nc * kmax + kmax - 1, np.int64)  # no class at this level: last
+        key[row[first[has]]] = r[first[has] + level] * kmax + (kmax - 1 - k[first[has] + level])
+        keys.append(key)
+    if base**3 < 2**62:
+        keys = [(keys[0] * base + keys[1]) * base + keys[2]]
     return np.lexsort((jitter, *reversed(keys)))  # lexsort's primary key is the last one
 
 
@@ -374,7 +416,7 @@ def _refine(
         add = outside[_top(g[outside], jitter[outside], _CANDIDATES)]
         devl = dev.tolist()
         guard = x[:nc].tolist() if require_presence else None
-        gained = _walk(pool.row_lists(rem), pool.row_lists(add), devl, w.tolist(), guard, rem, add, sel)
+        gained = _walk(pool.row_dicts(rem), pool.row_dicts(add), devl, w.tolist(), guard, rem, add, sel)
         x[:] = target + np.array(devl)
         if thorough and gained <= 1e-9 * before:
             target, w = objective(x[:nc].sum())
@@ -389,8 +431,8 @@ def _refine(
 
 
 def _walk(
-    rem_rows: list[tuple[list[int], list[float]]],
-    add_rows: list[tuple[list[int], list[float]]],
+    rem_rows: _RowDicts,
+    add_rows: _RowDicts,
     dev: list[float],
     w: list[float],
     guard: list[float] | None,
@@ -402,54 +444,61 @@ def _walk(
 
     ``dev`` and ``guard`` (class counts kept above zero, for presence) are updated in place.
     Returns the decrease of the objective.
+
+    A pair's change is its two candidates' own changes, corrected on the variables they
+    share; a candidate's own gain only changes when a swap changes ``dev``, so it is cached
+    until the next swap.
     """
     nc = len(guard) if guard is not None else 0
     i = j = 0
     gained = 0.0
     n_rem, n_add = len(rem_rows), len(add_rows)
-    # a candidate's own gain only changes when a swap changes dev: cache it per dev version
-    version, g_rem_at, g_add_at = 0, (-1, -1.0), (-1, -1.0)
-    while i < n_rem and j < n_add:
-        (rv, rk), (av, ak) = rem_rows[i], add_rows[j]
-        change = dict(zip(rv, [-k for k in rk], strict=True))
-        for v, k in zip(av, ak, strict=True):
-            change[v] = change.get(v, 0.0) + k
-        delta = 0.0
-        for v, dk in change.items():
-            d = dev[v]
-            delta += w[v] * (abs(d + dk) - abs(d))
+    g_rem = g_add = None  # own gains of the current candidates (None: to compute)
+    r: dict[int, float] = {}
+    a: dict[int, float] = {}
+    while True:
+        if g_rem is None:
+            r = rem_rows[i]
+            g_rem = 0.0
+            for v, k in r.items():
+                d = dev[v]
+                g_rem += w[v] * (abs(d) - abs(d - k))
+        if g_add is None:
+            a = add_rows[j]
+            g_add = 0.0
+            for v, k in a.items():
+                d = dev[v]
+                g_add += w[v] * (abs(d) - abs(d + k))
+        delta = -g_rem - g_add
+        shared = r.keys() & a.keys()
+        for v in shared:
+            d, kr, ka = dev[v], r[v], a[v]
+            delta += w[v] * (abs(d - kr + ka) - abs(d - kr) - abs(d + ka) + abs(d))
         if delta < -1e-12 and not (
             guard is not None
-            and any(v < nc and guard[v] > 0 and guard[v] + dk <= 0 for v, dk in change.items())
+            and any(v < nc and guard[v] > 0 and guard[v] - k + a.get(v, 0.0) <= 0 for v, k in r.items())
         ):
-            for v, dk in change.items():
-                dev[v] += dk
-                if guard is not None and v < nc:
-                    guard[v] += dk
+            for v, k in r.items():
+                dev[v] -= k
+                if v < nc and guard is not None:
+                    guard[v] -= k
+            for v, k in a.items():
+                dev[v] += k
+                if v < nc and guard is not None:
+                    guard[v] += k
             sel[rem[i]], sel[add[j]] = False, True
             gained -= delta
-            version += 1
             i += 1
             j += 1
-            continue
-        # no gain with this pair: drop whichever of the two is now the weaker candidate
-        if g_rem_at[0] != version * n_rem + i:
-            g = 0.0
-            for v, k in zip(rv, rk, strict=True):
-                d = dev[v]
-                g += w[v] * (abs(d) - abs(d - k))
-            g_rem_at = (version * n_rem + i, g)
-        if g_add_at[0] != version * n_add + j:
-            g = 0.0
-            for v, k in zip(av, ak, strict=True):
-                d = dev[v]
-                g += w[v] * (abs(d) - abs(d + k))
-            g_add_at = (version * n_add + j, g)
-        if g_rem_at[1] < g_add_at[1]:
+            g_rem = g_add = None
+        elif g_rem < g_add:  # no gain with this pair: drop the weaker candidate
             i += 1
+            g_rem = None
         else:
             j += 1
-    return gained
+            g_add = None
+        if i >= n_rem or j >= n_add:
+            return gained
 
 
 def _all_pairs(
