@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator
 
 from detpipe.io import write_bytes
 from detpipe.plotting import png_bytes
@@ -192,6 +193,8 @@ def plot_deviation(summary: dict[str, Any], path: Path, dpi: int = 110) -> Path:
     ]:
         axis.set_xscale("log")
         axis.set_yscale("log")
+        for a in (axis.xaxis, axis.yaxis):  # minor ticks at 2 and 5 only: 8 per decade cost 0.2 s
+            a.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         axis.set_xlabel("fraction of non-empty images (%)")
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3, which="both")

@@ -516,24 +516,22 @@ def _all_pairs(
     cols = np.flatnonzero((k_rem != 0).any(0) | (k_add != 0).any(0))
     kr, ka, d, ws = k_rem[:, cols], k_add[:, cols], dev[cols], w[cols]
     is_cls = cols < pool.nc
-    used_r, used_a = np.zeros(len(rem), bool), np.zeros(len(add), bool)
     gained = 0.0
-    for _ in range(min(len(rem), len(add))):
+    while len(kr) and len(ka):  # each swap takes its two rows out of the search
         change = ka[None, :, :] - kr[:, None, :]
         delta = (ws * (np.abs(d + change) - np.abs(d))).sum(-1)
         if require_presence:
             now = x[cols[is_cls]]
             delta[((now + change[:, :, is_cls] <= 0) & (now > 0)).any(-1)] = np.inf
-        delta[used_r, :] = np.inf
-        delta[:, used_a] = np.inf
         i, j = np.unravel_index(np.argmin(delta), delta.shape)
         if not delta[i, j] < -1e-12:
             break
         gained -= float(delta[i, j])
-        used_r[i] = used_a[j] = True
         sel[rem[i]], sel[add[j]] = False, True
         d = d + change[i, j]
         x[cols] += change[i, j]
+        kr, rem = np.delete(kr, i, axis=0), np.delete(rem, i)
+        ka, add = np.delete(ka, j, axis=0), np.delete(add, j)
     return gained
 
 
