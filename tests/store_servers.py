@@ -123,14 +123,19 @@ class MotoServer:
 
 
 class Proxy:
-    """A ``tcp_proxy.py`` process forwarding ``port`` to a server; kill it to cut the network."""
+    """A ``tcp_proxy.py`` process forwarding ``port`` to a server; kill it to cut the network.
 
-    def __init__(self, target_port: int, port: int | None = None) -> None:
+    With ``stall_after`` it forwards at most that many bytes of each server response and then
+    holds the connection open with nothing more on it (``tcp_proxy.py --stall-after``).
+    """
+
+    def __init__(self, target_port: int, port: int | None = None, stall_after: int | None = None) -> None:
         self.port = port or free_port()
         self.target_port = target_port
         self.endpoint = f"127.0.0.1:{self.port}"
+        stall = [f"--stall-after={stall_after}"] if stall_after is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(PROXY_SCRIPT), str(self.port), str(target_port)],
+            [sys.executable, str(PROXY_SCRIPT), *stall, str(self.port), str(target_port)],
             stdout=subprocess.PIPE,
             text=True,
         )
