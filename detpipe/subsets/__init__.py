@@ -8,7 +8,8 @@
 Modules: :mod:`~detpipe.subsets.config` (the frozen config, fraction arithmetic),
 :mod:`~detpipe.subsets.counts` (step 1 and per-image counts), :mod:`~detpipe.subsets.strategies`
 and :mod:`~detpipe.subsets.proportional` (step 2), :mod:`~detpipe.subsets.outputs` and
-:mod:`~detpipe.subsets.plots` (step 3), :mod:`~detpipe.subsets.generate` (all of it).
+:mod:`~detpipe.subsets.plots` (step 3; :mod:`~detpipe.subsets.plot_worker` draws them in a
+second process for big files), :mod:`~detpipe.subsets.generate` (all of it).
 """
 
 from detpipe.subsets.config import DEFAULT_FRACTIONS, STRATEGIES, SubsetsConfig
