@@ -114,12 +114,17 @@ def run_edge(
 
 
 # Runs ``detpipe.cli.main.main(argv)`` (what the console script runs) for each argv in turn, each
-# call's stdout captured, one JSON line per call; waits until the start time after its imports.
+# call's stdout captured, one JSON line per call; after its imports it waits until the start time,
+# or (start time "gate") prints a "ready" line and waits for a line on stdin.
 _BATCH_DRIVER = """\
 import contextlib, io, json, sys, time
 from detpipe.cli.main import main
-calls, start_at = json.loads(sys.argv[1]), float(sys.argv[2])
-time.sleep(max(0.0, start_at - time.time()))
+calls, start_at = json.loads(sys.argv[1]), sys.argv[2]
+if start_at == "gate":
+    print("ready", flush=True)
+    sys.stdin.readline()
+else:
+    time.sleep(max(0.0, float(start_at) - time.time()))
 codes = []
 for argv in calls:
     out = io.StringIO()
@@ -143,8 +148,12 @@ class BatchRun:
     stderr: str
 
 
-def batch_driver(calls: list[list[str]], start_at: float = 0.0) -> list[str]:
-    """The command line of one :func:`run_cli_batch` process (for ``Popen`` when tests start several)."""
+def batch_driver(calls: list[list[str]], start_at: float | str = 0.0) -> list[str]:
+    """The command line of one :func:`run_cli_batch` process (for ``Popen`` when tests start several).
+
+    ``start_at="gate"``: the process prints ``ready`` once it has imported the CLI and starts its
+    calls when it reads a line on stdin (:func:`start_together`).
+    """
     import json
 
     return [sys.executable, "-c", _BATCH_DRIVER, json.dumps(calls), str(start_at)]
@@ -154,6 +163,19 @@ def batch_env(env: dict[str, str] | None = None) -> dict[str, str]:
     checkout = str(Path(__file__).parents[2])
     pythonpath = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "PYTHONPATH": pythonpath, **(env or {})}
+
+
+def start_together(argvs: list[list[str]], env: dict[str, str]) -> list[subprocess.Popen]:
+    """One :func:`batch_driver` process per call list, let go at the same moment once all are ready."""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(batch_driver(calls, "gate"), env=env, **pipes) for calls in argvs]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n", p.stderr and p.stderr.read()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return procs
 
 
 def parse_batch(returncode: int, stdout: str, stderr: str) -> BatchRun:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import Models, S3Fleet, batch_driver, batch_env, parse_batch, run_cli_batch, run_edge
+from edge_support import Models, S3Fleet, batch_env, parse_batch, run_cli_batch, run_edge, start_together
 from securesystemslib.signer import CryptoSigner
 from store_servers import MotoServer, Proxy
 from test_engine_matching import NO_TRT, engine
@@ -411,10 +411,7 @@ def test_two_controllers_started_together_make_one_decision_per_step(
     argv = fleet.rollout_argv("2", "--steps", "10,50,100", "--bake", "0", "--min-reports", "3", "--once")
     seen: list[list[str]] = []
     for _ in range(6):  # 4 steps: start, advance, advance, complete
-        start_at = time.time() + 2.0  # both import detpipe first, then go at the same moment
-        env = batch_env(s3_fleet.env())
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": env}
-        procs = [subprocess.Popen(batch_driver([argv], start_at), **pipes) for _ in range(2)]
+        procs = start_together([[argv], [argv]], batch_env(s3_fleet.env()))  # imports done, then go
         outputs = [p.communicate(timeout=120) for p in procs]
         actions = []
         for p, (out, err) in zip(procs, outputs, strict=True):
