@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
@@ -144,11 +144,13 @@ def _generate(
                 table = overlap_table(
                     {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
                 )
+
+        def summarize(chosen: list[Subset], names: list[str], seed: int) -> dict[str, Any]:
+            return _summary(cfg, annotations, split, prefix, filtered, counts, chosen, names, seed)
+
         pending = worker.submit(summary, tmp, table) if worker is not None else None
         try:
-            _write_outputs(
-                cfg, annotations, split, prefix, filtered, counts, tmp, subsets, others, lines, table
-            )
+            _write_outputs(tmp, subsets, others, lines, split, counts, table, summarize)
             write_json(tmp / "summary.json", summary)
             timings["write"] = time.perf_counter() - t
             if cfg.plots:
@@ -176,17 +178,14 @@ def _generate(
 
 
 def _write_outputs(
-    cfg: SubsetsConfig,
-    annotations: Path,
-    split: str,
-    prefix: str,
-    filtered: FilterResult,
-    counts: ImageCounts,
     tmp: Path,
     subsets: list[Subset],
     others: dict[int, list[Subset]],
     lines: list[str],
+    split: str,
+    counts: ImageCounts,
     table: dict[str, Any] | None,
+    summarize: Callable[[list[Subset], list[str], int], dict[str, Any]],
 ) -> None:
     """The lists and ``class_distribution.csv`` of the main draw, then those of each other seed."""
     write_lists(tmp, subsets, lines, split)
@@ -196,10 +195,7 @@ def _write_outputs(
         where.mkdir(parents=True)
         names = write_lists(where, seed_subsets, lines, split)
         write_class_csv(where / "class_distribution.csv", seed_subsets, counts)
-        write_json(
-            where / "summary.json",
-            _summary(cfg, annotations, split, prefix, filtered, counts, seed_subsets, names, s),
-        )
+        write_json(where / "summary.json", summarize(seed_subsets, names, s))
     if others:
         fsync_path(tmp / DRAWS_DIR)
     if table is not None:
