@@ -152,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
             images_dir=args.images_dir,
             plots=args.plots,
             progress=not args.quiet,
+            plot_worker=True,  # the console script's __main__ is safe to import in the worker
         )
     )
     if args.json:

@@ -49,6 +49,9 @@ class SubsetsConfig:
         images_dir: when given, every image file must exist there (as in ``data validate``).
         plots: write the PNG plots.
         progress: show progress bars on stderr.
+        plot_worker: for files of 64 MiB and up, draw the plots in a spawned process
+            (:mod:`detpipe.subsets.plot_worker`). The CLI sets it; a library caller's
+            ``__main__`` must then be safe to import (multiprocessing's ``spawn`` rule).
     """
 
     annotations: Path | str
@@ -63,6 +66,7 @@ class SubsetsConfig:
     images_dir: Path | str | None = None
     plots: bool = True
     progress: bool = True
+    plot_worker: bool = False
 
     def checked(self) -> SubsetsConfig:
         """This config with fractions sorted and de-duplicated; InvalidInput when unusable."""

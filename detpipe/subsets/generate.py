@@ -61,7 +61,7 @@ def generate(config: SubsetsConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     size = annotations.stat().st_size if annotations.is_file() else 0
-    worker = PlotWorker() if cfg.plots and size >= _BACKGROUND_PLOTS else None
+    worker = PlotWorker() if cfg.plots and cfg.plot_worker and size >= _BACKGROUND_PLOTS else None
     try:
         return _generate(cfg, annotations, out, size, timings, t0, worker)
     finally:

@@ -12,9 +12,15 @@ from detpipe.subsets import SubsetsConfig, generate
 generate_module = sys.modules["detpipe.subsets.generate"]  # the module; the package exports the function
 
 
-def _config(annotations, out):
+def _config(annotations, out, plot_worker=True):
     return SubsetsConfig(
-        annotations=annotations, out=out, fractions=(1.25, 10, 100), seed=0, draw_seeds=(1,), progress=False
+        annotations=annotations,
+        out=out,
+        fractions=(1.25, 10, 100),
+        seed=0,
+        draw_seeds=(1,),
+        progress=False,
+        plot_worker=plot_worker,
     )
 
 
@@ -29,8 +35,8 @@ def _files(root):
 
 
 def test_worker_writes_the_same_files_as_the_in_process_path(annotations, tmp_path, monkeypatch):
-    here = generate(_config(annotations, tmp_path / "here"))
     monkeypatch.setattr(generate_module, "_BACKGROUND_PLOTS", 0)  # every file counts as big
+    here = generate(_config(annotations, tmp_path / "here", plot_worker=False))
     worker = generate(_config(annotations, tmp_path / "worker"))
     assert (
         worker["plots"]
