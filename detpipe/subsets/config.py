@@ -10,7 +10,7 @@ Fractions are percentages of the images left after step 1.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +24,9 @@ DEFAULT_FRACTIONS: tuple[float, ...] = (
 
 STRATEGIES: tuple[str, ...] = ("p", "random", "topn")
 """``p``: proportional (class-balanced); ``random``: uniform; ``topn``: first N of the filtered list."""
+
+PER_CLASS_STRATEGY = "p"
+"""The strategy whose subsets ``p_per_class.png`` shows, class by class."""
 
 DEFAULT_SPLIT = "train2017"
 
@@ -83,19 +86,15 @@ class SubsetsConfig:
         for s in (self.seed, *self.draw_seeds):
             if isinstance(s, bool) or int(s) != s or s < 0:
                 raise InvalidInput(f"seed {s!r} is not a non-negative integer")
-        return SubsetsConfig(
+        return replace(  # replace, not a new config: no field can be forgotten here
+            self,
             annotations=Path(self.annotations),
             out=Path(self.out),
             fractions=tuple(sorted({float(f) for f in self.fractions})),
             strategies=tuple(dict.fromkeys(self.strategies)),
             seed=int(self.seed),
             draw_seeds=tuple(int(s) for s in self.draw_seeds),
-            nested=self.nested,
-            image_prefix=self.image_prefix,
-            drop_crowd_only=self.drop_crowd_only,
             images_dir=None if self.images_dir is None else Path(self.images_dir),
-            plots=self.plots,
-            progress=self.progress,
         )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,14 @@ from tqdm import tqdm
 from detpipe.data.coco import load_coco
 from detpipe.errors import InvalidInput
 from detpipe.io import atomic_dir, fsync_path, write_json
-from detpipe.subsets.config import SubsetsConfig, default_prefix, list_name, split_name, subset_size
+from detpipe.subsets.config import (
+    PER_CLASS_STRATEGY,
+    SubsetsConfig,
+    default_prefix,
+    list_name,
+    split_name,
+    subset_size,
+)
 from detpipe.subsets.counts import FilterResult, ImageCounts, count_instances, filter_images, subset_stats
 from detpipe.subsets.draws import DRAWS_DIR, draw_seeds, overlap_table, seed_dirname, write_overlap
 from detpipe.subsets.outputs import Subset, build_summary, write_class_csv, write_lists
@@ -111,52 +118,47 @@ def _generate(
         )
     if len(seeds) > 1 and not seeded:
         seeds = seeds[:1]
-    bar = tqdm(
-        total=(len(cfg.strategies) + len(seeded) * (len(seeds) - 1)) * len(sizes),
-        desc="subsets",
-        unit="subset",
-        disable=None if cfg.progress else True,
-    )
-    try:
-        subsets = _draw_all(cfg.strategies, counts, cfg.fractions, sizes, cfg.seed, cfg.nested, bar)
-        others = {
-            s: _draw_all(seeded, counts, cfg.fractions, sizes, s, cfg.nested, bar, label=f" seed {s}")
-            for s in seeds[1:]
-        }
-    finally:
-        bar.close()
-    timings["draw"] = time.perf_counter() - t
-
     split = split_name(annotations)
     prefix = cfg.image_prefix if cfg.image_prefix is not None else default_prefix(split)
-    lines = [prefix + ds.file_names[i] for i in filtered.images.tolist()]
-    t = time.perf_counter()
     with atomic_dir(out) as tmp:
-        files = [list_name(split, x.pct, x.strategy) for x in subsets]
-        summary = _summary(cfg, annotations, split, prefix, filtered, counts, subsets, files, cfg.seed)
-        table = None
-        if cfg.draw_seeds:
-            summary["draws"] = {
-                "seeds": seeds,
-                "dirs": {str(cfg.seed): ".", **{str(s): seed_dirname(s) for s in others}},
-            }
-            if others:
-                table = overlap_table(
-                    {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
-                )
 
         def summarize(chosen: list[Subset], names: list[str], seed: int) -> dict[str, Any]:
             return _summary(cfg, annotations, split, prefix, filtered, counts, chosen, names, seed)
 
-        pending = worker.submit(summary, tmp, table) if worker is not None else None
+        jobs: list[Future] = []  # the worker's; never let it write into a directory being removed
+
+        def drawn(strategy: str, chosen: list[Subset]) -> None:
+            """The per-class plot needs only its strategy's rows: the worker starts it now."""
+            if worker is not None and cfg.plots and strategy == PER_CLASS_STRATEGY:
+                names = [list_name(split, x.pct, x.strategy) for x in chosen]
+                jobs.append(worker.submit_per_class(summarize(chosen, names, cfg.seed), tmp))
+
         try:
+            subsets, others = _draw_seeds(cfg, counts, sizes, seeds, seeded, drawn)
+            timings["draw"] = time.perf_counter() - t
+            t = time.perf_counter()
+            files = [list_name(split, x.pct, x.strategy) for x in subsets]
+            summary = summarize(subsets, files, cfg.seed)
+            table = None
+            if cfg.draw_seeds:
+                summary["draws"] = {
+                    "seeds": seeds,
+                    "dirs": {str(cfg.seed): ".", **{str(s): seed_dirname(s) for s in others}},
+                }
+                if others:
+                    table = overlap_table(
+                        {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
+                    )
+            if worker is not None and cfg.plots:
+                jobs.append(worker.submit(summary, tmp, table))
+            lines = [prefix + ds.file_names[i] for i in filtered.images.tolist()]
             _write_outputs(tmp, subsets, others, lines, split, counts, table, summarize)
             write_json(tmp / "summary.json", summary)
             timings["write"] = time.perf_counter() - t
             if cfg.plots:
                 t = time.perf_counter()
-                if pending is not None:  # drawn by the worker while the lists were written
-                    plots = pending.result()
+                if jobs:  # drawn by the worker while the other strategies were drawn and the lists written
+                    plots = [job.result() for job in jobs][-1]  # the last job lists them all
                     log.info("wrote %d plots (in a worker process)", len(plots))
                 else:
                     from detpipe.subsets.plots import write_plots  # matplotlib only when plotting
@@ -166,8 +168,7 @@ def _generate(
                 timings["plots"] = time.perf_counter() - t
                 write_json(tmp / "summary.json", summary)
         finally:
-            if pending is not None:  # never let the child write into a directory being removed
-                wait([pending])
+            wait(jobs)
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if table is not None:
         summary["overlap"] = table  # returned for the callers (CLI, component), not in summary.json
@@ -206,6 +207,32 @@ def _seeds_text(seeds: list[int]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
+def _draw_seeds(
+    cfg: SubsetsConfig,
+    counts: ImageCounts,
+    sizes: list[int],
+    seeds: list[int],
+    seeded: list[str],
+    on_strategy: Callable[[str, list[Subset]], None],
+) -> tuple[list[Subset], dict[int, list[Subset]]]:
+    """The main seed's subsets (``on_strategy`` called as each strategy is done), then each other seed's."""
+    bar = tqdm(
+        total=(len(cfg.strategies) + len(seeded) * (len(seeds) - 1)) * len(sizes),
+        desc="subsets",
+        unit="subset",
+        disable=None if cfg.progress else True,
+    )
+    with bar:
+        subsets = _draw_all(
+            cfg.strategies, counts, cfg.fractions, sizes, cfg.seed, cfg.nested, bar, on_strategy
+        )
+        others = {
+            s: _draw_all(seeded, counts, cfg.fractions, sizes, s, cfg.nested, bar, label=f" seed {s}")
+            for s in seeds[1:]
+        }
+    return subsets, others
+
+
 def _draw_all(
     strategies: Sequence[str],
     counts: ImageCounts,
@@ -214,17 +241,25 @@ def _draw_all(
     seed: int,
     nested: bool,
     bar: tqdm,
+    on_strategy: Callable[[str, list[Subset]], None] | None = None,
     label: str = "",
 ) -> list[Subset]:
-    """Every (strategy, fraction) subset drawn with ``seed``, in strategy then fraction order."""
+    """Every (strategy, fraction) subset drawn with ``seed``, in strategy then fraction order.
+
+    ``on_strategy(strategy, its subsets)`` is called as each strategy is done.
+    """
     subsets = []
     for strategy in strategies:
         bar.set_postfix_str(strategy + label)
         start = bar.n
         rows = draw(strategy, counts, sizes, seed=seed, nested=nested, on_subset=lambda _n: bar.update())
         bar.update(start + len(sizes) - bar.n)  # fractions that round to one size count once
-        for pct, r in zip(fractions, rows, strict=True):
-            subsets.append(Subset(strategy, pct, r, subset_stats(counts, r)))
+        chosen = [
+            Subset(strategy, pct, r, subset_stats(counts, r)) for pct, r in zip(fractions, rows, strict=True)
+        ]
+        subsets.extend(chosen)
+        if on_strategy is not None:
+            on_strategy(strategy, chosen)
     return subsets
 
 

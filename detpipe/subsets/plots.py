@@ -29,7 +29,7 @@ from matplotlib.ticker import LogLocator
 
 from detpipe.io import write_bytes
 from detpipe.plotting import png_bytes
-from detpipe.subsets.config import format_pct
+from detpipe.subsets.config import PER_CLASS_STRATEGY, format_pct
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _unit(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (v - lo) / (hi - lo) if hi > lo else np.full_like(v, 0.5)
 
 
-def plot_per_class(summary: dict[str, Any], path: Path, strategy: str = "p") -> Path | None:
+def plot_per_class(summary: dict[str, Any], path: Path, strategy: str = PER_CLASS_STRATEGY) -> Path | None:
     """One panel per class: its instances in each ``strategy`` subset vs fraction.
 
     All panels are drawn in one hidden Axes with a handful of collections (frames, lines,
@@ -241,12 +241,29 @@ def plot_overlap(table: dict[str, Any], path: Path, dpi: int = 110) -> Path:
     return _save(fig, path, dpi=dpi)
 
 
-def write_plots(summary: dict[str, Any], out: Path, overlap: dict[str, Any] | None = None) -> list[Path]:
-    """Write every plot of a run into ``out`` (``overlap.png`` with an overlap table); return their paths."""
+PER_CLASS_PNG = "p_per_class.png"
+
+
+def write_per_class(summary: dict[str, Any], out: Path) -> Path | None:
+    """``p_per_class.png`` into ``out`` (None without ``p`` subsets); reads only the ``p`` rows."""
+    return plot_per_class(summary, out / PER_CLASS_PNG)
+
+
+def write_plots(
+    summary: dict[str, Any],
+    out: Path,
+    overlap: dict[str, Any] | None = None,
+    per_class: bool = True,
+) -> list[Path]:
+    """Write every plot of a run into ``out`` (``overlap.png`` with an overlap table); return their paths.
+
+    With ``per_class=False``, ``p_per_class.png`` is the caller's (:func:`write_per_class`,
+    drawn earlier): listed in its place when it is there, not drawn again.
+    """
     paths = [plot_images_objects(summary, out / "images_objects.png")]
-    per_class = plot_per_class(summary, out / "p_per_class.png")
-    if per_class is not None:
-        paths.append(per_class)
+    drawn = write_per_class(summary, out) if per_class else out / PER_CLASS_PNG
+    if drawn is not None and drawn.is_file():
+        paths.append(drawn)
     paths.append(plot_deviation(summary, out / "deviation.png"))
     if overlap is not None:
         paths.append(plot_overlap(overlap, out / "overlap.png"))

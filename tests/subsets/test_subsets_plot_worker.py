@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import pytest
@@ -34,10 +35,13 @@ def _files(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_worker_writes_the_same_files_as_the_in_process_path(annotations, tmp_path, monkeypatch):
+def test_worker_writes_the_same_files_as_the_in_process_path(annotations, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(generate_module, "_BACKGROUND_PLOTS", 0)  # every file counts as big
+    caplog.set_level(logging.INFO, logger="detpipe.subsets.generate")
     here = generate(_config(annotations, tmp_path / "here", plot_worker=False))
+    assert "in a worker process" not in caplog.text
     worker = generate(_config(annotations, tmp_path / "worker"))
+    assert "wrote 4 plots (in a worker process)" in caplog.text  # the worker did draw them
     assert (
         worker["plots"]
         == here["plots"]
