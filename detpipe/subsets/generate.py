@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +124,11 @@ def _generate(
         def summarize(chosen: list[Subset], names: list[str], seed: int) -> dict[str, Any]:
             return _summary(cfg, annotations, split, prefix, filtered, counts, chosen, names, seed)
 
-        jobs: list[Future] = []  # the worker's; never let it write into a directory being removed
-
         def drawn(strategy: str, chosen: list[Subset]) -> None:
             """The per-class plot needs only its strategy's rows: the worker starts it now."""
-            if worker is not None and cfg.plots and strategy == PER_CLASS_STRATEGY:
+            if worker is not None and strategy == PER_CLASS_STRATEGY:
                 names = [list_name(split, x.pct, x.strategy) for x in chosen]
-                jobs.append(worker.submit_per_class(summarize(chosen, names, cfg.seed), tmp))
+                worker.submit_per_class(summarize(chosen, names, cfg.seed), tmp)
 
         try:
             subsets, others = _draw_seeds(cfg, counts, sizes, seeds, seeded, drawn)
@@ -149,17 +146,16 @@ def _generate(
                     table = overlap_table(
                         {cfg.seed: [x for x in subsets if x.strategy in seeded], **others}, counts
                     )
-            if worker is not None and cfg.plots:
-                jobs.append(worker.submit(summary, tmp, table))
+            if worker is not None:
+                worker.submit(summary, tmp, table)
             lines = [prefix + ds.file_names[i] for i in filtered.images.tolist()]
             _write_outputs(tmp, subsets, others, lines, split, counts, table, summarize)
             write_json(tmp / "summary.json", summary)
             timings["write"] = time.perf_counter() - t
             if cfg.plots:
                 t = time.perf_counter()
-                if jobs:  # drawn by the worker while the other strategies were drawn and the lists written
-                    plots = [job.result() for job in jobs][-1]  # the last job lists them all
-                    log.info("wrote %d plots (in a worker process)", len(plots))
+                if worker is not None:  # drawn while the other strategies were drawn and the lists written
+                    plots = worker.result(summary, tmp, table)
                 else:
                     from detpipe.subsets.plots import write_plots  # matplotlib only when plotting
 
@@ -168,7 +164,8 @@ def _generate(
                 timings["plots"] = time.perf_counter() - t
                 write_json(tmp / "summary.json", summary)
         finally:
-            wait(jobs)
+            if worker is not None:  # never let the child write into a directory being removed
+                worker.wait()
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if table is not None:
         summary["overlap"] = table  # returned for the callers (CLI, component), not in summary.json

@@ -9,6 +9,7 @@ import pytest
 from subsets_cases import long_tailed_coco, write_coco
 
 from detpipe.subsets import SubsetsConfig, generate
+from detpipe.subsets.plot_worker import PlotWorker
 
 generate_module = sys.modules["detpipe.subsets.generate"]  # the module; the package exports the function
 
@@ -37,7 +38,7 @@ def _files(root):
 
 def test_worker_writes_the_same_files_as_the_in_process_path(annotations, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(generate_module, "_BACKGROUND_PLOTS", 0)  # every file counts as big
-    caplog.set_level(logging.INFO, logger="detpipe.subsets.generate")
+    caplog.set_level(logging.INFO, logger="detpipe.subsets")
     here = generate(_config(annotations, tmp_path / "here", plot_worker=False))
     assert "in a worker process" not in caplog.text
     worker = generate(_config(annotations, tmp_path / "worker"))
@@ -67,3 +68,25 @@ def test_a_failed_write_waits_for_the_worker_and_leaves_nothing(annotations, tmp
     with pytest.raises(OSError, match="No space left"):
         generate(_config(annotations, tmp_path / "out"))
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temp dir (the worker had finished)
+
+
+class _DyingWorker(PlotWorker):
+    """A worker whose child is killed (as the OOM killer would) once it is up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._jobs[0].result()  # the warm-up ran: the child is up
+        for process in self._pool._processes.values():
+            process.kill()
+
+
+def test_a_dead_worker_costs_time_not_the_plots(annotations, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(generate_module, "_BACKGROUND_PLOTS", 0)
+    monkeypatch.setattr(generate_module, "PlotWorker", _DyingWorker)
+    caplog.set_level(logging.INFO, logger="detpipe.subsets")
+    here = generate(_config(annotations, tmp_path / "here", plot_worker=False))
+    dead = generate(_config(annotations, tmp_path / "dead"))
+    assert "the plot worker process died: drawing the plots in this process" in caplog.text
+    assert dead["plots"] == here["plots"]
+    a, b = _files(tmp_path / "here"), _files(tmp_path / "dead")
+    assert sorted(a) == sorted(b) and all(a[k] == b[k] for k in a)
