@@ -82,12 +82,39 @@ class DynamicBatcher:
             Exception: whatever ``run_batch`` raised for their batch.
         """
         self.ensure_room(len(items))
+        if self.max_batch == 1:  # nothing to gather: straight to the model thread, no queue hop
+            return await self._run_alone(items)
         loop = asyncio.get_running_loop()
         pending = [_Pending(item, loop.create_future()) for item in items]
         self._admit(len(pending))
         for p in pending:
             self._queue.put_nowait(p)
         return list(await asyncio.gather(*(p.future for p in pending)))
+
+    async def _run_alone(self, items: Sequence[Any]) -> list[Any]:
+        """``max_batch`` 1: each item is its own batch, run in turn on the model thread.
+
+        The batching loop's queue and its task add two event-loop hops (about 0.1 ms) and
+        gather nothing at this size; the model thread still runs one call at a time, in
+        the order the calls came.
+        """
+        self._admit(len(items))
+        try:
+            return [(await self._call([item]))[0] for item in items]
+        finally:
+            self._admit(-len(items))
+
+    async def _call(self, items: list[Any]) -> Sequence[Any]:
+        """``run_batch(items)`` on the model thread; its error (logged) is the caller's."""
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self.run_batch, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+        except Exception:
+            log.exception("model call failed for a batch of %d", len(items))
+            raise
+        return results
 
     def ensure_room(self, n: int) -> None:
         """Raise now if ``n`` more items would not be admitted (callers check before costly work).
@@ -147,15 +174,11 @@ class DynamicBatcher:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             try:
-                results = await loop.run_in_executor(self._executor, self.run_batch, [p.item for p in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
+                results = await self._call([p.item for p in batch])
             except Exception as e:  # every waiter gets the batch's error
-                log.exception("model call failed for a batch of %d", len(batch))
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(e)

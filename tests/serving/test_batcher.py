@@ -140,3 +140,29 @@ def test_stop_drains_admitted_items_then_refuses_new_ones():
         return await pending
 
     assert run(main()) == [2, 4, 6]
+
+
+def test_max_batch_1_runs_each_item_alone_in_order_admission_and_errors_as_batched():
+    rec = Recorder(hold=True, fail_on=13)
+    depths: list[int] = []
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch=1, max_delay_s=0.05, max_queue=4, on_depth=depths.append)
+        await b.start()
+        first = asyncio.create_task(b.submit([0]))
+        await asyncio.to_thread(rec.started.wait, 10)
+        rest = [asyncio.create_task(b.submit(items)) for items in ([1, 2], [13])]
+        await asyncio.sleep(0.05)
+        assert b.admitted == 4  # all admitted while the model thread is busy
+        with pytest.raises(Overloaded, match="4 images queued, limit 4"):
+            await b.submit([3])
+        rec.release.set()
+        out = [await first, await rest[0]]
+        with pytest.raises(ValueError, match="bad item 13"):
+            await rest[1]
+        await b.stop()
+        return out, b.admitted
+
+    assert run(main()) == ([[0], [2, 4]], 0)
+    assert rec.batches == [[0], [1], [13], [2]]  # one at a time, in the order they reached the model thread
+    assert depths[-1] == 0 and max(depths) == 4

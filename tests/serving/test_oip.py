@@ -7,6 +7,7 @@ tensor and the problem; raw-image detection also takes multipart uploads.
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import numpy as np
 import pytest
@@ -51,6 +52,13 @@ def test_tritonclient_infer_matches_onnxruntime(serve, pico_onnx, val_jpegs, bin
     np.testing.assert_allclose(result.as_numpy("output0"), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(InferenceServerException, match="has no version '7'"):
         client.infer("pico", [inp], model_version="7")
+    with pytest.raises(InferenceServerException, match="'other' is not served here"):
+        client.infer("other", [inp])
+
+    with urllib.request.urlopen(server.url + "/openapi.json", timeout=10) as r:  # PlainRoute is documented
+        paths = json.load(r)["paths"]
+    params = paths["/v2/models/{name}/versions/{version}/infer"]["post"]["parameters"]
+    assert [p["name"] for p in params] == ["name", "version"]
 
 
 def test_tritonclient_model_config_statistics_and_repository_index(serve, pico_onnx, val_jpegs):
