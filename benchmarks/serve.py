@@ -44,7 +44,11 @@ One run, one machine, all on loopback:
    client CPU p50`` (printed as ``..._server_ms``; the goal at 320 px: <= 2 ms);
 10. the peer ``kserve``: KServe's python ModelServer (``benchmarks/kserve_peer.py``, run from
    its own virtualenv ``--kserve-venv``, made with ``kserve==0.21.0`` when missing) on the
-   same ONNX file and threads, sent the same OIP requests by both clients.
+   same ONNX file and threads, sent the same OIP requests by both clients;
+11. ``--baseline-src DIR`` (with ``oip``): a ``--max-batch 1`` server run from another source
+   tree (``git archive REV detpipe serving``, ``serving/`` moved under ``detpipe/``), sent
+   the same OIP requests by both clients in the same rounds (``..._baseline``): a change's
+   before and after in one run.
 
 ``--modes`` picks some of them (``direct``, ``c1``, ``shadow``, ``sampling``, ``concurrent``,
 ``oip``, ``reload``); the ratios need both of their modes.
@@ -385,6 +389,7 @@ def load(port: int, jpegs: list[bytes], requests: int, concurrency: int) -> Meas
 
 
 MODES = ("direct", "model", "c1", "shadow", "sampling", "concurrent", "oip", "kserve", "reload")
+OIP_MODES = ("oip_binary_c1", "oip_triton_c1", "oip_binary_c1_baseline", "oip_triton_c1_baseline")
 NEEDS = {  # which server processes each mode uses
     "c1": ("unbatched",), "shadow": ("shadow",), "sampling": ("sampling",),
     "concurrent": ("batched", "unbatched"), "oip": ("unbatched",), "reload": ("batched",),
@@ -425,6 +430,13 @@ def main() -> int:
         default=KSERVE_VENV,
         help="the KServe peer's virtualenv (kserve mode; made when missing; default: %(default)s)",
     )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="oip mode: also measure a --max-batch 1 server run from this source tree (DIR/detpipe, with "
+        "serving/ as DIR/detpipe/serving), in the same rounds: before/after in one run",
+    )
     p.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
@@ -449,6 +461,10 @@ def main() -> int:
     token_file.chmod(0o600)
     reload_args = ("--allow-reload", "--reload-token-file", str(token_file), "--reload-root", str(work))
     wanted = {name for m in modes for name in NEEDS.get(m, ())}
+    if args.baseline_src is not None and "oip" in modes:
+        if not (args.baseline_src / "detpipe" / "serving" / "app.py").is_file():
+            p.error(f"--baseline-src {args.baseline_src}: no detpipe/serving/app.py under it")
+        wanted.add("baseline")
     moto, sample_env, sample_to = None, {}, str(work / "payloads")
     if "sampling" in wanted and args.sample_store == "moto":
         from store_servers import MotoServer, s3_env
@@ -470,6 +486,14 @@ def main() -> int:
         ),
         "sampling": lambda: ServerProcess(
             model, args.threads, 1, args.max_delay_ms, work / "sampling.log", *sample_args, env=sample_env
+        ),
+        "baseline": lambda: ServerProcess(
+            model,
+            args.threads,
+            1,
+            args.max_delay_ms,
+            work / "baseline.log",
+            env={"PYTHONPATH": str(args.baseline_src.resolve())},
         ),
         "kserve": lambda: KServeProcess(
             kserve_python(args.kserve_venv), model, args.threads, work / "kserve.log"
@@ -527,6 +551,11 @@ def main() -> int:
                 runs.setdefault("oip_triton_c1", []).append(
                     infer_triton(servers["unbatched"].port, x, args.requests)
                 )
+            if "baseline" in servers:
+                port = servers["baseline"].port
+                binary = infer(port, bodies["binary"], args.requests)
+                runs.setdefault("oip_binary_c1_baseline", []).append(binary)
+                runs.setdefault("oip_triton_c1_baseline", []).append(infer_triton(port, x, args.requests))
             if "kserve" in modes:
                 port = servers["kserve"].port
                 runs.setdefault("kserve_oip_binary_c1", []).append(
@@ -562,6 +591,8 @@ def main() -> int:
         "latency_p90_sampling_on_over_off": ("server_c1_sampling", "server_c1", "p90"),
         "throughput_oip_binary_over_json": ("oip_binary_c1", "oip_json_c1", "images_per_s"),
         "latency_oip_binary_over_model": ("oip_binary_c1", "model", "p50"),
+        "latency_oip_binary_over_baseline": ("oip_binary_c1", "oip_binary_c1_baseline", "p50"),
+        "latency_oip_triton_over_baseline": ("oip_triton_c1", "oip_triton_c1_baseline", "p50"),
         "latency_kserve_over_server_oip_binary": ("kserve_oip_binary_c1", "oip_binary_c1", "p50"),
         "latency_kserve_over_server_oip_triton": ("kserve_oip_triton_c1", "oip_triton_c1", "p50"),
     }
@@ -569,7 +600,7 @@ def main() -> int:
     # what a server adds beyond the network: its p50 less the model's p50 and the client's own CPU
     overhead_ms = {
         f"{name}_server_ms": res[name]["p50"] - res["model"]["p50"] - res[name]["client_cpu_p50"]
-        for name in ("oip_binary_c1", "oip_triton_c1", "kserve_oip_binary_c1", "kserve_oip_triton_c1")
+        for name in (*OIP_MODES, "kserve_oip_binary_c1", "kserve_oip_triton_c1")
         if name in res and "model" in res
     }
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
