@@ -16,6 +16,7 @@ Triton's ``docs/protocol/extension_binary_data.md``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,7 @@ def _input_tensor(inp: Any, blob: bytes | memoryview, spec: TensorSpec, max_imag
         raise InvalidInput(f"input {name!r}: batch {shape[0]}; the model takes at most {spec.shape[0]}")
     if shape[0] > max_images:
         raise InvalidInput(f"input {name!r}: batch {shape[0]}; the limit is {max_images} per request")
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     dtype = DATATYPES[spec.datatype]
     params = inp.get("parameters") or {}
     if not isinstance(params, dict):
