@@ -106,6 +106,8 @@ _CARD_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 _IMAGE_TYPES = ("image/", "application/octet-stream")
 _LOAD_BODY_BYTES = 64 * 1024
+INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+"""OIP infer, the hot routes: :class:`PlainRoute`, first in the route table."""
 _ERROR_HEADERS = {Overloaded: {"Retry-After": "1"}, Unauthorized: {"WWW-Authenticate": "Bearer"}}
 
 
@@ -201,7 +203,7 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
         content, headers = oip.infer_response(answer.model, infer, answer.value)
         return Response(content, headers={**headers, **_headers(answer.model)})
 
-    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+    for path in INFER_PATHS:
         # the hot route, first in the table (routes are matched in order), without parameter solving
         app.router.add_api_route(
             path,

@@ -229,10 +229,12 @@ def test_the_route_exposes_only_inference_metadata_and_health() -> None:
 
 
 def test_the_routes_paths_are_the_servers() -> None:
-    """Every public path is a route of serving/app.py (read from its source: no model needed)."""
+    """Every public path is a route of serving/app.py (its decorators and INFER_PATHS: no model needed)."""
+    from detpipe.serving.app import INFER_PATHS
+
     source = (ROOT / "serving" / "app.py").read_text()
-    routes = set(re.findall(r'@app\.(?:get|post)\("([^"]+)"', source))
-    assert {"/v2/repository/models/{name}/load", "/metrics"} <= routes
+    routes = set(re.findall(r'@app\.(?:get|post)\("([^"]+)"', source)) | set(INFER_PATHS)
+    assert {"/v2/repository/models/{name}/load", "/metrics", "/v2/models/{name}/infer"} <= routes
     samples = {"{name}": "yolo", "{version}": "3"}
     concrete = {re.sub(r"\{\w+\}", lambda m: samples[m.group(0)], r) for r in routes}
     assert set(PUBLIC) <= concrete
