@@ -94,9 +94,10 @@ class DynamicBatcher:
     async def _run_alone(self, items: Sequence[Any]) -> list[Any]:
         """``max_batch`` 1: each item is its own batch, run in turn on the model thread.
 
-        The batching loop's queue and its task add two event-loop hops (about 0.1 ms) and
-        gather nothing at this size; the model thread still runs one call at a time, in
-        the order the calls came.
+        The batching loop's queue and its task add two event-loop hops and gather nothing at
+        this size; the model thread still runs one call at a time, in the order the calls
+        came. A waiter cancelled meanwhile (server shutdown) gives its room back at once;
+        its call, if already handed over, still runs, and ``stop`` waits for it.
         """
         self._admit(len(items))
         try:
