@@ -18,6 +18,8 @@ SERVE_MODEL ?= $(RUN_DIR)/store/models/yolov8n-synth
 RELEASE_KEY ?= $(RUN_DIR)/release-keys/release.pub
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers; whole test files go to one worker (module fixtures and in-file order hold)
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv run sweep al serve compile submit images test test-deps lint format clean
 
@@ -64,7 +66,7 @@ images:  ## build the container images (needs a Docker engine)
 	docker build -f docker/Dockerfile.edge --build-arg JETSON_IMAGE=$(JETSON_IMAGE) -t $(subst detpipe-jetson,detpipe-edge,$(JETSON_IMAGE)) .
 
 test: $(STAMP) test-deps  ## run the test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # System binaries the tests run for real (tests skip with the reason where they are missing):
 # Prometheus for the canary analysis queries (tests/deploy), Chromium for the HTML pages a pipeline

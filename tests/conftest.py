@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from serve_client import Server, start_serve
 from store_servers import MotoServer, S3Server, s3_env
 
@@ -27,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 PICO_YAML = CONFIGS_DIR / "yolov8-pico.yaml"
 SYNTH = {"images": 128, "val_images": 32, "classes": 2, "imgsz": 64, "seed": 0}
 TRAIN = {"epochs": 40, "imgsz": 64, "batch": 16, "seed": 0}
+_XDIST = "PYTEST_XDIST_WORKER" in os.environ  # one of several pytest-xdist workers (make test runs 2)
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +104,10 @@ def _cache_dir(request: pytest.FixtureRequest, factory: pytest.TempPathFactory, 
     digest = h.hexdigest()[:12]
     try:
         return Path(request.config.cache.mkdir(f"detpipe-export-{name}-{digest}"))
-    except AttributeError:  # cache plugin disabled (-p no:cacheprovider)
-        return factory.mktemp(f"{name}-{digest}")
+    except AttributeError:  # cache plugin disabled (-p no:cacheprovider): this run's xdist workers share it
+        out = factory.getbasetemp().parent / f"{name}-{digest}" if _XDIST else factory.mktemp(f"{name}-{digest}")
+        out.mkdir(exist_ok=True)
+        return out
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +117,9 @@ def trained_pico(
     """Weights of the pico YOLOv8 trained on ``small_data`` (cached across runs)."""
     out = _cache_dir(request, tmp_path_factory, "pico", {**SYNTH, **TRAIN})
     weights = out / "train" / "weights" / "last.pt"
-    if not weights.is_file():
+    with FileLock(f"{out}.lock"):  # xdist workers share the cache: one trains, the others wait
+        if weights.is_file():
+            return weights
         res = subprocess.run(
             [
                 sys.executable,
@@ -185,18 +192,25 @@ def pico_onnx(trained_pico: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 _SUMMARY_LINES: list[str] = []
+_SUMMARY = "detpipe_summary"  # the user property a test's summary lines travel in (from xdist workers too)
 
 
 @pytest.fixture
-def summary_line(capsys: pytest.CaptureFixture) -> Iterator:
+def summary_line(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture) -> Iterator:
     """``summary_line(text)``: print ``text`` now and again in the session's closing summary."""
 
     def add(text: str) -> None:
-        _SUMMARY_LINES.append(text)
+        request.node.user_properties.append((_SUMMARY, text))
         with capsys.disabled():
             print(f"\n{text}")
 
     yield add
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collects the summary lines of each finished test (in the controller when xdist runs)."""
+    if report.when == "teardown":
+        _SUMMARY_LINES.extend(text for key, text in report.user_properties if key == _SUMMARY)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
