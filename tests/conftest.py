@@ -105,7 +105,9 @@ def _cache_dir(request: pytest.FixtureRequest, factory: pytest.TempPathFactory, 
     try:
         return Path(request.config.cache.mkdir(f"detpipe-export-{name}-{digest}"))
     except AttributeError:  # cache plugin disabled (-p no:cacheprovider): this run's xdist workers share it
-        out = factory.getbasetemp().parent / f"{name}-{digest}" if _XDIST else factory.mktemp(f"{name}-{digest}")
+        if not _XDIST:
+            return factory.mktemp(f"{name}-{digest}")
+        out = factory.getbasetemp().parent / f"{name}-{digest}"
         out.mkdir(exist_ok=True)
         return out
 
