@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.io import write_bytes
+from detpipe.markdown import table
 
 
 def _device_line(report: dict[str, Any]) -> str:
@@ -42,14 +43,15 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"{s['schedule']['iters']} iterations after {s['schedule']['warmup_iters']} warm-up; "
         f"percentiles: {s['percentiles']}; reference: {report['reference']}",
         "",
-        "| format | backend | infer p50 (ms) | infer mean | infer p99 | CV | infer img/s "
-        f"| e2e p50 (ms) | e2e p99 | e2e img/s | speedup ({speedup_stat}, infer / e2e) "
-        "| W | img/s/W |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    header = [
+        "format", "backend", "infer p50 (ms)", "infer mean", "infer p99", "CV", "infer img/s", "e2e p50 (ms)",
+        "e2e p99", "e2e img/s", f"speedup ({speedup_stat}, infer / e2e)", "W", "img/s/W",
+    ]  # fmt: skip
+    rows = []
     for r in report["results"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['format']} | {r['backend']} | skipped: {r['reason']} |||||||||||")
+            rows.append([r["format"], r["backend"], f"skipped: {r['reason']}", *[""] * (len(header) - 3)])
             continue
         i, e = r.get("infer"), r.get("e2e")
         sp = r.get("speedup_vs_reference", {})
@@ -69,7 +71,8 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{power['mean_power_w']:.1f}" if power.get("mean_power_w") else "",
             f"{power['images_per_s_per_w']:.1f}" if power.get("images_per_s_per_w") else "",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines += table(header, rows, align="ll" + "r" * (len(header) - 2))
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from detpipe.io import write_bytes
+from detpipe.markdown import table
 
 
 def _pct(value: float | None) -> str:
@@ -37,13 +38,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"imgsz {report['imgsz'][0]}x{report['imgsz'][1]}, batch {report['batch']}"
         f"{' (dynamic)' if report['dynamic_batch'] else ''}",
         "",
-        "| format | status | size (MB) | max abs diff vs PyTorch | mAP50-95 | mAP50 "
-        "| Δ mAP50-95 (pts) | gate |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
+    header = ["format", "status", "size (MB)", "max abs diff vs PyTorch", "mAP50-95", "mAP50"]
+    header += ["Δ mAP50-95 (pts)", "gate"]
+    rows = []
     if acc.get("evaluated"):
         base = acc["pytorch"]
-        lines.append(f"| pytorch | reference | | | {_pct(base['mAP50-95'])} | {_pct(base['mAP50'])} | | |")
+        rows.append(["pytorch", "reference", "", "", _pct(base["mAP50-95"]), _pct(base["mAP50"]), "", ""])
     for fmt, entry in report["formats"].items():
         m = acc_formats.get(fmt, {})
         size = f"{entry['size_bytes'] / 1e6:.2f}" if "size_bytes" in entry else ""
@@ -55,10 +56,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         delta = f"{m['delta_mAP50-95_points']:+.2f}" if m else ""
         verdict = verdicts.get(fmt)
         gate = "" if verdict is None else _verdict(verdict)
-        lines.append(
-            f"| {fmt} | {status} | {size} | {diff} | {_pct(m.get('mAP50-95'))} | {_pct(m.get('mAP50'))} "
-            f"| {delta} | {gate} |"
-        )
+        rows.append([fmt, status, size, diff, _pct(m.get("mAP50-95")), _pct(m.get("mAP50")), delta, gate])
+    lines += table(header, rows, align="llrrrrrl")
     if not acc.get("evaluated"):
         lines += ["", f"Accuracy not evaluated: {acc.get('reason', 'no val set')}."]
     return "\n".join(lines) + "\n"
