@@ -41,7 +41,13 @@ One run, one machine, all on loopback:
    OIP infer call serves; the OIP modes are also sent by tritonclient.http (binary tensors
    both ways, the output decoded to numpy), and every OIP client records its own CPU time
    per request (``time.thread_time``), so what the *server* adds is ``p50 - model p50 -
-   client CPU p50`` (printed as ``..._server_ms``; the goal at 320 px: <= 2 ms);
+   client CPU p50`` (printed as ``..._server_ms``; the goal at 320 px: <= 2 ms). For the
+   binary mode the server's own histograms (``/metrics``, read before and after each round)
+   split that share: the app's request time (middleware to response sent) less its model
+   call (stack + network) is what the app adds in-process (body read, parse, the hops to the
+   model thread and back, encoding, send); the rest of the p50 beyond the client's CPU is
+   uvicorn's header parsing and the loopback transfer outside the app (this split is of
+   means per round, its medians over rounds printed);
 10. the peer ``kserve``: KServe's python ModelServer (``benchmarks/kserve_peer.py``, run from
    its own virtualenv ``--kserve-venv``, made with ``kserve==0.21.0`` when missing) on the
    same ONNX file and threads, sent the same OIP requests by both clients;
@@ -303,6 +309,35 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
     return Measurement(lat, time.perf_counter() - start, cpu)
 
 
+INFER_ROUTE = 'route="/v2/models/{name}/infer"'
+
+
+def server_times(server: ServerProcess) -> tuple[float, float, float, float]:
+    """The infer route's request seconds and count, and the model calls' seconds and count."""
+    requests = "detpipe_http_request_duration_seconds"
+    req_sum = sum(v for k, v in server.metric(f"{requests}_sum").items() if INFER_ROUTE in k)
+    req_n = sum(v for k, v in server.metric(f"{requests}_count").items() if INFER_ROUTE in k)
+    model_sum = server.metric("detpipe_inference_duration_seconds_sum").get("", 0.0)
+    model_n = server.metric("detpipe_inference_duration_seconds_count").get("", 0.0)
+    return req_sum, req_n, model_sum, model_n
+
+
+def inside_split(before: tuple[float, ...], after: tuple[float, ...], run: Measurement) -> dict[str, float]:
+    """One round's means (ms a request): the client's latency and CPU, and between two
+    :func:`server_times` readings the app's request time and model call."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    request, model = d[0] / d[1] * 1000, d[2] / d[3] * 1000
+    latency, cpu = float(np.mean(run.latencies_ms)), float(np.mean(run.client_cpu_ms or [0.0]))
+    return {
+        "latency_ms": latency,
+        "client_cpu_ms": cpu,
+        "request_ms": request,
+        "model_call_ms": model,
+        "app_beyond_model_ms": request - model,
+        "outside_app_ms": latency - cpu - request,
+    }
+
+
 def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
     """``requests`` infer calls with tritonclient.http (binary tensor data both ways, its defaults),
     the output decoded to numpy as a user's code would."""
@@ -512,6 +547,7 @@ def main() -> int:
     samples: dict[str, float] = {}
     offer: dict[str, float] = {}
     runs: dict[str, list[Measurement]] = {}
+    inside: list[dict[str, float]] = []  # the binary OIP mode's in-server split, per round
     peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
     x, _ = preprocess([decode_image(jpegs[0])], peer.imgsz)
     bodies = oip_bodies(x)
@@ -544,9 +580,11 @@ def main() -> int:
                     load(servers[label].port, jpegs, args.requests, c)
                 )
             for kind, body in bodies.items() if "oip" in modes else ():
-                runs.setdefault(f"oip_{kind}_c1", []).append(
-                    infer(servers["unbatched"].port, body, args.requests)
-                )
+                before = server_times(servers["unbatched"])
+                run = infer(servers["unbatched"].port, body, args.requests)
+                runs.setdefault(f"oip_{kind}_c1", []).append(run)
+                if kind == "binary":
+                    inside.append(inside_split(before, server_times(servers["unbatched"]), run))
             if "oip" in modes:
                 runs.setdefault("oip_triton_c1", []).append(
                     infer_triton(servers["unbatched"].port, x, args.requests)
@@ -603,6 +641,7 @@ def main() -> int:
         for name in (*OIP_MODES, "kserve_oip_binary_c1", "kserve_oip_triton_c1")
         if name in res and "model" in res
     }
+    split = {k: float(np.median([r[k] for r in inside])) for k in inside[0]} if inside else {}
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
         "date": date.today().isoformat(),
@@ -624,6 +663,13 @@ def main() -> int:
         print(f"{name}: {value:.2f}x")
     for name, value in overhead_ms.items():
         print(f"{name}: {value:.2f} ms beyond the model and the client (p50)")
+    if split:
+        print(
+            f"oip_binary_c1 split (means a request, median of rounds): latency {split['latency_ms']:.2f} ms "
+            f"= client CPU {split['client_cpu_ms']:.2f} + outside the app (uvicorn, loopback) "
+            f"{split['outside_app_ms']:.2f} + the app's request {split['request_ms']:.2f} (its /metrics: "
+            f"model call {split['model_call_ms']:.2f} + {split['app_beyond_model_ms']:.2f} in the app)"
+        )
     if "reload" in modes:
         print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
     if samples:
@@ -641,7 +687,7 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
                "payload_samples": samples, "round_p50": round_p50, "offer": offer,
-               "server_overhead_ms": overhead_ms}  # fmt: skip
+               "server_overhead_ms": overhead_ms, "oip_binary_inside": split}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 
