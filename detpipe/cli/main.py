@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +68,29 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+STDOUT_CLOSED_EXIT = 128 + signal.SIGPIPE
+"""The exit status when the reader of stdout went away (``| head``, ``| grep -q``): the shell's
+status of a tool that SIGPIPE ended."""
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader is gone (its pipe polls as an error; a socket's EPIPE is not
+    this). If so stdout now goes to /dev/null, so that the interpreter's flush at exit does
+    not fail again (the Python docs' SIGPIPE recipe)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        closed = any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError):  # no stdout, or not a file descriptor
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return closed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``detpipe`` console script; returns the exit code."""
     parser = get_args_parser()
@@ -81,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DetpipeError as e:
         print(f"detpipe {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError as e:
+        if not _stdout_closed():
+            print(f"detpipe {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+            return OS_ERROR_EXIT
+        return STDOUT_CLOSED_EXIT  # quietly, as `yes | head -1` ends
     except OSError as e:  # a file the command reads or writes: unwritable --out, full disk, ...
         print(f"detpipe {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return OS_ERROR_EXIT

@@ -161,3 +161,15 @@ def test_os_error_line_forms():
     )
     assert os_error_line(PermissionError(13, "Permission denied", "/etc/x")) == "/etc/x: Permission denied"
     assert os_error_line(ConnectionResetError(104, "Connection reset by peer")) == "Connection reset by peer"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``detpipe ... | grep -q``: the reader closes the pipe early; the command stops with the
+    shell's SIGPIPE status and no error line (before: "error: Broken pipe", exit 2)."""
+    cmd = [sys.executable, "-m", "detpipe.cli.main", "recommend", "--platform", "orin-nx", "--fps", "30",
+           "--sensor", "thermal", "--classes", "4", "--images", "6000", "--out", "rec"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before the command writes: every write it makes hits a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE, err
+    assert err == "", err
