@@ -326,6 +326,8 @@ def inside_split(before: tuple[float, ...], after: tuple[float, ...], run: Measu
     """One round's means (ms a request): the client's latency and CPU, and between two
     :func:`server_times` readings the app's request time and model call."""
     d = [b - a for a, b in zip(before, after, strict=True)]
+    if not (d[1] and d[3]):
+        raise SystemExit(f"/metrics counted no infer requests or model calls in the round ({INFER_ROUTE}?)")
     request, model = d[0] / d[1] * 1000, d[2] / d[3] * 1000
     latency, cpu = float(np.mean(run.latencies_ms)), float(np.mean(run.client_cpu_ms or [0.0]))
     return {
