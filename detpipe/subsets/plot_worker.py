@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -32,8 +33,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def _warm_up() -> None:
+def _warm_up() -> int:
     import detpipe.subsets.plots  # noqa: F401  (matplotlib's import is the slow part)
+
+    return os.getpid()
 
 
 def _write_per_class(summary: dict[str, Any], out: Path) -> Path | None:
@@ -59,6 +62,10 @@ class PlotWorker:
         self._per_class = False
         self._broken = False
 
+    def pid(self) -> int:
+        """The child's process id, once it has imported the plotting code (blocks until then)."""
+        return self._jobs[0].result()
+
     def submit_per_class(self, summary: dict[str, Any], out: Path) -> None:
         """Start ``p_per_class.png`` (:func:`~detpipe.subsets.plots.write_per_class`) from the ``p`` rows."""
         self._per_class = True
@@ -71,7 +78,7 @@ class PlotWorker:
     def result(self, summary: dict[str, Any], out: Path, overlap: dict[str, Any] | None) -> list[Path]:
         """Every plot's path once drawn; drawn here (all of them) if the child died."""
         results = []
-        for job in self._jobs:
+        for job in self._jobs[1:]:  # the first is the warm-up
             try:
                 results.append(job.result())
             except BrokenProcessPool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 
 import pytest
@@ -75,9 +77,7 @@ class _DyingWorker(PlotWorker):
 
     def __init__(self) -> None:
         super().__init__()
-        self._jobs[0].result()  # the warm-up ran: the child is up
-        for process in self._pool._processes.values():
-            process.kill()
+        os.kill(self.pid(), signal.SIGKILL)
 
 
 def test_a_dead_worker_costs_time_not_the_plots(annotations, tmp_path, monkeypatch, caplog):
