@@ -643,6 +643,15 @@ def main() -> int:
         for name in (*OIP_MODES, "kserve_oip_binary_c1", "kserve_oip_triton_c1")
         if name in res and "model" in res
     }
+    # the same, paired round by round (each round's p50s and client CPU): how much it moves
+    share_rounds = {
+        f"{name}_server_ms": [
+            float(np.median(run.latencies_ms) - model_p50 - np.median(run.client_cpu_ms))
+            for run, model_p50 in zip(runs[name], round_p50["model"], strict=True)
+        ]
+        for name in (*OIP_MODES, "kserve_oip_binary_c1", "kserve_oip_triton_c1")
+        if name in runs and "model" in runs and runs[name][0].client_cpu_ms
+    }
     split = {k: float(np.median([r[k] for r in inside])) for k in inside[0]} if inside else {}
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
@@ -665,6 +674,8 @@ def main() -> int:
         print(f"{name}: {value:.2f}x")
     for name, value in overhead_ms.items():
         print(f"{name}: {value:.2f} ms beyond the model and the client (p50)")
+        if name in share_rounds:
+            print("    per round: " + ", ".join(f"{v:.2f}" for v in share_rounds[name]))
     if split:
         print(
             f"oip_binary_c1 split (means a request, median of rounds): latency {split['latency_ms']:.2f} ms "
@@ -689,7 +700,8 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
                "payload_samples": samples, "round_p50": round_p50, "offer": offer,
-               "server_overhead_ms": overhead_ms, "oip_binary_inside": split}  # fmt: skip
+               "server_overhead_ms": overhead_ms,
+               "server_overhead_ms_per_round": share_rounds, "oip_binary_inside": split}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 
