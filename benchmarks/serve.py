@@ -47,14 +47,20 @@ One run, one machine, all on loopback:
    call (stack + network) is what the app adds in-process (body read, parse, the hops to the
    model thread and back, encoding, send); the rest of the p50 beyond the client's CPU is
    uvicorn's header parsing and the loopback transfer outside the app (this split is of
-   means per round, its medians over rounds printed);
+   means per round, its medians over rounds printed). Two pairings take the model's time from
+   the server itself, so the network-alone loop's drift from round to round drops out: each
+   http.client request's latency less its client CPU and its response's ``Server-Timing``
+   (``inference;dur=``, the request's model calls), p50 over all requests
+   (``server_share_p50``); and, for every OIP client, each round's mean latency less its
+   client CPU and the ``/metrics`` model call (``server_ms_own_clock_per_round``);
 10. the peer ``kserve``: KServe's python ModelServer (``benchmarks/kserve_peer.py``, run from
    its own virtualenv ``--kserve-venv``, made with ``kserve==0.21.0`` when missing) on the
    same ONNX file and threads, sent the same OIP requests by both clients;
 11. ``--baseline-src DIR`` (with ``oip``): a ``--max-batch 1`` server run from another source
    tree (``git archive REV detpipe serving``, ``serving/`` moved under ``detpipe/``), sent
    the same OIP requests by both clients in the same rounds (``..._baseline``): a change's
-   before and after in one run.
+   before and after in one run. ``--baseline-args '--loop asyncio'`` does the same for a
+   server option (this tree's server, or ``--baseline-src``'s, with those options added).
 
 ``--modes`` picks some of them (``direct``, ``c1``, ``shadow``, ``sampling``, ``concurrent``,
 ``oip``, ``reload``); the ratios need both of their modes.
@@ -79,6 +85,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import version
@@ -122,6 +129,7 @@ class Measurement:
     latencies_ms: list[float]
     wall_s: float
     client_cpu_ms: list[float] | None = None
+    server_model_ms: list[float] | None = None  # each response's Server-Timing (its model calls)
 
 
 def summarize(runs: list[Measurement]) -> dict[str, float]:
@@ -132,7 +140,18 @@ def summarize(runs: list[Measurement]) -> dict[str, float]:
     row = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "images_per_s": len(ms) / wall}
     if all(r.client_cpu_ms for r in runs):
         row["client_cpu_p50"] = float(np.median(np.concatenate([r.client_cpu_ms for r in runs])))
+    if all(r.client_cpu_ms and r.server_model_ms for r in runs):  # paired request by request
+        share = [np.subtract(np.subtract(r.latencies_ms, r.client_cpu_ms), r.server_model_ms) for r in runs]
+        row["server_share_p50"] = float(np.median(np.concatenate(share)))
     return row
+
+
+def server_timing_ms(header: str | None) -> float:
+    """``inference;dur=12.345`` (detpipe serve's Server-Timing) -> 12.345."""
+    name, _, dur = (header or "").partition(";dur=")
+    if name != "inference":
+        raise SystemExit(f"no Server-Timing inference;dur=... in the response (got {header!r})")
+    return float(dur)
 
 
 def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measurement:
@@ -295,7 +314,7 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
     """``requests`` OIP infer calls, one after another on a keep-alive connection (http.client:
     the least a client can do, the response read whole and not decoded)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    lat, cpu = [], []
+    lat, cpu, timing = [], [], []
     start = time.perf_counter()
     for _ in range(requests):
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -306,7 +325,10 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
             raise SystemExit(f"infer failed: {resp.status} {data[:200]!r}")
         lat.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)
-    return Measurement(lat, time.perf_counter() - start, cpu)
+        timing.append(resp.getheader("Server-Timing"))
+    if all(t is None for t in timing):  # a server without the header (KServe, an older tree)
+        return Measurement(lat, time.perf_counter() - start, cpu)
+    return Measurement(lat, time.perf_counter() - start, cpu, [server_timing_ms(t) for t in timing])
 
 
 INFER_ROUTE = 'route="/v2/models/{name}/infer"'
@@ -474,6 +496,12 @@ def main() -> int:
         help="oip mode: also measure a --max-batch 1 server run from this source tree (DIR/detpipe, with "
         "serving/ as DIR/detpipe/serving), in the same rounds: before/after in one run",
     )
+    p.add_argument(
+        "--baseline-args",
+        default="",
+        help="oip mode: also measure a --max-batch 1 server with these extra `detpipe serve` options "
+        "(e.g. '--loop asyncio'), in the same rounds; with --baseline-src, that tree's server",
+    )
     p.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
@@ -498,10 +526,11 @@ def main() -> int:
     token_file.chmod(0o600)
     reload_args = ("--allow-reload", "--reload-token-file", str(token_file), "--reload-root", str(work))
     wanted = {name for m in modes for name in NEEDS.get(m, ())}
-    if args.baseline_src is not None and "oip" in modes:
-        if not (args.baseline_src / "detpipe" / "serving" / "app.py").is_file():
-            p.error(f"--baseline-src {args.baseline_src}: no detpipe/serving/app.py under it")
+    if args.baseline_src is not None and not (args.baseline_src / "detpipe" / "serving" / "app.py").is_file():
+        p.error(f"--baseline-src {args.baseline_src}: no detpipe/serving/app.py under it")
+    if (args.baseline_src is not None or args.baseline_args) and "oip" in modes:
         wanted.add("baseline")
+    baseline_env = {"PYTHONPATH": str(args.baseline_src.resolve())} if args.baseline_src else {}
     moto, sample_env, sample_to = None, {}, str(work / "payloads")
     if "sampling" in wanted and args.sample_store == "moto":
         from store_servers import MotoServer, s3_env
@@ -530,7 +559,8 @@ def main() -> int:
             1,
             args.max_delay_ms,
             work / "baseline.log",
-            env={"PYTHONPATH": str(args.baseline_src.resolve())},
+            *args.baseline_args.split(),
+            env=baseline_env,
         ),
         "kserve": lambda: KServeProcess(
             kserve_python(args.kserve_venv), model, args.threads, work / "kserve.log"
@@ -549,7 +579,15 @@ def main() -> int:
     samples: dict[str, float] = {}
     offer: dict[str, float] = {}
     runs: dict[str, list[Measurement]] = {}
-    inside: list[dict[str, float]] = []  # the binary OIP mode's in-server split, per round
+    inside: dict[str, list[dict[str, float]]] = {}  # OIP runs on detpipe servers: the in-server split
+
+    def timed(name: str, server: ServerProcess, call: Callable[[], Measurement]) -> None:
+        """Run ``call`` (a round of ``name``) with the server's /metrics read before and after."""
+        before = server_times(server)
+        run = call()
+        runs.setdefault(name, []).append(run)
+        inside.setdefault(name, []).append(inside_split(before, server_times(server), run))
+
     peer = OnnxPredictor(model, threads=args.threads, postprocess_cfg=SERVE_NMS)  # the server's NMS too
     x, _ = preprocess([decode_image(jpegs[0])], peer.imgsz)
     bodies = oip_bodies(x)
@@ -560,6 +598,7 @@ def main() -> int:
                 infer(server.port, bodies["binary"], min(20, args.requests))
             else:
                 load(server.port, jpegs, min(20, args.requests), 1)
+        plain, base = servers.get("unbatched"), servers.get("baseline")
         for r in range(args.rounds):
             if "direct" in modes:
                 runs.setdefault("direct", []).append(direct(peer, jpegs, args.requests))
@@ -582,20 +621,14 @@ def main() -> int:
                     load(servers[label].port, jpegs, args.requests, c)
                 )
             for kind, body in bodies.items() if "oip" in modes else ():
-                before = server_times(servers["unbatched"])
-                run = infer(servers["unbatched"].port, body, args.requests)
-                runs.setdefault(f"oip_{kind}_c1", []).append(run)
-                if kind == "binary":
-                    inside.append(inside_split(before, server_times(servers["unbatched"]), run))
+                timed(f"oip_{kind}_c1", plain, lambda b=body: infer(plain.port, b, args.requests))
             if "oip" in modes:
-                runs.setdefault("oip_triton_c1", []).append(
-                    infer_triton(servers["unbatched"].port, x, args.requests)
+                timed("oip_triton_c1", plain, lambda: infer_triton(plain.port, x, args.requests))
+            if base is not None:
+                timed(
+                    "oip_binary_c1_baseline", base, lambda: infer(base.port, bodies["binary"], args.requests)
                 )
-            if "baseline" in servers:
-                port = servers["baseline"].port
-                binary = infer(port, bodies["binary"], args.requests)
-                runs.setdefault("oip_binary_c1_baseline", []).append(binary)
-                runs.setdefault("oip_triton_c1_baseline", []).append(infer_triton(port, x, args.requests))
+                timed("oip_triton_c1_baseline", base, lambda: infer_triton(base.port, x, args.requests))
             if "kserve" in modes:
                 port = servers["kserve"].port
                 runs.setdefault("kserve_oip_binary_c1", []).append(
@@ -652,7 +685,16 @@ def main() -> int:
         for name in (*OIP_MODES, "kserve_oip_binary_c1", "kserve_oip_triton_c1")
         if name in runs and "model" in runs and runs[name][0].client_cpu_ms
     }
-    split = {k: float(np.median([r[k] for r in inside])) for k in inside[0]} if inside else {}
+    splits = {
+        name: {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
+        for name, rounds in inside.items()
+    }
+    # the share paired within each round on the server's own clock: latency - client CPU - model call
+    own_clock = {
+        name: [r["latency_ms"] - r["client_cpu_ms"] - r["model_call_ms"] for r in rounds]
+        for name, rounds in inside.items()
+        if name != "oip_json_c1"
+    }
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
         "date": date.today().isoformat(),
@@ -676,12 +718,25 @@ def main() -> int:
         print(f"{name}: {value:.2f} ms beyond the model and the client (p50)")
         if name in share_rounds:
             print("    per round: " + ", ".join(f"{v:.2f}" for v in share_rounds[name]))
-    if split:
+    for name, split in splits.items():
+        if name == "oip_json_c1":
+            continue
         print(
-            f"oip_binary_c1 split (means a request, median of rounds): latency {split['latency_ms']:.2f} ms "
+            f"{name} split (means a request, median of rounds): latency {split['latency_ms']:.2f} ms "
             f"= client CPU {split['client_cpu_ms']:.2f} + outside the app (uvicorn, loopback) "
             f"{split['outside_app_ms']:.2f} + the app's request {split['request_ms']:.2f} (its /metrics: "
             f"model call {split['model_call_ms']:.2f} + {split['app_beyond_model_ms']:.2f} in the app)"
+        )
+    for name, row in res.items():
+        if "server_share_p50" in row:
+            print(
+                f"{name}_server_ms paired request by request (latency - client CPU - the response's "
+                f"Server-Timing model time): p50 {row['server_share_p50']:.2f} ms"
+            )
+    for name, shares in own_clock.items():
+        print(
+            f"{name}_server_ms on the server's model clock (latency - client CPU - its model call, means "
+            f"a round): median {np.median(shares):.2f} ms; per round " + ", ".join(f"{v:.2f}" for v in shares)
         )
     if "reload" in modes:
         print(f"reloads under load: {args.rounds}, failed requests during them: {failed_during_reload}")
@@ -701,7 +756,9 @@ def main() -> int:
         doc = {"meta": meta, "results": res, "ratios": ratios, "reload_failed_requests": failed_during_reload,
                "payload_samples": samples, "round_p50": round_p50, "offer": offer,
                "server_overhead_ms": overhead_ms,
-               "server_overhead_ms_per_round": share_rounds, "oip_binary_inside": split}  # fmt: skip
+               "server_overhead_ms_per_round": share_rounds,
+               "oip_binary_inside": splits.get("oip_binary_c1", {}), "oip_inside": splits,
+               "server_ms_own_clock_per_round": own_clock}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2))
     return 0
 

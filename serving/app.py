@@ -71,7 +71,7 @@ from detpipe.errors import (
 from detpipe.serving import oip
 from detpipe.serving.access import RELOAD_OFF, check_bearer
 from detpipe.serving.bodies import BodyBudget, image_from_multipart, parse_json
-from detpipe.serving.dataplane import DataPlane
+from detpipe.serving.dataplane import Answer, DataPlane
 from detpipe.serving.metrics import MetricsMiddleware
 from detpipe.serving.model import ServingModel
 from detpipe.serving.sampling import PayloadSampler
@@ -113,6 +113,11 @@ _ERROR_HEADERS = {Overloaded: {"Retry-After": "1"}, Unauthorized: {"WWW-Authenti
 
 def _headers(model: ServingModel) -> dict[str, str]:
     return {"X-Model-Name": model.name, "X-Model-Version": model.version}
+
+
+def _answer_headers(answer: Answer[Any]) -> dict[str, str]:
+    """The model's headers and the W3C ``Server-Timing`` of its model calls (``inference;dur=`` ms)."""
+    return {**_headers(answer.model), "Server-Timing": f"inference;dur={answer.model_seconds * 1000:.3f}"}
 
 
 class PlainRoute(APIRoute):
@@ -202,7 +207,7 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
             )
             answer = await plane.infer(infer.x, model)
         content, headers = oip.infer_response(answer.model, infer, answer.value)
-        return Response(content, headers={**headers, **_headers(answer.model)})
+        return Response(content, headers={**headers, **_answer_headers(answer)})
 
     for path in INFER_PATHS:
         # the hot route, first in the table (routes are matched in order), without parameter solving
@@ -257,7 +262,7 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
         if sampler is not None:
             sampler.offer(model, images, answer.value, nms, "predict")
         body = {"model_name": model.name, "model_version": model.version, "predictions": answer.value}
-        return JSONResponse(body, headers=_headers(model))
+        return JSONResponse(body, headers=_answer_headers(answer))
 
     @app.post("/v1/models/{name}:detect", openapi_extra=_DETECT_BODY)
     async def detect(
@@ -286,7 +291,7 @@ def create_app(plane: DataPlane, sampler: PayloadSampler | None = None) -> FastA
         if sampler is not None:
             sampler.offer(model, [data], answer.value, nms, "detect")
         body = {"model_name": model.name, "model_version": model.version, **answer.value[0]}
-        return JSONResponse(body, headers=_headers(model))
+        return JSONResponse(body, headers=_answer_headers(answer))
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:

@@ -24,9 +24,10 @@ to the log); old versions are evicted from the release cache. A shadow model
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
@@ -81,6 +82,22 @@ class Answer(Generic[T]):
 
     model: ServingModel
     value: T
+    model_seconds: float = 0.0  # the model calls this request's images were in (the Server-Timing header)
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One item's result and the model call it came from (items of one call share its time)."""
+
+    value: Any
+    call: int
+    seconds: float
+
+
+def _unpack(outputs: Sequence[_Output]) -> tuple[list[Any], float]:
+    """The items' results, and the seconds of the distinct model calls they were in."""
+    calls = {o.call: o.seconds for o in outputs}
+    return [o.value for o in outputs], sum(calls.values())
 
 
 @dataclass
@@ -134,6 +151,7 @@ class DataPlane:
         self._reload_lock = asyncio.Lock()
         self._reload_roots = allowed_roots(cfg.model, cfg.reload_roots)
         self._retiring: set[asyncio.Task] = set()
+        self._calls = itertools.count()  # model call ids (:class:`_Output`)
         self.shadow = (
             Shadow(shadow, cfg.shadow_fraction, self.metrics, max_pending=cfg.shadow_queue)
             if shadow is not None
@@ -236,14 +254,14 @@ class DataPlane:
         try:
             loop = asyncio.get_running_loop()
             items = await loop.run_in_executor(self._decode_pool, self._prepare, served.model, images, nms)
-            results = await served.batcher.submit(items)
+            results, seconds = _unpack(await served.batcher.submit(items))
         finally:
             served.leave()
         if self.shadow is not None:
             self.shadow.offer(served.model.version, items, results)
         names = served.model.predictor.names
         answers = [_as_json(d, i.letterbox, names) for d, i in zip(results, items, strict=True)]
-        return Answer(served.model, answers)
+        return Answer(served.model, answers, seconds)
 
     async def infer(self, x: np.ndarray, model: ServingModel) -> Answer[np.ndarray]:
         """The raw model output for an input tensor ``(n, 3, h, w)`` float32.
@@ -256,10 +274,10 @@ class DataPlane:
         try:
             if served.model.predictor.imgsz != model.predictor.imgsz:
                 raise InvalidInput("the model was replaced by one with another input size; resend")
-            results = await served.batcher.submit([_Item(row) for row in x])
+            results, seconds = _unpack(await served.batcher.submit([_Item(row) for row in x]))
         finally:
             served.leave()
-        return Answer(served.model, results[0][None] if len(results) == 1 else np.stack(results))
+        return Answer(served.model, results[0][None] if len(results) == 1 else np.stack(results), seconds)
 
     def _check_count(self, n: int) -> None:
         if not self.ready:
@@ -287,7 +305,7 @@ class DataPlane:
             out.append(_Item(to_input([padded], imgsz)[0], lb, nms))
         return out
 
-    def _run_batch(self, model: ServingModel, items: list[_Item]) -> list[Any]:
+    def _run_batch(self, model: ServingModel, items: list[_Item]) -> list[_Output]:
         """One model call (on the model's thread): stack, run the network, NMS per image."""
         start = time.perf_counter()
         predictor = model.predictor
@@ -305,7 +323,8 @@ class DataPlane:
         elapsed = time.perf_counter() - start
         self.metrics.observe_batch(len(items), elapsed, detections)
         self.stats.record(model.name, model.version, len(items), elapsed)
-        return results
+        call = next(self._calls)  # one model thread per served model; next() on a count is atomic
+        return [_Output(r, call, elapsed) for r in results]
 
     async def reload(self, uri: str | None = None, version: str | None = None) -> ServingModel:
         """Load ``uri`` (default: what ``--model`` names, e.g. the newest release) and swap it in.

@@ -241,6 +241,13 @@ def _add_limit_options(p: argparse.ArgumentParser) -> None:
         help="seconds a connection has to send a request's complete headers, from its first byte; "
         "then it is closed (slowloris; default: 10)",
     )
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the event loop, as uvicorn's --loop: uvloop (libuv; installed with detpipe) or the "
+        "standard asyncio loop; auto: uvloop when it imports (default: auto)",
+    )
 
 
 def _add_security_options(p: argparse.ArgumentParser) -> None:
@@ -300,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = _config(args, os.environ)
     if cfg.allow_unsigned:
         log.warning("--allow-unsigned: releases are served WITHOUT signature checks (local development only)")
+    loop = _event_loop(args.loop)  # before the model's load: a missing uvloop fails at once
     model = load_model(cfg)  # loaded and warmed up
     shadow = None
     if cfg.shadow:
@@ -311,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
     app = create_app(plane, sampler)
     print(
         f"serving {model.name} {model.version} ({model.format} on {model.backend}) at http://{args.host}:{args.port}"
-        f" (reload {'on, with a token' if cfg.allow_reload else 'off'})",
+        f" (reload {'on, with a token' if cfg.allow_reload else 'off'}; event loop {loop})",
         flush=True,
     )
     uvicorn.run(
@@ -321,11 +329,31 @@ def _run(args: argparse.Namespace) -> int:
         http=header_timeout_protocol(args.header_timeout),
         limit_concurrency=args.limit_concurrency,
         timeout_keep_alive=args.timeout_keep_alive,
+        loop=loop,
         log_level="warning" if args.quiet else "info",
         timeout_graceful_shutdown=args.graceful_timeout,
         log_config=None,  # keep detpipe's logging set-up
     )
     return 0
+
+
+def _event_loop(wanted: str) -> str:
+    """``--loop`` resolved as uvicorn's ``auto`` does: uvloop when it imports, else asyncio.
+
+    Raises:
+        Unavailable: ``uvloop`` asked for and not installed.
+    """
+    if wanted == "asyncio":
+        return wanted
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if wanted == "uvloop":
+            from detpipe.errors import Unavailable
+
+            raise Unavailable("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        return "asyncio"
+    return "uvloop"
 
 
 def _config(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:

@@ -365,9 +365,11 @@ def _open_for(s: socket.socket, trickle: bytes | None, limit: float = 8.0) -> fl
     return time.monotonic() - start
 
 
-def test_slow_headers_and_idle_connections_are_closed(serve, pico_onnx):
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_slow_headers_and_idle_connections_are_closed(serve, pico_onnx, loop):
     server = serve("--model", str(pico_onnx), "--name", "pico", "--header-timeout", str(HEADER_TIMEOUT_S),
-                   "--timeout-keep-alive", "1", "--limit-concurrency", "4")  # fmt: skip
+                   "--timeout-keep-alive", "1", "--limit-concurrency", "4", "--loop", loop)  # fmt: skip
+    assert f"event loop {loop})" in server.log.read_text()  # the protocol's timers run on either loop
     parts = urlsplit(server.url)
 
     def connect() -> socket.socket:

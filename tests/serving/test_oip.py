@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from serve_client import http
 from tritonclient.utils import InferenceServerException
 
 from detpipe.runtime.image import decode_image, preprocess
@@ -186,3 +187,45 @@ def test_multipart_upload_detects_like_the_raw_body(serve, pico_onnx, val_jpegs)
     assert reply.json() == {"error": "multipart body has no file: upload the image as file=@image.jpg"}
     reply = server.post("/v1/models/pico:detect", b"garbage", "multipart/form-data")
     assert reply.status == 400 and set(reply.json()) == {"error"}
+
+
+def _model_seconds(server) -> tuple[float, float]:
+    """``detpipe_inference_duration_seconds`` sum and count, from ``/metrics``."""
+    values = {}
+    for line in server.get("/metrics").body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        values[name] = value
+    return float(values["detpipe_inference_duration_seconds_sum"]), float(
+        values["detpipe_inference_duration_seconds_count"]
+    )
+
+
+def _server_timing(headers: dict[str, str]) -> float:
+    name, dur = headers["server-timing"].split(";")
+    assert name == "inference" and dur.startswith("dur=")
+    return float(dur.removeprefix("dur="))
+
+
+@pytest.mark.parametrize("max_batch", ["1", "8"])
+def test_server_timing_header_is_the_requests_model_calls(serve, pico_onnx, val_jpegs, max_batch):
+    server = serve("--model", str(pico_onnx), "--name", "pico", "--max-batch", max_batch)
+    for n in (1, 3):  # at --max-batch 1 three images are three calls; at 8 one call (or more)
+        x = _batch(val_jpegs, n)
+        tensor = {"name": "images", "shape": list(x.shape), "datatype": "FP32"}
+        header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        }
+        before = _model_seconds(server)
+        reply = http(server.url + "/v2/models/pico/infer", header + x.tobytes(), headers)
+        after = _model_seconds(server)
+        assert reply.status == 200, reply.body[:200]
+        calls = after[1] - before[1]
+        assert (1 <= calls <= n) if max_batch == "8" else calls == n
+        # the header is those calls' time (ms, 3 decimals), as the histogram summed them
+        assert _server_timing(reply.headers) == pytest.approx(
+            (after[0] - before[0]) * 1000, abs=0.002 * calls
+        )
+    reply = server.post("/v1/models/pico:detect", val_jpegs[0], "image/jpeg")
+    assert reply.status == 200 and _server_timing(reply.headers) > 0

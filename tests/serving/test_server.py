@@ -277,3 +277,17 @@ def test_bad_security_settings_exit_2_with_one_line(pico_onnx, tmp_path):
         assert res.returncode == 2, res.stderr
         assert res.stderr.strip().splitlines()[-1] == f"detpipe serve: error: {message}"
         assert "a-token" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_loop_uvloop_without_uvloop_exits_3_with_one_line(pico_onnx, tmp_path):
+    hide = tmp_path / "no-uvloop" / "uvloop"  # first on the path: `import uvloop` fails as when not installed
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('no uvloop here')\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "detpipe.cli.main", "serve", "--model", str(pico_onnx), "--loop", "uvloop"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hide.parent)},
+    )  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    message = "--loop uvloop: uvloop is not installed (pip install uvloop)"
+    assert res.stderr.strip().splitlines()[-1] == f"detpipe serve: error: {message}"
+    assert "Traceback" not in res.stderr
