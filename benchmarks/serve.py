@@ -49,7 +49,7 @@ One run, one machine, all on loopback:
    uvicorn's header parsing and the loopback transfer outside the app (this split is of
    means per round, its medians over rounds printed). Two pairings take the model's time from
    the server itself, so the network-alone loop's drift from round to round drops out: each
-   http.client request's latency less its client CPU and its response's ``Server-Timing``
+   request's latency less its client CPU and its response's ``Server-Timing``
    (``inference;dur=``, the request's model calls), p50 over all requests
    (``server_share_p50``); and, for every OIP client, each round's mean latency less its
    client CPU and the ``/metrics`` model call (``server_ms_own_clock_per_round``);
@@ -143,15 +143,22 @@ def summarize(runs: list[Measurement]) -> dict[str, float]:
     if all(r.client_cpu_ms and r.server_model_ms for r in runs):  # paired request by request
         share = [np.subtract(np.subtract(r.latencies_ms, r.client_cpu_ms), r.server_model_ms) for r in runs]
         row["server_share_p50"] = float(np.median(np.concatenate(share)))
+        row["server_model_p50"] = float(np.median(np.concatenate([r.server_model_ms for r in runs])))
     return row
 
 
-def server_timing_ms(header: str | None) -> float:
-    """``inference;dur=12.345`` (detpipe serve's Server-Timing) -> 12.345."""
-    name, _, dur = (header or "").partition(";dur=")
-    if name != "inference":
-        raise SystemExit(f"no Server-Timing inference;dur=... in the response (got {header!r})")
-    return float(dur)
+def server_timings(headers: list[str | None]) -> list[float] | None:
+    """Each response's ``Server-Timing: inference;dur=12.345`` -> 12.345 (ms); None when no
+    response had one (KServe, an older tree)."""
+    if all(h is None for h in headers):
+        return None
+    out = []
+    for header in headers:
+        name, _, dur = (header or "").partition(";dur=")
+        if name != "inference":
+            raise SystemExit(f"no Server-Timing inference;dur=... in a response (got {header!r})")
+        out.append(float(dur))
+    return out
 
 
 def direct(predictor: OnnxPredictor, jpegs: list[bytes], requests: int) -> Measurement:
@@ -326,9 +333,7 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
         lat.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)
         timing.append(resp.getheader("Server-Timing"))
-    if all(t is None for t in timing):  # a server without the header (KServe, an older tree)
-        return Measurement(lat, time.perf_counter() - start, cpu)
-    return Measurement(lat, time.perf_counter() - start, cpu, [server_timing_ms(t) for t in timing])
+    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timing))
 
 
 INFER_ROUTE = 'route="/v2/models/{name}/infer"'
@@ -367,11 +372,19 @@ def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
     the output decoded to numpy as a user's code would."""
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(
-        f"127.0.0.1:{port}", connection_timeout=120, network_timeout=120
-    )
+    class Client(httpclient.InferenceServerClient):
+        """Keeps each response's Server-Timing header (``InferResult`` drops the headers)."""
+
+        timing: str | None = None
+
+        def _post(self, *args: object, **kwargs: object) -> object:  # tritonclient 2.x's one POST path
+            response = super()._post(*args, **kwargs)
+            self.timing = response.get("Server-Timing")
+            return response
+
+    client = Client(f"127.0.0.1:{port}", connection_timeout=120, network_timeout=120)
     inp = httpclient.InferInput("images", list(x.shape), "FP32")
-    lat, cpu = [], []
+    lat, cpu, timing = [], [], []
     start = time.perf_counter()
     try:
         for _ in range(requests):
@@ -381,9 +394,10 @@ def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
             result.as_numpy("output0")
             lat.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
+            timing.append(client.timing)
     finally:
         client.close()
-    return Measurement(lat, time.perf_counter() - start, cpu)
+    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timing))
 
 
 def reload_under_load(
@@ -727,12 +741,13 @@ def main() -> int:
             f"{split['outside_app_ms']:.2f} + the app's request {split['request_ms']:.2f} (its /metrics: "
             f"model call {split['model_call_ms']:.2f} + {split['app_beyond_model_ms']:.2f} in the app)"
         )
-    for name, row in res.items():
-        if "server_share_p50" in row:
-            print(
-                f"{name}_server_ms paired request by request (latency - client CPU - the response's "
-                f"Server-Timing model time): p50 {row['server_share_p50']:.2f} ms"
-            )
+    for name, row in (kv for kv in res.items() if "server_share_p50" in kv[1]):
+        network = f"; the network alone here {res['model']['p50']:.2f} ms" if "model" in res else ""
+        print(
+            f"{name}_server_ms paired request by request (latency - client CPU - the response's "
+            f"Server-Timing model time): p50 {row['server_share_p50']:.2f} ms (its model calls' p50 "
+            f"{row['server_model_p50']:.2f} ms{network})"
+        )
     for name, shares in own_clock.items():
         print(
             f"{name}_server_ms on the server's model clock (latency - client CPU - its model call, means "
