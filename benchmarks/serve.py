@@ -100,6 +100,7 @@ sys.path.insert(1, str(ROOT / "tests"))  # store_servers: the moto server proces
 
 from detpipe.runtime.image import decode_image, preprocess  # noqa: E402
 from detpipe.runtime.predictors import OnnxPredictor  # noqa: E402
+from detpipe.serving import timing  # noqa: E402
 from detpipe.serving.config import SERVE_NMS  # noqa: E402
 
 
@@ -148,16 +149,13 @@ def summarize(runs: list[Measurement]) -> dict[str, float]:
 
 
 def server_timings(headers: list[str | None]) -> list[float] | None:
-    """Each response's ``Server-Timing: inference;dur=12.345`` -> 12.345 (ms); None when no
+    """Each response's ``Server-Timing`` (:mod:`detpipe.serving.timing`) in ms; None when no
     response had one (KServe, an older tree)."""
     if all(h is None for h in headers):
         return None
-    out = []
-    for header in headers:
-        name, _, dur = (header or "").partition(";dur=")
-        if name != "inference":
-            raise SystemExit(f"no Server-Timing inference;dur=... in a response (got {header!r})")
-        out.append(float(dur))
+    out = [timing.model_ms(h) for h in headers]
+    if None in out:
+        raise SystemExit(f"a response without Server-Timing {timing.METRIC};dur=... among {set(headers)}")
     return out
 
 
@@ -321,7 +319,7 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
     """``requests`` OIP infer calls, one after another on a keep-alive connection (http.client:
     the least a client can do, the response read whole and not decoded)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    lat, cpu, timing = [], [], []
+    lat, cpu, timings = [], [], []
     start = time.perf_counter()
     for _ in range(requests):
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -332,8 +330,8 @@ def infer(port: int, body: tuple[bytes, dict[str, str]], requests: int) -> Measu
             raise SystemExit(f"infer failed: {resp.status} {data[:200]!r}")
         lat.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.thread_time() - c0) * 1000)
-        timing.append(resp.getheader("Server-Timing"))
-    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timing))
+        timings.append(resp.getheader(timing.HEADER))
+    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timings))
 
 
 INFER_ROUTE = 'route="/v2/models/{name}/infer"'
@@ -375,16 +373,16 @@ def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
     class Client(httpclient.InferenceServerClient):
         """Keeps each response's Server-Timing header (``InferResult`` drops the headers)."""
 
-        timing: str | None = None
+        server_timing: str | None = None
 
         def _post(self, *args: object, **kwargs: object) -> object:  # tritonclient 2.x's one POST path
             response = super()._post(*args, **kwargs)
-            self.timing = response.get("Server-Timing")
+            self.server_timing = response.get(timing.HEADER)
             return response
 
     client = Client(f"127.0.0.1:{port}", connection_timeout=120, network_timeout=120)
     inp = httpclient.InferInput("images", list(x.shape), "FP32")
-    lat, cpu, timing = [], [], []
+    lat, cpu, timings = [], [], []
     start = time.perf_counter()
     try:
         for _ in range(requests):
@@ -394,10 +392,10 @@ def infer_triton(port: int, x: np.ndarray, requests: int) -> Measurement:
             result.as_numpy("output0")
             lat.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
-            timing.append(client.timing)
+            timings.append(client.server_timing)
     finally:
         client.close()
-    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timing))
+    return Measurement(lat, time.perf_counter() - start, cpu, server_timings(timings))
 
 
 def reload_under_load(

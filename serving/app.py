@@ -68,7 +68,7 @@ from detpipe.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from detpipe.serving import oip
+from detpipe.serving import oip, timing
 from detpipe.serving.access import RELOAD_OFF, check_bearer
 from detpipe.serving.bodies import BodyBudget, image_from_multipart, parse_json
 from detpipe.serving.dataplane import Answer, DataPlane
@@ -116,8 +116,8 @@ def _headers(model: ServingModel) -> dict[str, str]:
 
 
 def _answer_headers(answer: Answer[Any]) -> dict[str, str]:
-    """The model's headers and the W3C ``Server-Timing`` of its model calls (``inference;dur=`` ms)."""
-    return {**_headers(answer.model), "Server-Timing": f"inference;dur={answer.model_seconds * 1000:.3f}"}
+    """The model's headers and the W3C ``Server-Timing`` of its model calls."""
+    return {**_headers(answer.model), timing.HEADER: timing.server_timing(answer.model_seconds)}
 
 
 class PlainRoute(APIRoute):
