@@ -82,7 +82,7 @@ class Answer(Generic[T]):
 
     model: ServingModel
     value: T
-    model_seconds: float = 0.0  # the model calls this request's images were in (the Server-Timing header)
+    model_seconds: float  # the model calls this request's images were in (the Server-Timing header)
 
 
 @dataclass(frozen=True)

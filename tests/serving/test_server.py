@@ -283,9 +283,10 @@ def test_loop_uvloop_without_uvloop_exits_3_with_one_line(pico_onnx, tmp_path):
     hide = tmp_path / "no-uvloop" / "uvloop"  # first on the path: `import uvloop` fails as when not installed
     hide.mkdir(parents=True)
     (hide / "__init__.py").write_text("raise ImportError('no uvloop here')\n")
+    path = os.pathsep.join(filter(None, [str(hide.parent), os.environ.get("PYTHONPATH")]))
     res = subprocess.run(
         [sys.executable, "-m", "detpipe.cli.main", "serve", "--model", str(pico_onnx), "--loop", "uvloop"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hide.parent)},
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": path},
     )  # fmt: skip
     assert res.returncode == 3, res.stderr
     message = "--loop uvloop: uvloop is not installed (pip install uvloop)"
