@@ -709,7 +709,6 @@ def main() -> int:
     own_clock = {
         name: [r["latency_ms"] - r["client_cpu_ms"] - r["model_call_ms"] for r in rounds]
         for name, rounds in inside.items()
-        if name != "oip_json_c1"
     }
     failed_during_reload = 0  # load() exits on any non-200 answer, so reaching here means none
     meta = {
@@ -735,8 +734,6 @@ def main() -> int:
         if name in share_rounds:
             print("    per round: " + ", ".join(f"{v:.2f}" for v in share_rounds[name]))
     for name, split in splits.items():
-        if name == "oip_json_c1":
-            continue
         print(
             f"{name} split (means a request, median of rounds): latency {split['latency_ms']:.2f} ms "
             f"= client CPU {split['client_cpu_ms']:.2f} + outside the app (uvicorn, loopback) "
